@@ -1,0 +1,60 @@
+"""User-facing errors: each class carries its exit code, each instance one line of advice.
+
+The exit codes are part of the public interface (README "Exit codes"); keep them stable.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1
+EXIT_USAGE = 2
+EXIT_DATA = 3
+EXIT_CONFIG = 4
+EXIT_ENVIRONMENT = 5
+EXIT_CHECKPOINT_GATE = 6
+EXIT_INTERRUPTED = 130
+
+
+class CliTunerError(Exception):
+    """An error the user can fix. The message is printed as one line on stderr."""
+
+    exit_code = EXIT_UNEXPECTED
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(CliTunerError):
+    exit_code = EXIT_USAGE
+
+
+class DataError(CliTunerError):
+    """Dataset integrity or format problem (hash mismatch, malformed line, missing file)."""
+
+    exit_code = EXIT_DATA
+
+
+class ConfigError(CliTunerError):
+    exit_code = EXIT_CONFIG
+
+
+class EnvironmentProblem(CliTunerError):
+    """The machine cannot run the job: missing package, wrong GPU, no disk, read-only output."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class CheckpointGateFailed(CliTunerError):
+    """The trained adapter failed the quality gate (syntax rate, dangerous commands)."""
+
+    exit_code = EXIT_CHECKPOINT_GATE
+
+
+class Interrupted(CliTunerError):
+    """Training stopped on SIGTERM/SIGINT; the last checkpoint is kept for resume."""
+
+    exit_code = EXIT_INTERRUPTED
