@@ -1,0 +1,190 @@
+"""Load an Axolotl YAML config, layer overlays and `--set` overrides, and resolve it.
+
+The resolved config is the one thing Axolotl receives: it is written into the run folder and
+hashed into provenance. Keys under `cli_tuner:` are this job's own settings and are removed
+before Axolotl sees the config.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError, DataError, UsageError
+
+TUNER_KEY = "cli_tuner"
+DEFAULT_VAL_FRACTION = 0.1
+
+
+def read_yaml(path: Path | str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found; pass --config with an existing YAML file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{line}: not valid YAML ({exc.problem}); fix the syntax on that line") from exc
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}); fix the file") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict, overlay: dict) -> dict:
+    """Overlay wins; nested mappings merge key by key; lists and scalars are replaced whole."""
+    merged = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def apply_set(config: dict, assignment: str) -> None:
+    """`a.b.c=value`: value is parsed as YAML, so 2 is an int, true a bool, [q_proj] a list."""
+    if "=" not in assignment:
+        raise UsageError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set micro_batch_size=2")
+    dotted, raw = assignment.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--set {dotted}: value {raw!r} is not valid YAML ({exc})") from exc
+    keys = dotted.strip().split(".")
+    node: Any = config
+    for index, key in enumerate(keys[:-1]):
+        if isinstance(node, list):
+            node = _list_item(node, key, dotted)
+            continue
+        if not isinstance(node.get(key), (dict, list)):
+            node[key] = {}
+        node = node[key]
+    last = keys[-1]
+    if isinstance(node, list):
+        position = _list_index(node, last, dotted)
+        node[position] = value
+    else:
+        node[last] = value
+
+
+def _list_index(items: list, key: str, dotted: str) -> int:
+    if not key.isdigit() or int(key) >= len(items):
+        raise UsageError(f"--set {dotted}: {key!r} is not an index of a {len(items)}-item list")
+    return int(key)
+
+
+def _list_item(items: list, key: str, dotted: str) -> Any:
+    return items[_list_index(items, key, dotted)]
+
+
+def canonical_hash(config: dict) -> str:
+    """SHA256 of the config's canonical JSON: key order and YAML formatting do not change it."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class LoadedConfig:
+    path: Path
+    axolotl: dict
+    tuner: dict = field(default_factory=dict)
+    overlays: list[Path] = field(default_factory=list)
+    sets: list[str] = field(default_factory=list)
+    target_override: str | None = None
+    gpu_memory_gb: float | None = None
+    allow_trust_remote_code: bool = False
+    allow_dangerous_data: bool = False
+
+    @property
+    def target(self) -> str | None:
+        return self.target_override or self.tuner.get("target")
+
+    @property
+    def base_model(self) -> str:
+        return str(self.axolotl.get("base_model") or "")
+
+    @property
+    def tokenizer_source(self) -> str:
+        return str(self.axolotl.get("tokenizer_config") or self.base_model)
+
+    @property
+    def sha256(self) -> str:
+        return canonical_hash(self.axolotl)
+
+    def split_files(self) -> dict[str, list[Path]]:
+        train = [Path(d["path"]) for d in self.axolotl.get("datasets") or [] if isinstance(d, dict) and d.get("path")]
+        val = [Path(d["path"]) for d in self.axolotl.get("test_datasets") or [] if isinstance(d, dict) and d.get("path")]
+        test_file = self.tuner.get("test_file")
+        if test_file:
+            test = [Path(test_file)]
+        else:
+            test = [p.parent / "test.jsonl" for p in train[:1] if (p.parent / "test.jsonl").is_file()]
+        return {"train": train, "val": val, "test": test}
+
+    def training_files(self) -> list[Path]:
+        files = self.split_files()
+        return files["train"] + files["val"]
+
+
+def resolve(raw: dict) -> tuple[dict, dict]:
+    """Split off our namespace and fill the defaults the job relies on."""
+    config = copy.deepcopy(raw)
+    tuner = config.pop(TUNER_KEY, None) or {}
+    if not isinstance(tuner, dict):
+        raise ConfigError(f"`{TUNER_KEY}:` must be a mapping, got {type(tuner).__name__}")
+    # No validation file: hold out 10% of train, as the configs promise.
+    if not config.get("test_datasets") and not config.get("val_set_size"):
+        config["val_set_size"] = DEFAULT_VAL_FRACTION
+    return config, tuner
+
+
+def load(config_path: Path | str, overlays: list | None = None, sets: list | None = None, **options: Any) -> LoadedConfig:
+    config_path = Path(config_path)
+    raw = read_yaml(config_path)
+    overlay_paths = [Path(p) for p in overlays or []]
+    for overlay in overlay_paths:
+        raw = deep_merge(raw, read_yaml(overlay))
+    for assignment in sets or []:
+        apply_set(raw, assignment)
+    axolotl_cfg, tuner = resolve(raw)
+    return LoadedConfig(config_path, axolotl_cfg, tuner, overlay_paths, list(sets or []), **options)
+
+
+def load_from_args(args: Any) -> LoadedConfig:
+    return load(
+        args.config,
+        overlays=getattr(args, "overlay", None),
+        sets=getattr(args, "sets", None),
+        target_override=getattr(args, "target", None),
+        gpu_memory_gb=getattr(args, "gpu_memory", None),
+        allow_trust_remote_code=getattr(args, "allow_trust_remote_code", False),
+        allow_dangerous_data=getattr(args, "allow_dangerous_data", False),
+    )
+
+
+def require_local_datasets(loaded: LoadedConfig) -> None:
+    """Only locked local files can be verified, so hub datasets are refused by name."""
+    for key in ("datasets", "test_datasets"):
+        for index, entry in enumerate(loaded.axolotl.get(key) or []):
+            if not isinstance(entry, dict) or not entry.get("path"):
+                raise ConfigError(f"{loaded.path}: {key}[{index}] has no `path`; give the local JSONL file")
+            path = Path(entry["path"])
+            if not path.exists():
+                raise DataError(f"{loaded.path}: {key}[{index}].path {path} does not exist; create it or fix the path")
+    if not loaded.axolotl.get("datasets"):
+        raise ConfigError(f"{loaded.path}: no `datasets:` entries; add the train file (see configs/axolotl_config.yaml)")
+
+
+def dump_yaml(config: dict) -> str:
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False, allow_unicode=True)

@@ -1,0 +1,108 @@
+"""`provenance.json`: what ran, on what, from which data, and how it ended.
+
+Written atomically when the run starts (status `running`) and rewritten at the end, so a run
+that dies still leaves an honest record. Secrets are never collected: nothing here reads the
+environment except the image tag and revision.
+"""
+
+from __future__ import annotations
+
+import os
+import platform as py_platform
+import subprocess
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from . import atomic
+
+FILE_NAME = "provenance.json"
+PACKAGES = ("torch", "axolotl", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "trl", "flash-attn")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": py_platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def device_info() -> dict:
+    import torch
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info = {"type": "cuda", "name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
+                "capability": f"{props.major}.{props.minor}", "cuda_runtime": torch.version.cuda,
+                "count": torch.cuda.device_count()}
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            info["driver"] = pynvml.nvmlSystemGetDriverVersion()
+        except Exception:  # the driver version is informative only
+            info["driver"] = None
+        return info
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return {"type": "mps", "name": py_platform.processor() or "Apple silicon"}
+    return {"type": "cpu", "name": py_platform.processor() or py_platform.machine(), "cores": os.cpu_count()}
+
+
+def git_commit() -> str | None:
+    if os.environ.get("GIT_REVISION"):
+        return os.environ["GIT_REVISION"]
+    try:
+        result = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+class Provenance:
+    """The record of one run; `save()` after every change."""
+
+    def __init__(self, run_dir: Path, record: dict):
+        self.path = Path(run_dir) / FILE_NAME
+        self.record = record
+        self._started = time.monotonic()
+
+    @classmethod
+    def start(cls, run_dir: Path, **fields) -> "Provenance":
+        record = {
+            "schema": 1,
+            "status": "running",
+            "started_utc": utc_now(),
+            "ended_utc": None,
+            "wall_seconds": None,
+            "versions": package_versions(),
+            "device": device_info(),
+            "image": {"tag": os.environ.get("IMAGE_TAG"), "revision": os.environ.get("GIT_REVISION")},
+            "git_commit": git_commit(),
+        }
+        record.update(fields)
+        provenance = cls(run_dir, record)
+        provenance.save()
+        return provenance
+
+    def update(self, **fields) -> None:
+        self.record.update(fields)
+        self.save()
+
+    def finish(self, status: str, error: str | None = None, **fields) -> None:
+        self.record.update(fields)
+        self.record.update(status=status, error=error, ended_utc=utc_now(),
+                           wall_seconds=round(time.monotonic() - self._started, 1))
+        self.save()
+
+    def save(self) -> None:
+        atomic.write_json(self.path, self.record)

@@ -1,0 +1,136 @@
+"""One folder per run: its identity, what it holds, and whether a new start may use it.
+
+A run's identity is (mode, config hash, data hash). The default folder name is derived from it,
+so a pod restarted with the same inputs finds its own checkpoints and resumes; different inputs
+in an existing folder, or a finished run, are refused rather than mixed or overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import EnvironmentProblem, UsageError
+from .provenance import FILE_NAME as PROVENANCE
+
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+CHECKPOINT_FILES = ("trainer_state.json", "adapter_config.json", "optimizer.pt", "scheduler.pt")
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+@dataclass(frozen=True)
+class Identity:
+    mode: str
+    config_sha256: str
+    data_sha256: str
+
+    def default_run_id(self) -> str:
+        return f"{self.mode}-{self.config_sha256[:8]}-{self.data_sha256[:8]}"
+
+    def matches(self, record: dict) -> bool:
+        return (record.get("mode"), record.get("config", {}).get("sha256"), record.get("data", {}).get("data_sha256")) == (
+            self.mode, self.config_sha256, self.data_sha256)
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why a checkpoint folder cannot be resumed from, or None when it is complete and loadable."""
+    missing = [name for name in CHECKPOINT_FILES if not (path / name).is_file()]
+    weights = next((path / name for name in ADAPTER_WEIGHTS if (path / name).is_file()), None)
+    if weights is None:
+        missing.append(ADAPTER_WEIGHTS[0])
+    if missing:
+        return f"missing {', '.join(missing)}"
+    try:
+        state = json.loads((path / "trainer_state.json").read_text())
+        int(state["global_step"])
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        return f"unreadable trainer_state.json ({exc})"
+    if weights.suffix == ".safetensors":
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(weights), framework="pt") as handle:
+                list(handle.keys())
+        except Exception as exc:  # a truncated file fails here, whatever the exception class
+            return f"unreadable {weights.name} ({type(exc).__name__})"
+    for name in ("optimizer.pt", "scheduler.pt"):
+        if (path / name).stat().st_size == 0:
+            return f"empty {name}"
+    return None
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    found = [p for p in run_dir.glob("checkpoint-*") if p.is_dir() and CHECKPOINT_PATTERN.match(p.name)]
+    return sorted(found, key=lambda p: int(CHECKPOINT_PATTERN.match(p.name).group(1)))
+
+
+def newest_complete_checkpoint(run_dir: Path, say=print) -> Path | None:
+    """The newest checkpoint that can be resumed from; broken newer ones are set aside, not deleted."""
+    for path in reversed(checkpoints(run_dir)):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        aside = path.with_name(f"{path.name}.incomplete-{int(time.time())}")
+        path.rename(aside)
+        say(f"skipping {path.name}: {problem} (half-written by a kill?); moved to {aside.name}")
+    return None
+
+
+@dataclass
+class RunFolder:
+    path: Path
+    identity: Identity
+    resume_from: Path | None
+    previous: dict | None
+
+
+def _read_provenance(path: Path) -> dict | None:
+    try:
+        return json.loads((path / PROVENANCE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _next_free(root: Path, base: str) -> Path:
+    for index in range(2, 10_000):
+        candidate = root / f"{base}-{index}"
+        if not candidate.exists():
+            return candidate
+    raise UsageError(f"{root}: too many runs named {base}-N; pass --run-id")
+
+
+def open_run(root: Path, identity: Identity, run_id: str | None, new_run: bool, resume: bool, say=print) -> RunFolder:
+    """Pick the run folder and decide: fresh start, resume, or refuse."""
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot create output folder {root}: {exc.strerror}; mount a writable volume there") from exc
+    path = root / (run_id or identity.default_run_id())
+    if new_run and path.exists():
+        path = _next_free(root, path.name)
+    if not path.exists() or not any(path.iterdir()):
+        path.mkdir(parents=True, exist_ok=True)
+        return RunFolder(path, identity, None, None)
+
+    previous = _read_provenance(path)
+    if previous is None:
+        raise UsageError(f"{path} exists, is not empty and has no {PROVENANCE}; choose another --run-id or empty it")
+    if not identity.matches(previous):
+        raise UsageError(
+            f"{path} holds another run (mode {previous.get('mode')}, config {str(previous.get('config', {}).get('sha256'))[:8]}, "
+            f"data {str(previous.get('data', {}).get('data_sha256'))[:8]}); refusing to mix runs: use --new-run or another --run-id"
+        )
+    if previous.get("status") == "succeeded":
+        raise UsageError(f"{path} already holds a finished run; its outputs are kept: pass --new-run to train again")
+    if not resume:
+        raise UsageError(f"{path} holds an unfinished run; drop --no-resume to continue it, or pass --new-run")
+    checkpoint = newest_complete_checkpoint(path, say=say)
+    if checkpoint is None:
+        say(f"{path.name}: unfinished run without a usable checkpoint; starting it again from step 0")
+    else:
+        say(f"{path.name}: resuming from {checkpoint.name} (status was {previous.get('status')})")
+    return RunFolder(path, identity, checkpoint, previous)
