@@ -203,6 +203,17 @@ def target_capabilities(cfg: dict, gpu) -> list[Problem]:
     return problems
 
 
+def packing(cfg: dict) -> list[Problem]:
+    """Packed examples must not attend to each other; Axolotl knows which kernels isolate them."""
+    if not cfg.get("sample_packing"):
+        return []
+    implementation = cfg.get("attn_implementation") or ("flash_attention_2" if cfg.get("flash_attention") else None)
+    if implementation in FLASH_IMPLEMENTATIONS | {"sdpa", "eager"}:
+        return []
+    return [Problem("sample_packing", f"attention {implementation or 'default'} would let packed examples see each "
+                                      "other; set attn_implementation: flash_attention_2 (CUDA) or sdpa")]
+
+
 def dataset_formats(loaded: LoadedConfig) -> list[Problem]:
     """Paths exist, and what each dataset entry expects matches what its file holds."""
     from .errors import DataError
@@ -253,5 +264,6 @@ def all_problems(loaded: LoadedConfig, facts: Any, gpu: Any) -> list[Problem]:
     problems += numbers(cfg, train_example_count(loaded))
     problems += lora_targets(cfg, facts)
     problems += target_capabilities(cfg, gpu)
+    problems += packing(cfg)
     problems += dataset_formats(loaded)
     return problems
