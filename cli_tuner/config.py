@@ -61,6 +61,7 @@ def apply_set(config: dict, assignment: str) -> None:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError as exc:
         raise UsageError(f"--set {dotted}: value {raw!r} is not valid YAML ({exc})") from exc
+    value = _float_if_numeric(value)
     keys = dotted.strip().split(".")
     node: Any = config
     for index, key in enumerate(keys[:-1]):
@@ -76,6 +77,16 @@ def apply_set(config: dict, assignment: str) -> None:
         node[position] = value
     else:
         node[last] = value
+
+
+def _float_if_numeric(value: Any) -> Any:
+    """PyYAML (YAML 1.1) reads `1e-4` as a string; on the command line it is meant as a number."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _list_index(items: list, key: str, dotted: str) -> int:

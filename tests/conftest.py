@@ -56,3 +56,51 @@ def run_entrypoint(*args: str, cwd: Path = REPO, env: dict | None = None, timeou
 @pytest.fixture
 def entrypoint():
     return run_entrypoint
+
+
+SAMPLE_PAIRS = [
+    ("list all files including hidden ones", "ls -la"),
+    ("show free disk space in human units", "df -h"),
+    ("count the lines of notes.txt", "wc -l notes.txt"),
+    ("print the current directory", "pwd"),
+    ("find python files under src", "find src -name '*.py'"),
+    ("search logs for the word timeout", "grep -r timeout logs/"),
+    ("show the ten largest files here", "du -ah . | sort -rh | head -n 10"),
+    ("print today's date in ISO format", "date -I"),
+]
+
+
+def write_chat_split(path: Path, count: int, offset: int = 0) -> Path:
+    import json
+
+    with path.open("w", encoding="utf-8") as handle:
+        for index in range(offset, offset + count):
+            prompt, command = SAMPLE_PAIRS[index % len(SAMPLE_PAIRS)]
+            record = {"messages": [{"role": "user", "content": f"{prompt} (case {index})"},
+                                   {"role": "assistant", "content": command}]}
+            handle.write(json.dumps(record) + "\n")
+    return path
+
+
+def make_locked_data(folder: Path, train: int = 40, val: int = 8, test: int = 8) -> dict[str, Path]:
+    """A small chat dataset with its manifest, and the --set flags that point a config at it."""
+    from cli_tuner import data
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "train": write_chat_split(folder / "train.jsonl", train),
+        "val": write_chat_split(folder / "val.jsonl", val, offset=1000),
+        "test": write_chat_split(folder / "test.jsonl", test, offset=2000),
+    }
+    data.lock(folder, force=True)
+    return files
+
+
+def data_sets(files: dict[str, Path]) -> list[str]:
+    return ["--set", f"datasets.0.path={files['train']}", "--set", f"test_datasets.0.path={files['val']}",
+            "--set", f"cli_tuner.test_file={files['test']}"]
+
+
+@pytest.fixture
+def locked_data(tmp_path) -> dict[str, Path]:
+    return make_locked_data(tmp_path / "data")

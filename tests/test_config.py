@@ -1,0 +1,189 @@
+"""Config layering (overlays, --set), and validation stricter than Axolotl's.
+
+Validation runs in-process through `cli.main`, so Axolotl is imported once for the whole module.
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from cli_tuner import cli
+from cli_tuner.config import apply_set, canonical_hash, deep_merge, load
+from cli_tuner.errors import ConfigError, UsageError
+from conftest import REPO, data_sets
+
+A5000 = str(REPO / "configs" / "axolotl_config.yaml")
+
+
+def test_deep_merge_merges_tables_and_replaces_lists():
+    base = {"a": {"x": 1, "y": 2}, "l": [1, 2], "k": 1}
+    merged = deep_merge(base, {"a": {"y": 3}, "l": [9]})
+    assert merged == {"a": {"x": 1, "y": 3}, "l": [9], "k": 1}
+    assert base["a"]["y"] == 2  # inputs untouched
+
+
+@pytest.mark.parametrize("assignment, key, value", [
+    ("micro_batch_size=2", "micro_batch_size", 2),
+    ("bf16=false", "bf16", False),
+    ("learning_rate=1e-4", "learning_rate", 1e-4),
+    ("lora_target_modules=[q_proj, v_proj]", "lora_target_modules", ["q_proj", "v_proj"]),
+    ("wandb_project=my run", "wandb_project", "my run"),
+])
+def test_set_values_are_yaml_typed(assignment, key, value):
+    config = {}
+    apply_set(config, assignment)
+    assert config[key] == value
+
+
+def test_set_reaches_nested_tables_and_list_items():
+    config = {"datasets": [{"path": "a.jsonl"}], "cli_tuner": {"target": "a5000"}}
+    apply_set(config, "datasets.0.path=b.jsonl")
+    apply_set(config, "cli_tuner.target=h100")
+    apply_set(config, "bnb_config_kwargs.bnb_4bit_quant_type=fp4")
+    assert config["datasets"][0]["path"] == "b.jsonl"
+    assert config["cli_tuner"]["target"] == "h100"
+    assert config["bnb_config_kwargs"] == {"bnb_4bit_quant_type": "fp4"}
+
+
+@pytest.mark.parametrize("assignment", ["no_equals_sign", "datasets.5.path=x"])
+def test_bad_set_is_a_usage_error(assignment):
+    with pytest.raises(UsageError):
+        apply_set({"datasets": [{}]}, assignment)
+
+
+def test_overlay_then_set_order_and_namespace_split(tmp_path):
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("micro_batch_size: 3\ncli_tuner: {train_examples: 10}\n")
+    loaded = load(A5000, overlays=[overlay], sets=["micro_batch_size=5"])
+    assert loaded.axolotl["micro_batch_size"] == 5
+    assert "cli_tuner" not in loaded.axolotl
+    assert loaded.tuner == {"target": "a5000", "test_file": "data/processed/test.jsonl", "train_examples": 10}
+    assert loaded.target == "a5000"
+
+
+def test_missing_validation_file_falls_back_to_a_90_10_split():
+    loaded = load(A5000, sets=["test_datasets=null"])
+    assert loaded.axolotl["val_set_size"] == 0.1
+    assert "val_set_size" not in load(A5000).axolotl
+
+
+def test_hash_ignores_key_order():
+    assert canonical_hash({"a": 1, "b": [1, 2]}) == canonical_hash({"b": [1, 2], "a": 1})
+
+
+def test_config_that_is_not_yaml_names_the_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base_model: x\nlora_r: [8\nlora_alpha: 16\n")
+    with pytest.raises(ConfigError, match=rf"{bad}:\d+: not valid YAML"):
+        load(bad)
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="config file not found"):
+        load("configs/nope.yaml")
+
+
+def test_smoke_overlay_is_only_the_documented_differences():
+    overlay = yaml.safe_load((REPO / "configs" / "axolotl_smoke_test.yaml").read_text())
+    assert overlay["max_steps"] == 10 and overlay["save_steps"] == 5 and overlay["eval_steps"] == 5
+    assert overlay["logging_steps"] == 1
+    assert overlay["cli_tuner"] == {"train_examples": 10, "val_examples": 5}
+    smoke = load(A5000, overlays=[REPO / "configs" / "axolotl_smoke_test.yaml"]).axolotl
+    full = load(A5000).axolotl
+    changed = {k for k in set(smoke) | set(full) if smoke.get(k) != full.get(k)}
+    assert changed <= set(overlay) - {"cli_tuner"}
+
+
+# ---------------------------------------------------------------- validate: one bad case per check
+
+def validate(capsys, locked_data, *sets: str, target: str | None = None, extra: tuple = ()) -> tuple[int, str]:
+    argv = ["validate", "--config", A5000, "--no-data-report", *data_sets(locked_data)]
+    for assignment in sets:
+        argv += ["--set", assignment]
+    argv += ["--target", target] if target else ["--set", "cli_tuner.target=null"]
+    code = cli.main(argv + list(extra))
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_the_default_config_passes(capsys, locked_data):
+    code, output = validate(capsys, locked_data)
+    assert code == 0, output
+    assert "validate: OK" in output
+
+
+@pytest.mark.parametrize("sets, exit_code, expected", [
+    (["lora_alpah=16"], 4, "lora_alpah: unknown key, Axolotl would drop it silently; did you mean `lora_alpha`?"),
+    (["datasets.0.feild_messages=messages"], 4, "datasets[0].feild_messages: unknown dataset key; did you mean `field_messages`?"),
+    (["flash_attention=true", "attn_implementation=null"], 4, "flash_attention: "),
+    (["learning_rate=abc"], 4, "learning_rate: could not convert string to float: 'abc' (got 'abc')"),
+    (["micro_batch_size=0"], 4, "micro_batch_size: must be a positive integer, got 0"),
+    (["gradient_accumulation_steps=-1"], 4, "gradient_accumulation_steps: must be a positive integer"),
+    (["max_steps=0"], 4, "max_steps: must be greater than 0"),
+    (["learning_rate=0"], 4, "learning_rate: must be greater than 0"),
+    (["warmup_steps=500"], 4, "warmup_steps: 500 is not smaller than the 500 total steps"),
+    (["save_steps=800"], 4, "save_steps: 800 never fires before the run ends at step 500"),
+    (["eval_steps=501"], 4, "eval_steps: 501 never fires"),
+    (["lora_target_modules=[q_proj, qkv_proj]"], 4, "lora_target_modules: 'qkv_proj' is not a module of qwen2"),
+    (["trust_remote_code=true"], 4, "trust_remote_code: true runs Python from the model repository; pass --allow-trust-remote-code"),
+    (["sample_packing=true", "attn_implementation=xformers"], 4, "sample_packing: attention xformers would let packed examples see each other"),
+])
+def test_each_check_catches_its_bad_case(capsys, locked_data, sets, exit_code, expected):
+    code, output = validate(capsys, locked_data, *sets)
+    assert code == exit_code, output
+    assert expected in output
+    assert "Traceback" not in output
+    assert output.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_deprecated_key_names_its_replacement(capsys, locked_data):
+    code, output = validate(capsys, locked_data, "flash_attention=true", "attn_implementation=null")
+    assert code == 4
+    assert "attn_implementation: flash_attention_2" in output
+
+
+def test_trust_remote_code_with_explicit_flag_passes(capsys, locked_data):
+    code, output = validate(capsys, locked_data, "trust_remote_code=true", extra=("--allow-trust-remote-code",))
+    assert code == 0, output
+
+
+def test_all_problems_are_listed_before_stopping(capsys, locked_data):
+    code, output = validate(capsys, locked_data, "lora_alpah=16", "micro_batch_size=0")
+    assert code == 4
+    assert "lora_alpah" in output and "micro_batch_size" in output and "(and 1 more above)" in output
+
+
+def test_dataset_path_that_does_not_exist_is_a_data_error(capsys, locked_data, tmp_path):
+    code, output = validate(capsys, locked_data, f"test_datasets.0.path={tmp_path / 'nope.jsonl'}")
+    assert code == 3
+    assert "nope.jsonl does not exist" in output
+
+
+def test_format_the_config_expects_vs_what_the_file_holds(capsys, tmp_path):
+    from cli_tuner import data
+
+    folder = tmp_path / "text"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text('{"text": "list files: ls"}\n' * 20)
+    data.lock(folder)
+    code = cli.main(["validate", "--config", A5000, "--no-data-report", "--set", "test_datasets=null",
+                     "--set", f"datasets.0.path={folder / 'train.jsonl'}", "--set", "cli_tuner.test_file=null",
+                     "--set", "cli_tuner.target=null"])
+    output = capsys.readouterr().err
+    assert code == 3
+    assert "type chat_template expects 'messages' records" in output
+
+
+def test_unresolvable_base_model_offline(capsys, locked_data):
+    code, output = validate(capsys, locked_data, "base_model=nobody/no-such-model-7b")
+    assert code == 4
+    assert "cannot be resolved offline" in output
+
+
+def test_hash_mismatch_stops_validate_first(capsys, locked_data):
+    with locked_data["val"].open("a") as handle:
+        handle.write("\n ")
+    code, output = validate(capsys, locked_data, "lora_alpah=1")
+    assert code == 3
+    assert "SHA256 mismatch" in output and "lora_alpah" not in output
