@@ -1,0 +1,84 @@
+"""End to end: `rehearse` trains through the real `axolotl train` on CPU and leaves a complete run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from cli_tuner import data
+from cli_tuner.config import canonical_hash
+from conftest import QWEN_TOKENIZER, data_sets, make_locked_data
+
+pytestmark = pytest.mark.slow
+
+PROVENANCE_KEYS = {
+    "schema", "run_id", "mode", "status", "error", "base_model", "requested_base_model", "config",
+    "resolved_config", "data", "versions", "device", "image", "git_commit", "started_utc", "ended_utc",
+    "wall_seconds", "steps", "metrics", "tracking", "rehearsal", "checkpoint_check",
+}
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory):
+    from conftest import run_entrypoint
+
+    root = tmp_path_factory.mktemp("rehearse")
+    files = make_locked_data(root / "data")
+    result = run_entrypoint("rehearse", *data_sets(files), "--tokenizer", str(QWEN_TOKENIZER),
+                            "--output-root", str(root / "outputs"), env={"WANDB_API_KEY": ""})
+    runs = list((root / "outputs").iterdir())
+    return result, files, runs
+
+
+def test_rehearse_succeeds_and_says_which_tokenizer(rehearsal):
+    result, _, runs = rehearsal
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"rehearsal tokenizer: real tokenizer from {QWEN_TOKENIZER}" in result.stdout
+    assert "W&B: no WANDB_API_KEY, logging offline" in result.stdout or "wandb" in result.stdout.lower()
+    assert len(runs) == 1 and runs[0].name.startswith("rehearse-")
+
+
+def test_checkpoints_and_adapter_exist(rehearsal):
+    _, _, (run,) = rehearsal
+    checkpoint = run / "checkpoint-5"
+    for name in ("adapter_model.safetensors", "adapter_config.json", "optimizer.pt", "trainer_state.json"):
+        assert (checkpoint / name).is_file(), name
+    adapter = json.loads((run / "adapter_config.json").read_text())
+    assert set(adapter["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    assert adapter["r"] == 8 and adapter["lora_alpha"] == 16
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == 5
+
+
+def test_provenance_is_complete_and_honest(rehearsal):
+    _, files, (run,) = rehearsal
+    record = json.loads((run / "provenance.json").read_text())
+    assert PROVENANCE_KEYS <= set(record), PROVENANCE_KEYS - set(record)
+    assert record["status"] == "succeeded" and record["error"] is None and record["mode"] == "rehearse"
+    assert record["steps"] == {"planned": 5, "completed": 5}
+    assert isinstance(record["metrics"]["train_loss"], float) and isinstance(record["metrics"]["eval_loss"], float)
+    assert record["requested_base_model"] == "Qwen/Qwen2.5-Coder-7B-Instruct"
+    assert record["rehearsal"]["architecture"] == "qwen2"
+    assert record["device"]["type"] == "cpu"
+    for package in ("python", "torch", "axolotl", "transformers", "peft", "bitsandbytes", "accelerate"):
+        assert record["versions"][package], package
+    assert record["versions"]["axolotl"] == "0.19.0" and record["versions"]["torch"].startswith("2.13.0")
+    manifest = json.loads((files["train"].parent / data.MANIFEST_NAME).read_text())
+    assert record["data"]["files"][str(files["train"])]["sha256"] == manifest["files"]["train.jsonl"]["sha256"]
+    resolved = yaml.safe_load((run / "resolved_config.yaml").read_text())
+    assert canonical_hash(resolved) == record["config"]["resolved_sha256"]
+    assert resolved == record["resolved_config"]
+    assert resolved["output_dir"] == str(run)
+    assert record["tracking"]["wandb"] == "offline"
+    assert record["started_utc"] <= record["ended_utc"] and record["wall_seconds"] > 0
+
+
+def test_phase2_final_and_checkpoint_check(rehearsal):
+    _, _, (run,) = rehearsal
+    final = run / "phase2-final"
+    assert (final / "adapter_model.safetensors").is_file() and (final / "eval.json").is_file()
+    evaluation = json.loads((final / "eval.json").read_text())
+    record = json.loads((final / "provenance.json").read_text())
+    assert record["checkpoint_check"]["summary"] == evaluation["summary"]
+    assert record["checkpoint_check"]["gated"] is False

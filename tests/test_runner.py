@@ -1,0 +1,47 @@
+"""Runner pieces that need no training: the smoke slices, the run identity, publishing the final adapter."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from cli_tuner import data, runner
+from cli_tuner.config import load
+from conftest import REPO
+
+A5000 = REPO / "configs" / "axolotl_config.yaml"
+SMOKE = REPO / "configs" / "axolotl_smoke_test.yaml"
+
+
+def test_smoke_trains_on_the_first_examples_of_the_verified_files(locked_data, tmp_path):
+    loaded = load(A5000, overlays=[SMOKE], sets=[f"datasets.0.path={locked_data['train']}",
+                                                f"test_datasets.0.path={locked_data['val']}"])
+    cfg = runner.write_slices(loaded, tmp_path)
+    train = [r.data for r in data.read_records(cfg["datasets"][0]["path"])]
+    val = [r.data for r in data.read_records(cfg["test_datasets"][0]["path"])]
+    source = [r.data for r in data.read_records(locked_data["train"])]
+    assert train == source[:10] and len(val) == 5
+    assert cfg["max_steps"] == 10 and cfg["save_steps"] == 5 and cfg["eval_steps"] == 5 and cfg["logging_steps"] == 1
+    assert cfg["datasets"][0]["type"] == "chat_template"  # everything else is the full config's
+
+
+def test_identity_changes_with_config_and_data_but_not_with_key_order(locked_data):
+    args = argparse.Namespace(command="full")
+    verified = data.verify([locked_data["train"]])
+    first = runner.identity_of(args, load(A5000), verified)
+    assert first == runner.identity_of(args, load(A5000), verified)
+    assert first != runner.identity_of(args, load(A5000, sets=["lora_r=16"]), verified)
+    other = data.VerifiedData(verified.files, "0" * 64)
+    assert first.default_run_id() != runner.identity_of(args, load(A5000), other).default_run_id()
+    assert first.default_run_id().startswith("full-")
+
+
+def test_publish_final_copies_adapter_tokenizer_and_provenance(tmp_path):
+    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / name).write_text(name)
+    (tmp_path / "provenance.json").write_text(json.dumps({"status": "succeeded"}))
+    (tmp_path / "optimizer.pt").write_text("not part of the final adapter")
+    final = runner.publish_final(tmp_path)
+    assert sorted(p.name for p in final.iterdir()) == ["adapter_config.json", "adapter_model.safetensors",
+                                                       "provenance.json", "tokenizer.json", "tokenizer_config.json"]
+    assert not (tmp_path / ".phase2-final.tmp").exists()
