@@ -82,3 +82,29 @@ def test_phase2_final_and_checkpoint_check(rehearsal):
     record = json.loads((final / "provenance.json").read_text())
     assert record["checkpoint_check"]["summary"] == evaluation["summary"]
     assert record["checkpoint_check"]["gated"] is False
+
+
+def test_full_mode_checks_the_final_adapter_and_enforces_the_gate(rehearsal, tmp_path):
+    """`full` on CPU with the rehearsal's tiny model as a local base: same code path as on a pod.
+
+    The random model writes gibberish, so the syntax-valid gate must fail with exit 6 while the
+    run itself is recorded as trained, with the check's summary in provenance and phase2-final/.
+    """
+    from conftest import run_entrypoint
+
+    _, files, (run,) = rehearsal
+    cpu = ["load_in_4bit=false", "adapter=lora", "bnb_config_kwargs=null", "bf16=false", "tf32=false",
+           "optimizer=adamw_torch", "gradient_checkpointing=false", "max_steps=2", "warmup_steps=1",
+           "save_steps=2", "eval_steps=2", "gradient_accumulation_steps=1", f"base_model={run / 'rehearsal-model'}",
+           "cli_tuner.target=null"]
+    sets = [arg for pair in (("--set", s) for s in cpu) for arg in pair]
+    result = run_entrypoint("full", *data_sets(files), *sets, "--skip-checks",
+                            "--output-root", str(tmp_path / "outputs"))
+    assert result.returncode == 6, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "checkpoint check failed" in result.stderr.strip().splitlines()[-1]
+    (full_run,) = (tmp_path / "outputs").iterdir()
+    record = json.loads((full_run / "provenance.json").read_text())
+    assert record["status"] == "succeeded" and record["mode"] == "full"
+    assert record["checkpoint_check"]["gated"] is True and record["checkpoint_check"]["gate_failures"]
+    assert (full_run / "phase2-final" / "adapter_model.safetensors").is_file()
+    assert (full_run / "phase2-final" / "eval.json").is_file()
