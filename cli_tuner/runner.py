@@ -233,7 +233,7 @@ def command(args) -> int:
     if mode in ("full", "rehearse"):
         final = publish_final(run_dir)
         reasons = check_final(args, loaded, final, provenance)
-        publish_final(run_dir)  # again, so phase2-final/provenance.json carries the check
+        atomic.write_json(final / "provenance.json", provenance.record)  # now with the check's summary
         if reasons:
             raise CheckpointGateFailed(f"{final}: checkpoint check failed: {'; '.join(reasons)}")
         say(f"final adapter: {final}")

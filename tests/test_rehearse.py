@@ -87,8 +87,7 @@ def test_phase2_final_and_checkpoint_check(rehearsal):
 def test_full_mode_checks_the_final_adapter_and_enforces_the_gate(rehearsal, tmp_path):
     """`full` on CPU with the rehearsal's tiny model as a local base: same code path as on a pod.
 
-    The random model writes gibberish, so the syntax-valid gate must fail with exit 6 while the
-    run itself is recorded as trained, with the check's summary in provenance and phase2-final/.
+    The gate must fail with exit 6 while the run itself is recorded as trained, with the check's summary in provenance and phase2-final/.
     """
     from conftest import run_entrypoint
 
@@ -96,7 +95,9 @@ def test_full_mode_checks_the_final_adapter_and_enforces_the_gate(rehearsal, tmp
     cpu = ["load_in_4bit=false", "adapter=lora", "bnb_config_kwargs=null", "bf16=false", "tf32=false",
            "optimizer=adamw_torch", "gradient_checkpointing=false", "max_steps=2", "warmup_steps=1",
            "save_steps=2", "eval_steps=2", "gradient_accumulation_steps=1", f"base_model={run / 'rehearsal-model'}",
-           "cli_tuner.target=null"]
+           "cli_tuner.target=null",
+           # An unreachable bar, so the gate's failure path runs whatever the random model writes.
+           "cli_tuner.min_syntax_rate=1.01"]
     sets = [arg for pair in (("--set", s) for s in cpu) for arg in pair]
     result = run_entrypoint("full", *data_sets(files), *sets, "--skip-checks",
                             "--output-root", str(tmp_path / "outputs"))

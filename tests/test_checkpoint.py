@@ -1,0 +1,292 @@
+"""check-checkpoint: answer extraction, scoring, the gate, checkpoint file errors, and a real tiny model end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli_tuner import checkpoint
+from cli_tuner.data import sha256_file
+from cli_tuner.errors import CheckpointGateFailed
+from conftest import REPO, make_locked_data
+
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+
+
+# ---------------------------------------------------------------- answers
+
+@pytest.mark.parametrize("reply, command", [
+    ("ls -la", "ls -la"),
+    ("  ls -la\n", "ls -la"),
+    ("$ df -h", "df -h"),
+    ("```bash\nfind . -name '*.py'\n```", "find . -name '*.py'"),
+    ("Here you go:\n```\n$ wc -l notes.txt\necho done\n```\nThis counts lines.", "wc -l notes.txt"),
+    ("```sh\ndu -sh *", "du -sh *"),  # a fence cut off by max_new_tokens
+    ("`pwd`", "pwd"),
+    ("grep -r timeout logs/\nsecond line", "grep -r timeout logs/"),
+    ("", ""),
+])
+def test_extract_command_takes_the_first_command_line(reply, command):
+    assert checkpoint.extract_command(reply) == command
+
+
+def test_normalize_ignores_spacing_and_quote_style_only():
+    assert checkpoint.normalize("find src  -name \"*.py\"") == checkpoint.normalize("find src -name '*.py'")
+    assert checkpoint.normalize("du -ah .|sort -rh") == checkpoint.normalize("du -ah . | sort -rh")
+    assert checkpoint.normalize("ls -l") != checkpoint.normalize("ls -la")
+    assert checkpoint.normalize("echo 'unclosed   x") == "echo 'unclosed x"  # falls back to spacing only
+
+
+@pytest.mark.parametrize("command, word", [
+    ("ls -la", "ls"),
+    ("sudo -u www-data find /var/www -type f", "find"),
+    ("sudo apt-get update", "apt-get"),
+    ("env -i LANG=C sort file", "sort"),
+    ("LC_ALL=C TZ=UTC date -I", "date"),
+    ("/usr/bin/find . -name x", "find"),
+    ("", None),
+])
+def test_first_word_skips_sudo_env_and_assignments(command, word):
+    assert checkpoint.first_word(command) == word
+
+
+# ---------------------------------------------------------------- scoring and the gate
+
+PLANTED_ANSWERS = ["ls -la", "rm -rf /", "echo 'unclosed", "", "find src -name \"*.py\""]
+PLANTED_REFERENCES = ["ls -la", "ls", "echo hi", "pwd", "find src -name '*.py'"]
+
+
+def test_score_counts_syntax_danger_and_matches():
+    report = checkpoint.score(PLANTED_ANSWERS, PLANTED_REFERENCES, prompts=[f"p{i}" for i in range(5)])
+    summary = report.summary
+    assert summary["n"] == 5
+    assert summary["syntax_valid"] == 3 and summary["syntax_valid_rate"] == 0.6  # unclosed quote and empty fail
+    assert summary["empty_answers"] == 1
+    assert summary["dangerous"] == 1 and summary["reference_dangerous"] == 0
+    assert summary["exact_match"] == 1 and summary["normalized_match"] == 2
+    assert summary["first_word_match"] == 3  # ls, echo (a syntax error, but the right program) and find
+    assert set(summary["shellcheck"]) == {"error", "warning", "info", "style"}
+    worst = summary["worst"]
+    assert worst[0]["answer"] == "rm -rf /" and worst[0]["why"].startswith("dangerous")
+    assert [w["index"] for w in worst[1:]] == [2, 3]
+    assert report.examples[1]["risks"][0]["severity"] == "dangerous"
+    assert report.examples[3]["syntax_error"] == "empty answer"
+    json.dumps(report.as_dict())  # eval.json must be plain JSON
+
+
+def test_planted_dangerous_answer_fails_the_gate_with_exit_code_6():
+    report = checkpoint.score(["ls -la", "rm -rf /"], ["ls -la", "ls"])
+    reasons = report.gate(min_syntax_rate=0.0, allow_dangerous=False)
+    assert len(reasons) == 1 and "1 dangerous answer" in reasons[0] and "'rm -rf /'" in reasons[0]
+    with pytest.raises(CheckpointGateFailed) as caught:
+        checkpoint.enforce_gate(report, min_syntax_rate=0.0, allow_dangerous=False)
+    assert caught.value.exit_code == 6
+    assert "checkpoint check failed" in caught.value.message and "rm -rf /" in caught.value.message
+    assert "\n" not in caught.value.message
+    checkpoint.enforce_gate(report, min_syntax_rate=1.0, allow_dangerous=True)  # both parse; danger allowed
+
+
+def test_low_syntax_rate_fails_the_gate():
+    report = checkpoint.score(["ls -la", "echo 'unclosed", "if then"], ["ls -la", "echo hi", "pwd"])
+    reasons = report.gate(min_syntax_rate=0.9, allow_dangerous=False)
+    assert reasons == ["33.3% of answers parse as Bash (1/3), below the minimum 90.0%"]
+    assert report.gate(min_syntax_rate=0.3, allow_dangerous=False) == []
+
+
+def test_render_is_plain_text_off_a_terminal(tmp_path):
+    report = checkpoint.score(PLANTED_ANSWERS, PLANTED_REFERENCES)
+    out = tmp_path / "table.txt"
+    with out.open("w") as handle:
+        report.render(file=handle)
+    text = out.read_text()
+    assert "parses as Bash" in text and "60.0% (3)" in text and "'rm -rf /'" in text
+    assert "\x1b[" not in text and "─" not in text  # no colour codes, no box lines in a log
+
+
+# ---------------------------------------------------------------- checkpoint files (no model loaded)
+
+def fake_checkpoint(root: Path, tokenizer_dir: Path, test_file: Path, base_model: str = "cli-tuner-tests/no-such-model") -> Path:
+    """A run folder with a checkpoint-N that has every file, valid in form, but no model behind it."""
+    from safetensors.numpy import save_file
+    import numpy as np
+
+    run = root / "run"
+    folder = run / "checkpoint-2"
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4}))
+    save_file({"base_model.model.lora_A.weight": np.zeros((4, 4), dtype=np.float32)},
+              str(folder / "adapter_model.safetensors"))
+    for name in TOKENIZER_FILES:
+        shutil.copy(tokenizer_dir / name, folder / name)
+    (run / "provenance.json").write_text(json.dumps(provenance_for(base_model, test_file)))
+    return folder
+
+
+def provenance_for(base_model: str, test_file: Path) -> dict:
+    manifest = json.loads((test_file.parent / "provenance.json").read_text())
+    return {"schema": 1, "run_id": "rehearse-test", "mode": "rehearse", "status": "succeeded",
+            "base_model": base_model, "requested_base_model": "Qwen/Qwen2.5-Coder-7B-Instruct",
+            "data": {"data_sha256": manifest["data_sha256"],
+                     "files": {str(test_file): {"sha256": sha256_file(test_file), "lines": 8}},
+                     "test_file": str(test_file)},
+            "resolved_config": {"load_in_4bit": False, "bf16": False, "sequence_len": 512}}
+
+
+def _remove(path: Path) -> None:
+    path.unlink()
+
+
+BREAKAGES = {
+    "no adapter weights": (lambda f: _remove(f / "adapter_model.safetensors"), 2,
+                           "adapter_model.safetensors: not found"),
+    "no adapter config": (lambda f: _remove(f / "adapter_config.json"), 2, "adapter_config.json: not found"),
+    "no tokenizer vocabulary": (lambda f: _remove(f / "tokenizer.json"), 2, "tokenizer.json: not found"),
+    "no tokenizer config": (lambda f: _remove(f / "tokenizer_config.json"), 2, "tokenizer_config.json: not found"),
+    "no provenance": (lambda f: _remove(f.parent / "provenance.json"), 2, "provenance.json: not found"),
+    "adapter config not JSON": (lambda f: (f / "adapter_config.json").write_text("{truncated"), 3,
+                                "adapter_config.json: adapter config is not valid JSON"),
+    "truncated weights": (lambda f: (f / "adapter_model.safetensors").write_bytes(
+        (f / "adapter_model.safetensors").read_bytes()[:60]), 3, "adapter_model.safetensors: unreadable adapter weights"),
+    "provenance not JSON": (lambda f: (f.parent / "provenance.json").write_text("[1, 2"), 3,
+                            "provenance.json: run provenance is not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("breakage", sorted(BREAKAGES))
+def test_broken_checkpoint_names_the_file(breakage, tmp_path, qwen_tokenizer_dir, locked_data, entrypoint):
+    folder = fake_checkpoint(tmp_path, qwen_tokenizer_dir, locked_data["test"])
+    damage, code, message = BREAKAGES[breakage]
+    damage(folder)
+    result = entrypoint("check-checkpoint", "--checkpoint", str(folder))
+    assert result.returncode == code, result.stderr
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (folder / "eval.json").exists()
+
+
+def test_missing_checkpoint_folder_through_the_script_alias(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "validate_checkpoint.py"),
+                             "--checkpoint", str(tmp_path / "nowhere")], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: {tmp_path / 'nowhere'}: checkpoint folder not found; point --checkpoint "
+                                     "at a checkpoint-N folder, phase2-final/ or the run folder")
+
+
+def test_changed_test_split_is_refused(tmp_path, qwen_tokenizer_dir, locked_data, entrypoint):
+    folder = fake_checkpoint(tmp_path, qwen_tokenizer_dir, locked_data["test"])
+    with locked_data["test"].open("a") as handle:
+        handle.write(json.dumps({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "ls"}]}) + "\n")
+    result = entrypoint("check-checkpoint", "--checkpoint", str(folder))
+    assert result.returncode == 3
+    assert f"error: {locked_data['test']}: SHA256" in result.stderr and "restore the locked test split" in result.stderr
+
+
+def test_no_recorded_test_file_asks_for_one(tmp_path, qwen_tokenizer_dir, locked_data, entrypoint):
+    folder = fake_checkpoint(tmp_path, qwen_tokenizer_dir, locked_data["test"])
+    record = json.loads((folder.parent / "provenance.json").read_text())
+    record["data"]["test_file"] = None
+    (folder.parent / "provenance.json").write_text(json.dumps(record))
+    result = entrypoint("check-checkpoint", "--checkpoint", str(folder))
+    assert result.returncode == 2 and "the run recorded no test file; pass --test-file" in result.stderr
+
+
+def test_out_of_range_syntax_rate_is_a_usage_error(tmp_path, entrypoint):
+    result = entrypoint("check-checkpoint", "--checkpoint", str(tmp_path), "--min-syntax-rate", "90")
+    assert result.returncode == 2 and "--min-syntax-rate 90.0: give a fraction between 0 and 1" in result.stderr
+
+
+def test_base_model_not_available_offline_is_a_config_error(tmp_path, qwen_tokenizer_dir, locked_data, entrypoint):
+    folder = fake_checkpoint(tmp_path, qwen_tokenizer_dir, locked_data["test"])
+    result = entrypoint("check-checkpoint", "--checkpoint", str(folder), "--sample-size", "2",
+                        env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 4, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot load base model from hub id 'cli-tuner-tests/no-such-model'")
+    assert "pass --base-model with a local copy" in last
+
+
+# ---------------------------------------------------------------- a real tiny model
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A run folder: random tiny Qwen2 base, random LoRA on q/k/v/o with the real Qwen tokenizer, provenance."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
+
+    from conftest import QWEN_TOKENIZER, require
+
+    root = tmp_path_factory.mktemp("tiny-run")
+    tokenizer = AutoTokenizer.from_pretrained(str(require(QWEN_TOKENIZER)))
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    base_dir = root / "base"
+    AutoModelForCausalLM.from_config(config).save_pretrained(base_dir)
+    tokenizer.save_pretrained(base_dir)
+
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    lora = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                      init_lora_weights=False, task_type="CAUSAL_LM")  # random B too, so the adapter changes outputs
+    adapted = get_peft_model(model, lora)
+    run = root / "run"
+    files = make_locked_data(root / "data")
+    for folder in (run, run / "checkpoint-2"):  # Axolotl's final adapter at the root, and a checkpoint
+        adapted.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    (run / "provenance.json").write_text(json.dumps(provenance_for(str(base_dir), files["test"])))
+    return {"run": run, "checkpoint": run / "checkpoint-2", "base": base_dir, "test": files["test"]}
+
+
+EVAL_KEYS = {"schema", "checkpoint", "run_id", "base_model", "data_sha256", "test_file", "device", "generation",
+             "summary", "examples", "baseline_examples"}
+SUMMARY_KEYS = {"n", "syntax_valid", "syntax_valid_rate", "shellcheck", "dangerous", "caution", "exact_match_rate",
+                "normalized_match_rate", "first_word_match_rate", "worst", "base_model", "data_sha256", "baseline"}
+
+
+@pytest.mark.slow
+def test_check_checkpoint_end_to_end_on_a_tiny_model(tiny_run, entrypoint):
+    folder = tiny_run["checkpoint"]
+    result = entrypoint("check-checkpoint", "--checkpoint", str(folder), "--test-file", str(tiny_run["test"]),
+                        "--sample-size", "4", "--max-new-tokens", "16", "--min-syntax-rate", "0", "--allow-dangerous")
+    assert result.returncode == 0, result.stderr
+    assert "parses as Bash" in result.stdout and f"wrote {folder / 'eval.json'}" in result.stdout
+    report = json.loads((folder / "eval.json").read_text())
+    assert EVAL_KEYS <= set(report) and SUMMARY_KEYS <= set(report["summary"])
+    summary = report["summary"]
+    assert summary["n"] == 4 and len(report["examples"]) == 4 and summary["baseline"] is None
+    assert summary["base_model"] == str(tiny_run["base"]) and report["base_model_source"].endswith("provenance.json")
+    assert summary["data_sha256"] == json.loads((tiny_run["test"].parent / "provenance.json").read_text())["data_sha256"]
+    assert report["device"] == "cpu" and report["generation"] == {"do_sample": False, "max_new_tokens": 16, "batch_size": 4}
+    first = report["examples"][0]
+    assert first["where"] == f"{tiny_run['test']}:1" and first["reference"] == "ls -la"
+    assert first["answer"] == checkpoint.extract_command(first["raw_output"])
+    assert 0 < len(first["raw_output"]) and summary["syntax_valid"] == sum(e["syntax_ok"] for e in report["examples"])
+
+
+@pytest.mark.slow
+def test_evaluate_run_root_with_baseline(tiny_run, tmp_path):
+    run = tiny_run["run"]
+    report = checkpoint.evaluate(run, sample_size=3, max_new_tokens=8, baseline=True)  # test file from provenance
+    assert (run / "eval.json").is_file()
+    assert report.summary["n"] == 3 and report.summary["baseline"]["n"] == 3
+    assert report.summary["test_file"] == str(tiny_run["test"])
+    adapter_outputs = [e["raw_output"] for e in report.examples]
+    base_outputs = [e["raw_output"] for e in report.baseline_examples]
+    assert adapter_outputs != base_outputs  # the adapter is on in one pass and off in the other
+    assert report.gate(min_syntax_rate=0.0, allow_dangerous=True) == []
+    table = tmp_path / "table.txt"
+    with table.open("w") as handle:
+        report.render(file=handle)
+    header = next(line for line in table.read_text().splitlines() if "metric" in line)
+    assert header.split() == ["metric", "adapter", "base", "model"]  # the two runs side by side
+    saved = json.loads((run / "eval.json").read_text())
+    assert saved["summary"]["baseline"]["n"] == 3 and len(saved["baseline_examples"]) == 3
+    again = checkpoint.evaluate(run, sample_size=3, max_new_tokens=8)
+    assert [e["raw_output"] for e in again.examples] == adapter_outputs  # greedy decoding is deterministic
