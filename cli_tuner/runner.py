@@ -179,7 +179,7 @@ def command(args) -> int:
     if not args.skip_checks:
         from . import platform
 
-        platform.preflight(mode, gpu)
+        platform.preflight(mode, gpu, loaded=loaded, output_root=args.output_root)
 
     identity = identity_of(args, loaded, verified)
     folder = run_folder.open_run(Path(args.output_root), identity, args.run_id, args.new_run,
