@@ -89,6 +89,11 @@ KNOWN_GPUS: dict[str, GpuSpec] = {
         "H200 141GB", 141, bf16=True, flash_attention=True, bnb_4bit=True, peak_bf16_tflops=989.4,
         kind="cuda", compute_capability="9.0", memory_bandwidth_gbs=4800,
         source="NVIDIA H200 datasheet: BF16 tensor core 1,979 TFLOPS with sparsity -> 989.4 dense (SXM); 4.8 TB/s"),
+    "t4": GpuSpec(
+        "Tesla T4", 16, bf16=False, flash_attention=False, bnb_4bit=True, peak_bf16_tflops=0.0,
+        kind="cuda", compute_capability="7.5", memory_bandwidth_gbs=320,
+        source="NVIDIA T4 datasheet: 65 FP16 tensor TFLOPS, no bf16 (Turing, sm_75); 320 GB/s",
+        note="Turing: no bf16 and no flash-attn 2; use fp16: true and attn_implementation: sdpa"),
     "m4": GpuSpec(
         "Apple M4 (32 GB unified)", 32, bf16=True, flash_attention=False, bnb_4bit=False, peak_bf16_tflops=4.3,
         kind="mps", memory_bandwidth_gbs=120, usable_fraction=MPS_USABLE_FRACTION,

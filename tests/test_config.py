@@ -187,3 +187,14 @@ def test_hash_mismatch_stops_validate_first(capsys, locked_data):
     code, output = validate(capsys, locked_data, "lora_alpah=1")
     assert code == 3
     assert "SHA256 mismatch" in output and "lora_alpah" not in output
+
+
+@pytest.mark.parametrize("target, sets, expected", [
+    ("m4", [], "load_in_4bit: 4-bit bitsandbytes quantization is not supported on Apple M4"),
+    ("t4", ["attn_implementation=flash_attention_2"], "attn_implementation: Flash Attention cannot run on Tesla T4"),
+    ("t4", [], "bf16: Tesla T4 has no bf16 support; use fp16: true"),
+])
+def test_target_hardware_checks(capsys, locked_data, target, sets, expected):
+    code, output = validate(capsys, locked_data, *sets, target=target)
+    assert code == 5, output
+    assert expected in output
