@@ -11,6 +11,12 @@ from typing import Any
 from .errors import EnvironmentProblem
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_text(path: Path | str, text: str) -> Path:
     path = Path(path)
     try:
@@ -25,6 +31,7 @@ def write_text(path: Path | str, text: str) -> Path:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a written file gets the usual mode
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)

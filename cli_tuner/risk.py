@@ -6,8 +6,8 @@ words with `shlex`, so text inside quotes is data, not a command: `echo "rm -rf 
 harmless while `sudo rm -rf /` and `cd / && rm -rf *` are not. Code the shell runs from a
 string (`bash -c '...'`, `eval`, `"$(...)"`, `find -exec`) is checked as a command itself.
 
-Known limit of plain shlex: a quoted lone operator (`';'`, `\\;`) reads as an operator. That
-only splits a command early, so it can add a finding in odd cases but hides none that matter.
+These are heuristics over one command line, not a sandbox: they catch the well-known ways
+to destroy a system or run untrusted code, and say "caution" where a delete is deliberate.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 DANGEROUS = "dangerous"
 CAUTION = "caution"
@@ -72,6 +73,8 @@ HISTORY_SETTING = re.compile(r"^(HISTFILE=(/dev/null)?|HISTSIZE=0+|HISTFILESIZE=
 
 def target_kind(word: str) -> str | None:
     """What a path operand points at, after dropping trailing `/`, `/*`, `/.`: None for a specific path."""
+    if re.fullmatch(r"(\./+)*(\*|\.\*|\.\[!.\]\*)/*", word):
+        return CWD_ALL  # `rm -r .` itself is refused by rm; the globs are not
     path = re.sub(r"/{2,}", "/", word)
     while True:
         shorter = re.sub(r"(/\*|/\.\*|/\.|/)$", "", path)
@@ -80,8 +83,6 @@ def target_kind(word: str) -> str | None:
         path = shorter
     if path == "" and word.startswith("/") or re.fullmatch(r"(/\.\.)+", path):
         return ROOT
-    if path in ("*", ".", ".*", ".[!.]*", "./.*"):
-        return CWD_ALL
     if re.fullmatch(r"~[A-Za-z0-9_.-]*|\$HOME|\$\{HOME\}|/home(/[^/*]+)?|/root|/Users(/[^/*]+)?", path):
         return HOME
     if path in SYSTEM_DIRS:
@@ -114,9 +115,18 @@ OPERATORS = sorted(
 REDIRECTIONS = {"&>>", "&>", ">>", ">|", ">&", "<&", "<>", "<<<", "<<-", "<<", "<", ">"}
 WRITE_REDIRECTIONS = {"&>>", "&>", ">>", ">|", ">&", ">", "<>"}
 APPEND_REDIRECTIONS = {"&>>", ">>"}
-OPENERS = {"(", "$(", "<(", ">("}
+OPENERS = {"(", "<(", ">("}
 PIPES = {"|", "|&"}
 RESERVED_WORDS = {"{", "}", "!", "if", "then", "else", "elif", "fi", "do", "done", "while", "until", "time", "coproc"}
+
+
+class Token(NamedTuple):
+    text: str
+    op: bool = False                      # an operator like `|` or `&&`, not a word
+    substitutions: tuple[str, ...] = ()   # code inside `$(...)` or backquotes in this word: the shell runs it
+
+    def is_(self, text: str, op: bool) -> bool:
+        return self.text == text and self.op == op
 
 
 @dataclass
@@ -125,35 +135,105 @@ class Segment:
 
     words: list[str] = field(default_factory=list)
     redirects: list[tuple[str, str]] = field(default_factory=list)
-    opened_by: str = ""        # the operator before it: "|", "&&", "$(", "<(", ...
+    opened_by: str = ""        # the operator before it: "|", "&&", "<(", ...
     followed_by: str = ""      # the operator after it
-    parent: Segment | None = None  # for "$(", "<(": the command the substitution belongs to
+    parent: Segment | None = None  # for "<(": the command the process substitution belongs to
+    substitutions: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
         return not self.words and not self.redirects
 
 
-def _lex(text: str) -> list[tuple[str, bool]]:
-    """(token, is_operator) pairs. Unbalanced quotes (which bash -n rejects) are closed to read the rest."""
+# Inside quotes, escapes and substitutions these characters are data; hidden as private-use
+# characters while shlex splits the line, so that any operator shlex returns is a real one.
+_QUOTED_DATA = PUNCTUATION + "#"
+_OPAQUE = PUNCTUATION + "#'\"\\ \t`"
+_HIDE = {ch: chr(0xE000 + index) for index, ch in enumerate(_OPAQUE)}
+_SHOW = str.maketrans({hidden: ch for ch, hidden in _HIDE.items()} | {"\ue100": "$(", "\ue101": ")"})
+_SUBSTITUTION = "\ue100{}\ue101"  # marks a real `$(...)`: the same text in single quotes is only data
+_SUBSTITUTION_SPAN = re.compile("\ue100([^\ue100\ue101]*)\ue101")
+
+
+def _hide(text: str, chars: str = _OPAQUE) -> str:
+    return "".join(_HIDE[ch] if ch in chars else ch for ch in text)
+
+
+def _matching(text: str, start: int) -> int:
+    """Index of the bracket closing text[start] ('(' or '{'), skipping quoted text; the end if none."""
+    opener, closer = text[start], ")" if text[start] == "(" else "}"
+    depth, index, quote = 0, start, None
+    while index < len(text):
+        ch = text[index]
+        if ch == "\\" and quote != "'":
+            index += 2
+            continue
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == opener:
+            depth += 1
+        elif ch == closer:
+            depth -= 1
+            if depth == 0:
+                return index
+        index += 1
+    return len(text) - 1
+
+
+def _protect(text: str) -> str:
+    """Hide quoted and escaped operators; keep each `$(...)`, `${...}` and backquote span as one opaque word."""
+    out, index, quote = [], 0, None
+    while index < len(text):
+        ch, rest = text[index], text[index + 1:index + 2]
+        if quote != "'" and ch == "$" and rest in ("(", "{"):
+            end = _matching(text, index + 1)
+            inner = text[index + 1:end + 1]
+            out.append(_SUBSTITUTION.format(_hide(inner[1:-1])) if inner[0] == "(" else "$" + _hide(inner))
+            index = end + 1
+        elif quote != "'" and ch == "`":  # the old spelling of $(...)
+            end = text.find("`", index + 1)
+            end = len(text) if end == -1 else end
+            out.append(_SUBSTITUTION.format(_hide(text[index + 1:end])))
+            index = end + 1
+        elif ch == "\\" and quote != "'" and rest:
+            out.append("\\" + _hide(rest, _QUOTED_DATA))
+            index += 2
+        else:
+            if quote is None and ch in "'\"":
+                quote = ch
+            elif quote == ch:
+                quote = None
+            elif quote:
+                ch = _hide(ch, _QUOTED_DATA)
+            out.append(ch)
+            index += 1
+    return "".join(out)
+
+
+def _lex(text: str) -> list[Token]:
+    """Words and operators. Unbalanced quotes (which bash -n rejects) are closed to read the rest."""
+    protected = _protect(text)
     for closing in ("", '"', "'"):
-        lexer = shlex.shlex(text + closing, posix=True, punctuation_chars=PUNCTUATION)
+        lexer = shlex.shlex(protected + closing, posix=True, punctuation_chars=PUNCTUATION)
         lexer.whitespace = " \t\r"  # a newline ends a command, like ";"
         lexer.whitespace_split = True
-        lexer.commenters = ""      # shlex would end words at a '#' inside them; comments are handled below
+        lexer.commenters = ""      # shlex would end words at a '#' inside them; split_commands drops comments
         try:
             raw = list(lexer)
             break
         except ValueError:
             continue
     else:
-        raw = text.split()
-    tokens: list[tuple[str, bool]] = []
+        raw = protected.split()
+    tokens: list[Token] = []
     for token in raw:
         if token and all(ch in PUNCTUATION for ch in token):
-            tokens.extend((op, True) for op in _split_operators(token))
+            tokens.extend(Token(op, True) for op in _split_operators(token))
         else:
-            tokens.append((token, False))
+            inner = tuple(code.translate(_SHOW) for code in _SUBSTITUTION_SPAN.findall(token))
+            tokens.append(Token(token.translate(_SHOW), False, inner))
     return tokens
 
 
@@ -161,7 +241,7 @@ def _split_operators(run: str) -> list[str]:
     """shlex groups a run like `)|` or `;;` into one token; bash reads the longest operators first."""
     ops = []
     while run:
-        op = next(o for o in OPERATORS if run.startswith(o) or len(o) == 1 and run[0] == o)
+        op = next(o for o in OPERATORS if run.startswith(o))  # every single character is an operator too
         ops.append(op)
         run = run[len(op):]
     return ops
@@ -169,46 +249,49 @@ def _split_operators(run: str) -> list[str]:
 
 def split_commands(text: str) -> list[Segment]:
     """The simple commands of a command line, in order, with subshells and substitutions flattened."""
-    text = text.replace("\\\n", "")
-    text = re.sub(r"`([^`]*)`", r"$(\1)", text)  # backquotes are the old spelling of $(...)
-    may_have_comment = bool(re.search(r"(^|\s)#", text))
-    tokens = _lex(text)
+    return _segments(_lex(text.replace("\\\n", "")))
+
+
+def _segments(tokens: list[Token]) -> list[Segment]:
     segments: list[Segment] = []
+    listed: set[int] = set()
     stack: list[Segment] = []
     current = Segment()
+    heredoc_ends: list[str] = []
 
-    def close(op: str) -> Segment:
+    def close(op: str) -> None:
         current.followed_by = op
-        if not current.empty:
+        if not current.empty and id(current) not in listed:  # a command resumed after `)` is listed once
             segments.append(current)
-        return current
+            listed.add(id(current))
 
     index = 0
     while index < len(tokens):
-        token, is_op = tokens[index]
-        following = tokens[index + 1] if index + 1 < len(tokens) else ("", False)
+        token, is_op, substitutions = tokens[index]
+        following = tokens[index + 1] if index + 1 < len(tokens) else Token("")
         if not is_op:
-            if may_have_comment and token.startswith("#"):
-                while index < len(tokens) and tokens[index] != ("\n", True):
+            if token.startswith("#"):  # an unquoted '#' starting a word starts a comment
+                while index < len(tokens) and not tokens[index].is_("\n", True):
                     index += 1
                 continue
-            if token.endswith("$") and following == ("(", True):  # `$(` lexes as `$` then `(`
-                if token[:-1]:
-                    current.words.append(token[:-1])
-                close("$(")
-                stack.append(current)
-                current = Segment(opened_by="$(", parent=current)
-                index += 2
-                continue
             current.words.append(token)
+            current.substitutions.extend(substitutions)
+        elif token == "\n" and heredoc_ends:
+            index = _skip_heredoc_bodies(tokens, index + 1, heredoc_ends)
+            heredoc_ends = []
+            close("\n")
+            current = Segment(opened_by="\n")
+            continue
         elif token in REDIRECTIONS:
             target = following[0] if not following[1] else ""
+            if token in ("<<", "<<-") and target:
+                heredoc_ends.append(target)
             if current.words and current.words[-1].isdigit():
                 current.words.pop()  # the file descriptor of `2>`, not an argument
             current.redirects.append((token, target))
             index += 1 if following[1] else 2
             continue
-        elif token == "(" and following == (")", True):  # `name()` starts a function body
+        elif token == "(" and following.is_(")", True):  # `name()` starts a function body
             close("()")
             current = Segment(opened_by="()")
             index += 2
@@ -226,6 +309,20 @@ def split_commands(text: str) -> list[Segment]:
         index += 1
     close("")
     return segments
+
+
+def _skip_heredoc_bodies(tokens: list[Token], index: int, ends: list[str]) -> int:
+    """Here-document lines are data: skip each body up to its delimiter line."""
+    for end in ends:
+        line_start = True
+        while index < len(tokens):
+            token = tokens[index]
+            index += 1
+            if line_start and token.is_(end, False) and (index == len(tokens) or tokens[index].is_("\n", True)):
+                index += 1
+                break
+            line_start = token.is_("\n", True)
+    return index
 
 
 def command_words(words: list[str]) -> list[str]:
@@ -252,7 +349,6 @@ WRAPPERS: dict[str, set[str]] = {
     "xargs": {"-I", "-i", "-n", "-P", "-d", "-L", "-l", "-s", "-E", "-e", "-a", "--delimiter", "--max-args",
               "--max-procs", "--arg-file", "--replace", "--max-lines", "--max-chars", "--eof"},
     "unbuffer": set(), "chronic": set(), "caffeinate": set(), "strace": {"-o", "-e", "-p", "-s"},
-    "watch": {"-n", "-d", "--interval"},
 }
 
 
@@ -289,34 +385,20 @@ def has_short_flag(options: list[str], letters: str) -> bool:
     return any(o.startswith("-") and not o.startswith("--") and any(c in o[1:] for c in letters) for o in options)
 
 
-def _substitutions(word: str) -> list[str]:
-    """The inner text of each `$(...)` in a word (quoted substitutions still run)."""
-    found, start = [], word.find("$(")
-    while start != -1:
-        depth, index = 0, start + 1
-        while index < len(word):
-            if word[index] == "(":
-                depth += 1
-            elif word[index] == ")":
-                depth -= 1
-                if depth == 0:
-                    break
-            index += 1
-        found.append(word[start + 2:index])
-        start = word.find("$(", index)
-    return found
-
-
 # ------------------------------------------------------------------ the rules
 
 SHELLS = {"sh", "bash", "zsh", "dash", "ksh", "mksh", "fish", "csh", "tcsh", "ash"}
 INTERPRETERS = SHELLS | {"python", "python2", "python3", "perl", "ruby", "node", "php"}
+CODE_OPTIONS = {"-c", "-m", "-e", "-E", "-r", "-p"}  # interpreter options that take the code from elsewhere
 DOWNLOADERS = {"curl", "wget", "fetch", "aria2c", "http", "lynx"}
-POWER_COMMANDS = {"shutdown", "reboot", "halt", "poweroff"}
-FIND_FILTERS = {
-    "-name", "-iname", "-path", "-ipath", "-wholename", "-regex", "-iregex", "-type", "-mtime", "-mmin",
-    "-atime", "-amin", "-ctime", "-cmin", "-newer", "-size", "-user", "-group", "-perm", "-empty", "-inum",
-    "-samefile", "-links", "-uid", "-gid", "-nouser", "-nogroup", "-lname", "-ilname",
+# find tests that narrow a delete to chosen files; -size or -mtime alone on / still deletes the system
+FIND_NARROWING = {
+    "-name", "-iname", "-path", "-ipath", "-wholename", "-iwholename", "-regex", "-iregex", "-lname",
+    "-ilname", "-inum", "-samefile", "-user", "-uid", "-nouser", "-group", "-gid", "-nogroup",
+}
+FIND_AGE_SIZE = {
+    "-mtime", "-mmin", "-atime", "-amin", "-ctime", "-cmin", "-used", "-newer", "-newermt", "-newerct",
+    "-newerat", "-anewer", "-cnewer", "-size", "-empty", "-perm", "-links",
 }
 MAX_DEPTH = 4
 
@@ -331,14 +413,16 @@ class _Checker:
     def check_text(self, text: str, depth: int) -> None:
         if depth > MAX_DEPTH or not text.strip():
             return
-        segments = split_commands(text)
-        self.check_fork_bomb(text)
+        tokens = _lex(text.replace("\\\n", ""))
+        segments = _segments(tokens)
+        self.check_fork_bomb(tokens)
         cwd: str | None = None  # what the current directory is known to be; None: unknown
         for position, segment in enumerate(segments):
             words = command_words(segment.words)
-            for word in segment.words:
-                for inner in _substitutions(word):
-                    self.check_text(inner, depth + 1)
+            for inner in segment.substitutions:
+                self.check_text(inner, depth + 1)
+            if words and words[0].startswith("$(") and segment.substitutions:
+                self.check_runs_output(segment.substitutions[0])
             self.check_redirects(segment.redirects)
             self.check_history_settings(segment.words)
             if not words:
@@ -347,8 +431,20 @@ class _Checker:
             if name == "cd" or name == "pushd":
                 cwd = self.cd_target(args, segment.followed_by)
                 continue
-            self.check_command(name, args, depth, cwd, segment, segments[:position])
+            if name == "find" and self.pipes_into_rm(segments, position):
+                args = args + ["-delete"]  # `find ... | xargs rm` deletes what find prints
+            self.check_command(name, args, depth, cwd, segment)
             self.check_pipe_to_shell(name, args, segment, segments, position, depth)
+
+    @staticmethod
+    def pipes_into_rm(segments: list[Segment], position: int) -> bool:
+        for later in segments[position + 1:]:
+            if later.opened_by not in PIPES:
+                return False
+            words = later.words
+            if words[:1] == ["xargs"] and command_words(words)[:1] == ["rm"]:
+                return True
+        return False
 
     @staticmethod
     def cd_target(args: list[str], followed_by: str) -> str | None:
@@ -361,23 +457,20 @@ class _Checker:
             return "specific" if followed_by in ("&&", "||") else None
         return None
 
-    def check_command(self, name: str, args: list[str], depth: int, cwd: str | None,
-                      segment: Segment, before: list[Segment]) -> None:
+    def check_command(self, name: str, args: list[str], depth: int, cwd: str | None, segment: Segment) -> None:
         if name in SHELLS or name == "su":
-            self.check_inline_script(name, args, depth)
+            self.check_inline_script(args, depth)
         elif name == "eval":
             self.check_text(" ".join(args), depth + 1)
-        elif name == "watch":
-            self.check_text(" ".join(args), depth + 1)
+        elif name == "watch":  # watch hands its words to sh -c
+            self.check_text(" ".join(w for w in args if not w.startswith("-") and not w.isdigit()), depth + 1)
         handler = getattr(self, "rule_" + name.replace("-", "_").replace(".", "_"), None)
         if name.startswith("mkfs") or name in ("mke2fs", "mkswap", "mkntfs", "wipefs", "blkdiscard"):
             handler = self.rule_format_device
         if handler is not None:
             handler(args, cwd=cwd, depth=depth, segment=segment)
-        if name in ("rm", "find", "shred", "unlink") is False:
-            return
 
-    def check_inline_script(self, name: str, args: list[str], depth: int) -> None:
+    def check_inline_script(self, args: list[str], depth: int) -> None:
         for index, arg in enumerate(args):
             if arg == "-c" or (arg.startswith("-") and not arg.startswith("--") and "c" in arg[1:]):
                 if index + 1 < len(args):
@@ -422,14 +515,17 @@ class _Checker:
         for command in executed:
             words = command_words(command)
             if words:
-                self.check_command(words[0].rsplit("/", 1)[-1], words[1:], depth, None, segment, [])
+                self.check_command(words[0].rsplit("/", 1)[-1], words[1:], depth, None, segment)
         deletes = "-delete" in args or any(command_words(c)[:1] in (["rm"], ["/bin/rm"]) for c in executed)
         if not deletes:
             return
-        filtered = any(arg in FIND_FILTERS for arg in args)
+        asks = "-ok" in args or "-okdir" in args
+        narrowed = asks or any(arg in FIND_NARROWING for arg in args)
+        # old or big files of one home are a clean-up; old or big files of the system are the system
+        selective = narrowed or any(arg in FIND_AGE_SIZE for arg in args)
         for root in roots or ["."]:
             kind = target_kind(root)
-            if kind in WHOLE_TREE and not filtered:
+            if kind in (ROOT, SYSTEM) and not narrowed or kind == HOME and not selective:
                 self.flag(DANGEROUS, "find-delete", f"find {root} deletes everything under {root} ({kind})")
                 return
         self.flag(CAUTION, "find-delete", "find deletes the files it matches")
@@ -564,8 +660,12 @@ class _Checker:
             self.flag(DANGEROUS, "permissions-tree", f"{name} --no-preserve-root switches off the guard for /")
         for path in paths:
             kind = target_kind(path)
-            if kind == ROOT or recursive and kind in WHOLE_TREE:
+            # Fixing the owner of one home or of /var/www is routine; the whole system or all homes is not.
+            whole_system = kind == ROOT or kind == SYSTEM and path.rstrip("/*").count("/") <= 1 or path.rstrip("/*") == "/home"
+            if kind == ROOT or recursive and whole_system:
                 self.flag(DANGEROUS, "permissions-tree", f"{name} {'-R ' if recursive else ''}{mode} {path} changes {kind}")
+            elif recursive and kind in WHOLE_TREE:
+                self.flag(CAUTION, "permissions-tree", f"{name} -R {mode} {path} changes {kind}")
             elif is_system_file(path):
                 self.flag(DANGEROUS, "system-file", f"{name} {mode} {path} changes who can read or log in")
         if name == "chmod" and re.fullmatch(r"0*777|0*666|[ugoa]*[+=]rwx?|[oa]\+w|o=rwx", mode or ""):
@@ -573,7 +673,8 @@ class _Checker:
 
     # -- processes and the machine
     def rule_kill(self, args: list[str], **_) -> None:
-        signal, pids, index = "TERM", [], 0
+        # kill [-s SIG | -SIG] [--] PID...: the first dash word names the signal, later ones are PIDs
+        signal, pids, index = "", [], 0
         while index < len(args):
             arg = args[index]
             if arg == "--":
@@ -581,14 +682,16 @@ class _Checker:
                 break
             if arg in ("-l", "-L", "--list", "--table"):
                 return
-            if arg in ("-s", "-n", "--signal") and index + 1 < len(args):
-                signal, index = args[index + 1], index + 2
+            if arg in ("-s", "-n", "--signal"):
+                signal, index = args[index + 1] if index + 1 < len(args) else "", index + 2
                 continue
-            if arg.startswith("-") and not pids and signal == "TERM" and arg != "-1" or arg.startswith("-") and arg != "-1" and not pids:
-                signal = arg.lstrip("-")
+            if arg.startswith("-") and not signal and not pids:
+                signal = arg[1:]
             else:
                 pids.append(arg)
             index += 1
+        if signal in ("0", "SIG0"):
+            return  # signal 0 only asks whether the process exists
         if "-1" in pids:
             self.flag(DANGEROUS, "kill-all", "kill -1 signals every process the user may signal")
         if "1" in pids:
@@ -662,15 +765,13 @@ class _Checker:
     # -- running code from elsewhere
     def check_pipe_to_shell(self, name: str, args: list[str], segment: Segment,
                             segments: list[Segment], position: int, depth: int) -> None:
-        reads_stdin = name in INTERPRETERS and not any(
-            not a.startswith("-") or a == "-c" or (name not in SHELLS and a in ("-e", "-E", "-r")) for a in args
-        ) or name in ("source", ".") and args[:1] in (["/dev/stdin"], ["-"])
-        if name in INTERPRETERS or name in ("source", "."):
-            for inner in (segments[i] for i in range(position + 1, len(segments))):
-                if inner.parent is segment and inner.opened_by == "<(" and command_words(inner.words)[:1] and \
-                        command_words(inner.words)[0] in DOWNLOADERS:
-                    self.flag(DANGEROUS, "pipe-to-shell", f"{name} runs code downloaded by {command_words(inner.words)[0]}")
-        if not reads_stdin or segment.opened_by not in PIPES:
+        if name not in INTERPRETERS and name not in ("source", "."):
+            return
+        for inner in segments[position + 1:]:  # `bash <(curl URL)`
+            fetcher = command_words(inner.words)[:1]
+            if inner.parent is segment and inner.opened_by == "<(" and fetcher and fetcher[0] in DOWNLOADERS:
+                self.flag(DANGEROUS, "pipe-to-shell", f"{name} runs code downloaded by {fetcher[0]}")
+        if segment.opened_by not in PIPES or not self.reads_code_from_stdin(name, args):
             return
         upstream = []
         for earlier in reversed(segments[:position]):
@@ -684,14 +785,31 @@ class _Checker:
             elif words and words[0] in ("echo", "printf") and earlier is segments[position - 1]:
                 self.check_text(" ".join(a for a in words[1:] if not a.startswith("-")), depth + 1)
 
-    def check_fork_bomb(self, text: str) -> None:
-        tokens = _lex(text)
+    @staticmethod
+    def reads_code_from_stdin(name: str, args: list[str]) -> bool:
+        if name in ("source", "."):
+            return args[:1] in (["/dev/stdin"], ["-"])
+        for arg in args:
+            if arg != "-" and not arg.startswith("-"):
+                return False  # a script file
+            if arg == "-c" or name not in SHELLS and arg[:2] in CODE_OPTIONS:
+                return False  # code given on the command line, or a module like `python -m json.tool`
+        return True
+
+    def check_runs_output(self, code: str) -> None:
+        """`$(curl URL)` as the command itself runs whatever the server sends."""
+        for segment in split_commands(code):
+            words = command_words(segment.words)
+            if words and words[0].rsplit("/", 1)[-1] in DOWNLOADERS:
+                self.flag(DANGEROUS, "pipe-to-shell", f"runs the output of {words[0]} as a command")
+
+    def check_fork_bomb(self, tokens: list[Token]) -> None:
         for index in range(len(tokens) - 2):
-            name, is_op = tokens[index]
-            if is_op or tokens[index + 1] != ("(", True) or tokens[index + 2] != (")", True):
+            name, is_op, _ = tokens[index]
+            if is_op or not tokens[index + 1].is_("(", True) or not tokens[index + 2].is_(")", True):
                 continue
             body = tokens[index + 3:]
             for at in range(len(body) - 2):
-                if body[at] == (name, False) and body[at + 1] in (("|", True), ("|&", True)) and body[at + 2] == (name, False):
+                if body[at].is_(name, False) and body[at + 1].text in PIPES and body[at + 1].op and body[at + 2].is_(name, False):
                     self.flag(DANGEROUS, "fork-bomb", f"{name}() calls itself twice per call until the machine runs out of processes")
                     return

@@ -1,0 +1,82 @@
+"""The shipped sample dataset: enough pairs, valid and clean Bash, nothing dangerous, no leakage, locked."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from cli_tuner import bash_checks, data, risk
+from cli_tuner.data_report import normalize_command, normalize_prompt
+from conftest import REPO
+
+DATA = REPO / "data" / "processed"
+SPLITS = ("train", "val", "test")
+
+
+def load_pairs() -> dict[str, list[tuple[str, str]]]:
+    pairs = {}
+    for name in SPLITS:
+        pairs[name] = []
+        for record in data.read_records(DATA / f"{name}.jsonl"):
+            assert data.record_format(record) == data.CHAT_FORMAT
+            messages = record.data["messages"]
+            assert [m["role"] for m in messages] == ["user", "assistant"], record.where
+            pairs[name].append((messages[0]["content"], messages[1]["content"]))
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def pairs() -> dict[str, list[tuple[str, str]]]:
+    return load_pairs()
+
+
+@pytest.fixture(scope="module")
+def commands(pairs) -> list[str]:
+    return [command for name in SPLITS for _, command in pairs[name]]
+
+
+def test_at_least_200_pairs_split_about_80_10_10(pairs):
+    sizes = {name: len(members) for name, members in pairs.items()}
+    total = sum(sizes.values())
+    assert total >= 200
+    assert sizes["train"] >= 0.75 * total and min(sizes["val"], sizes["test"]) >= 0.08 * total
+
+
+def test_every_answer_is_one_command_that_parses(commands):
+    assert all(command.strip() and "\n" not in command for command in commands)
+    errors = bash_checks.syntax_errors(commands)
+    assert [(c, e) for c, e in zip(commands, errors) if e] == []
+
+
+def test_shellcheck_finds_nothing_at_warning_or_above(commands):
+    findings = bash_checks.shellcheck(commands)
+    flagged = {c: [str(f) for f in bash_checks.at_least(found, "warning")] for c, found in zip(commands, findings)}
+    assert {c: f for c, f in flagged.items() if f} == {}
+
+
+def test_nothing_is_dangerous(commands):
+    assert [c for c in commands if risk.is_dangerous(c)] == []
+
+
+def test_no_prompt_or_command_in_two_splits(pairs):
+    owner: dict[str, str] = {}
+    for name in SPLITS:
+        for prompt, command in pairs[name]:
+            for key in ("prompt:" + normalize_prompt(prompt), "command:" + normalize_command(command)):
+                assert owner.setdefault(key, name) == name, f"{key!r} is in {owner[key]} and {name}"
+
+
+def test_manifest_verifies():
+    verified = data.verify([DATA / f"{name}.jsonl" for name in SPLITS])
+    manifest = json.loads((DATA / data.MANIFEST_NAME).read_text())
+    assert set(manifest["files"]) == {f"{name}.jsonl" for name in SPLITS}
+    assert verified.data_sha256 == manifest["data_sha256"]
+
+
+def test_files_are_what_the_generator_writes(pairs):
+    spec = importlib.util.spec_from_file_location("make_sample_data", REPO / "scripts" / "make_sample_data.py")
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    assert generator.splits(generator.PAIRS) == pairs
