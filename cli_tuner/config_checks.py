@@ -146,10 +146,15 @@ def numbers(cfg: dict, train_examples: int | None) -> list[Problem]:
     steps = total_steps(cfg, train_examples)
     if steps is None:
         return problems
+    # With max_steps the run length is certain; from epochs it is an estimate (packing shortens
+    # it further), so those findings are warnings.
+    certain = bool(_number(cfg, "max_steps") and cfg["max_steps"] > 0)
+    level = "error" if certain else "warning"
+    ends = f"before the run ends at step {steps}" if certain else f"in the ~{steps} steps this data gives (estimate)"
     warmup = _number(cfg, "warmup_steps")
     if warmup is not None and warmup >= steps:
         problems.append(Problem("warmup_steps", f"{int(warmup)} is not smaller than the {steps} total steps; "
-                                                "the learning rate would never leave warmup"))
+                                                "the learning rate would never leave warmup", level=level))
     ratio = _number(cfg, "warmup_ratio")
     if ratio is not None and not 0 <= ratio < 1:
         problems.append(Problem("warmup_ratio", f"must be in [0, 1), got {ratio}"))
@@ -160,8 +165,8 @@ def numbers(cfg: dict, train_examples: int | None) -> list[Problem]:
         if interval <= 0:
             problems.append(Problem(key, f"must be greater than 0, got {interval}"))
         elif interval >= 1 and interval > steps:
-            problems.append(Problem(key, f"{int(interval)} never fires before the run ends at step {steps}; "
-                                         f"use at most {steps}"))
+            problems.append(Problem(key, f"{int(interval)} never fires {ends}; use at most {steps}",
+                                    level=level))
     return problems
 
 

@@ -198,3 +198,27 @@ def test_target_hardware_checks(capsys, locked_data, target, sets, expected):
     code, output = validate(capsys, locked_data, *sets, target=target)
     assert code == 5, output
     assert expected in output
+
+
+@pytest.mark.parametrize("config, tokenizer", [
+    ("axolotl_config.yaml", "qwen2.5-coder-7b-instruct"),
+    ("training_config_h100.yaml", "mistral-7b-instruct-v0.2"),
+    ("training_config_m4.yaml", "mistral-7b-instruct-v0.2"),
+])
+def test_every_shipped_config_validates_with_data_report_and_memory(capsys, config, tokenizer):
+    from conftest import SHARED_DATA, require
+
+    tokenizer_dir = require(SHARED_DATA / "tokenizers" / tokenizer)
+    code = cli.main(["validate", "--config", str(REPO / "configs" / config), "--tokenizer", str(tokenizer_dir)])
+    output = capsys.readouterr()
+    assert code == 0, output.err
+    assert "validate: OK" in output.out
+    assert "tokens min/med/p95/max" in output.out  # the token statistics
+    assert "fits" in output.out and "total (peak)" in output.out  # the memory breakdown
+
+
+def test_epoch_based_interval_problems_are_warnings_not_errors(capsys):
+    code = cli.main(["validate", "--config", str(REPO / "configs" / "training_config_h100.yaml"), "--no-data-report"])
+    output = capsys.readouterr()
+    assert code == 0
+    assert "warning: save_steps: 500 never fires in the ~42 steps this data gives (estimate)" in output.err
