@@ -34,6 +34,23 @@ class Record:
         return f"{self.path}:{self.line}"
 
 
+def parse_line(path: Path, number: int, raw: bytes) -> Record | None:
+    """One JSONL line as a Record (None when blank); a bad line raises DataError naming file:line."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}:{number}: not UTF-8 ({exc.reason} at byte {exc.start}); re-encode the file as UTF-8") from exc
+    if not text.strip():
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno}); fix or remove that line") from exc
+    if not isinstance(data, dict):
+        raise DataError(f"{path}:{number}: expected a JSON object per line, got {type(data).__name__}")
+    return Record(path, number, data)
+
+
 def iter_records(path: Path | str) -> Iterator[Record]:
     """Yield each non-blank line as a JSON object; a bad line raises DataError naming file:line."""
     path = Path(path)
@@ -41,19 +58,9 @@ def iter_records(path: Path | str) -> Iterator[Record]:
         raise DataError(f"{path}: data file not found; check the dataset path in the config or run from the repo root")
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{path}:{number}: not UTF-8 ({exc.reason} at byte {exc.start}); re-encode the file as UTF-8") from exc
-            if not text.strip():
-                continue
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number}: invalid JSON ({exc.msg} at column {exc.colno}); fix or remove that line") from exc
-            if not isinstance(data, dict):
-                raise DataError(f"{path}:{number}: expected a JSON object per line, got {type(data).__name__}")
-            yield Record(path, number, data)
+            record = parse_line(path, number, raw)
+            if record is not None:
+                yield record
 
 
 def read_records(path: Path | str) -> list[Record]:

@@ -10,7 +10,6 @@ and the commands themselves: bash -n, ShellCheck and the risk rules.
 from __future__ import annotations
 
 import bisect
-import json
 import re
 import statistics
 import sys
@@ -158,20 +157,10 @@ def read_split(split: str, path: Path, problems: Problems) -> list[Example]:
         for number, raw in enumerate(handle, start=1):
             where = f"{path}:{number}"
             try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                problems.add("not_utf8", f"{where}: not UTF-8 ({exc.reason} at byte {exc.start}); re-encode the file as UTF-8")
-                continue
-            if not text.strip():
-                continue
-            try:
-                record = data.Record(path, number, json.loads(text))
-                if not isinstance(record.data, dict):
-                    raise DataError(f"{where}: expected a JSON object per line, got {type(record.data).__name__}")
+                record = data.parse_line(path, number, raw)
+                if record is None:
+                    continue
                 kind = data.record_format(record)
-            except json.JSONDecodeError as exc:
-                problems.add("invalid_json", f"{where}: invalid JSON ({exc.msg} at column {exc.colno}); fix or remove that line")
-                continue
             except DataError as exc:
                 problems.add("invalid_record", exc.message)
                 continue
@@ -326,7 +315,7 @@ def _listed(report: DataReport, level: str, messages: list[str]) -> None:
 
 
 PROBLEM_LEVELS = {
-    "missing_file": "error", "not_utf8": "error", "invalid_json": "error", "invalid_record": "error",
+    "missing_file": "error", "invalid_record": "error",
     "template_rejects": "error", "empty_file": "error", "mixed_formats": "error", "long_line": "warning",
 }
 
