@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import atomic, data, risk
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, EnvironmentProblem
 
 REPORT_NAME = "data_report.json"
 SPLITS = ("train", "val")
@@ -482,8 +482,11 @@ def check(loaded, tokenizer_override: str | None = None, allow_dangerous: bool =
     """Build, print, and write the JSON report; the caller decides what errors mean."""
     report = build(loaded, tokenizer_override=tokenizer_override, allow_dangerous=allow_dangerous)
     if write_json:
-        report.json_path = str(report_path(loaded))
-        atomic.write_json(report.json_path, report.as_dict())
+        try:
+            report.json_path = str(atomic.write_json(report_path(loaded), report.as_dict()))
+        except EnvironmentProblem as exc:
+            # A read-only data mount (compose mounts data/ so) must not fail a check that passed.
+            print(f"note: data report not saved ({exc.message})", file=sys.stderr)
     report.print()
     sys.stdout.flush()
     return report

@@ -8,8 +8,11 @@ CPU cores in under a minute. Built locally: nothing is downloaded.
 from __future__ import annotations
 
 import copy
+import re
+import shutil
 from pathlib import Path
 
+from .errors import EnvironmentProblem
 from .model_facts import ModelFacts
 
 TINY_SHAPE = {
@@ -84,10 +87,32 @@ def build_model(facts: ModelFacts, tokenizer, out_dir: Path, seed: int = 0) -> P
     )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    # Saved beside the target and renamed into place: a kill or a full disk mid-save must not leave
+    # a folder that the next start takes for a finished model.
+    staging = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir(parents=True)
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        shutil.rmtree(out_dir, ignore_errors=True)  # a leftover without config.json, never a finished model
+        staging.rename(out_dir)
+    except Exception as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        reason = _io_reason(exc)
+        if reason is None:
+            raise
+        raise EnvironmentProblem(f"cannot write {out_dir}: {reason}; free space or permissions on "
+                                 f"{out_dir.parent} need fixing") from exc
     return out_dir
+
+
+def _io_reason(exc: Exception) -> str | None:
+    """The OS error behind a failed save; safetensors reports it inside its own exception's text."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    found = re.search(r"I/O error: (.+?) \(os error \d+\)", str(exc))
+    return found.group(1) if found else None
 
 
 # Hardware-bound settings a CPU cannot honour, replaced for the rehearsal; everything else stays.
@@ -125,7 +150,6 @@ def rehearsal_config(full: dict, model_dir: Path, steps: int, save_steps: int | 
         "sequence_len": min(int(cfg.get("sequence_len") or 512), 512),
         "micro_batch_size": min(int(cfg.get("micro_batch_size") or 1), 2),
         "gradient_accumulation_steps": min(int(cfg.get("gradient_accumulation_steps") or 1), 2),
-        "save_total_limit": None,
         "dataloader_num_workers": 0,
     })
     if packing != "config":

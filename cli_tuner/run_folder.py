@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import EnvironmentProblem, UsageError
+from . import atomic
 from .provenance import FILE_NAME as PROVENANCE
+
+IDENTITY_FILE = "run_identity.json"  # written when the folder is made, before any slow step
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 CHECKPOINT_FILES = ("trainer_state.json", "adapter_config.json", "optimizer.pt", "scheduler.pt")
@@ -29,6 +32,10 @@ class Identity:
 
     def default_run_id(self) -> str:
         return f"{self.mode}-{self.config_sha256[:8]}-{self.data_sha256[:8]}"
+
+    def record(self) -> dict:
+        """The identity in provenance.json's shape, so either file answers `matches`."""
+        return {"mode": self.mode, "config": {"sha256": self.config_sha256}, "data": {"data_sha256": self.data_sha256}}
 
     def matches(self, record: dict) -> bool:
         return (record.get("mode"), record.get("config", {}).get("sha256"), record.get("data", {}).get("data_sha256")) == (
@@ -73,7 +80,8 @@ def newest_complete_checkpoint(run_dir: Path, say=print) -> Path | None:
         problem = checkpoint_problem(path)
         if problem is None:
             return path
-        aside = path.with_name(f"{path.name}.incomplete-{int(time.time())}")
+        # Not `checkpoint-*`: transformers globs that to rotate and to find the latest checkpoint.
+        aside = path.with_name(f"incomplete-{path.name}-{int(time.time())}")
         path.rename(aside)
         say(f"skipping {path.name}: {problem} (half-written by a kill?); moved to {aside.name}")
     return None
@@ -87,11 +95,23 @@ class RunFolder:
     previous: dict | None
 
 
-def _read_provenance(path: Path) -> dict | None:
+def _read_record(path: Path) -> dict | None:
+    """provenance.json, or the identity file of a start killed before provenance was written."""
+    for name in (PROVENANCE, IDENTITY_FILE):
+        try:
+            return json.loads((path / name).read_text())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _create(path: Path, identity: Identity) -> None:
     try:
-        return json.loads((path / PROVENANCE).read_text())
-    except (OSError, ValueError):
-        return None
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot create run folder {path}: {exc.strerror}; mount a writable volume there "
+                                 "or choose another --output-root") from exc
+    atomic.write_json(path / IDENTITY_FILE, identity.record())
 
 
 def _next_free(root: Path, base: str) -> Path:
@@ -113,10 +133,10 @@ def open_run(root: Path, identity: Identity, run_id: str | None, new_run: bool, 
     if new_run and path.exists():
         path = _next_free(root, path.name)
     if not path.exists() or not any(path.iterdir()):
-        path.mkdir(parents=True, exist_ok=True)
+        _create(path, identity)
         return RunFolder(path, identity, None, None)
 
-    previous = _read_provenance(path)
+    previous = _read_record(path)
     if previous is None:
         raise UsageError(f"{path} exists, is not empty and has no {PROVENANCE}; choose another --run-id or empty it")
     if not identity.matches(previous):

@@ -35,8 +35,18 @@ def say(message: str) -> None:
 
 def load_for_mode(args) -> LoadedConfig:
     if args.command == "smoke":
-        args.overlay = [str(SMOKE_OVERLAY), *args.overlay]
+        # Last among the overlays, so a user overlay cannot stretch a smoke run; --set still wins.
+        args.overlay = [*args.overlay, str(SMOKE_OVERLAY)]
     return load_from_args(args)
+
+
+def prepared_dataset_path(cfg: dict, output_root: Path, data_sha256: str) -> str:
+    """Axolotl keys its tokenized cache on file paths and tokenizer name, not file contents: a
+    user who edits and re-locks the data would train on the stale cache. Keying the folder on the
+    locked data hash closes that, and it sits on the output volume so a restarted pod keeps it."""
+    configured = cfg.get("dataset_prepared_path")
+    root = Path(configured) if configured and Path(configured).is_absolute() else Path(output_root) / "prepared"
+    return str(root / data_sha256[:16])
 
 
 def identity_of(args, loaded: LoadedConfig, verified: data.VerifiedData) -> run_folder.Identity:
@@ -191,6 +201,7 @@ def command(args) -> int:
     if mode == "rehearse":
         cfg, extra["rehearsal"] = prepare_rehearsal(args, loaded, facts, run_dir, cfg)
     cfg["output_dir"] = str(run_dir)
+    cfg["dataset_prepared_path"] = prepared_dataset_path(cfg, Path(args.output_root).resolve(), verified.data_sha256)
     cfg["plugins"] = sorted(set(cfg.get("plugins") or []) | {PLUGIN})
     if folder.resume_from is not None:
         cfg["resume_from_checkpoint"] = str(folder.resume_from)

@@ -12,7 +12,8 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 PIP=(.venv/bin/python -m pip install --disable-pip-version-check -q)
 # torch first, CPU build: PyPI's default torch 2.13.0 wheel is a multi-GB CUDA 13 build.
 if ! .venv/bin/python -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null; then
-  "${PIP[@]}" torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu
+  # One retry: where that index is unreachable (an offline mirror), pip falls back to the others quickly.
+  "${PIP[@]}" --retries 1 --timeout 15 torch==2.13.0 --extra-index-url "${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}"
 fi
 "${PIP[@]}" -r requirements.txt -c requirements-lock.txt
 if [ "${1:-}" = "--dev" ]; then

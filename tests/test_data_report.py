@@ -176,3 +176,12 @@ def test_missing_train_entry_is_a_config_error(dirty):
 ])
 def test_prompt_normalization(text, normalized):
     assert data_report.normalize_prompt(text) == normalized
+
+
+def test_a_read_only_data_folder_skips_the_json_with_a_note(dirty, capsys, monkeypatch):
+    """compose mounts data/ read-only: the check itself must still pass or fail on the data."""
+    monkeypatch.setattr(data_report, "report_path", lambda loaded: data_report.Path("/sys") / data_report.REPORT_NAME)
+    report = data_report.check(load_config(dirty, "sequence_len=64"))
+    assert report.json_path is None and report.errors
+    err = capsys.readouterr().err
+    assert err.startswith("note: data report not saved (cannot write /sys/data_report.json: ")

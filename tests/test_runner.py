@@ -45,3 +45,19 @@ def test_publish_final_copies_adapter_tokenizer_and_provenance(tmp_path):
     assert sorted(p.name for p in final.iterdir()) == ["adapter_config.json", "adapter_model.safetensors",
                                                        "provenance.json", "tokenizer.json", "tokenizer_config.json"]
     assert not (tmp_path / ".phase2-final.tmp").exists()
+
+
+def test_the_smoke_overlay_comes_after_user_overlays_and_before_sets(tmp_path):
+    user = tmp_path / "long.yaml"
+    user.write_text("max_steps: 5000\nlora_r: 32\n")
+    args = argparse.Namespace(command="smoke", config=str(A5000), overlay=[str(user)], sets=["save_steps=2"])
+    loaded = runner.load_for_mode(args)
+    assert loaded.axolotl["max_steps"] == 10 and loaded.axolotl["lora_r"] == 32 and loaded.axolotl["save_steps"] == 2
+
+
+def test_the_prepared_dataset_cache_is_keyed_by_the_data_hash(tmp_path):
+    shipped = {"dataset_prepared_path": "outputs/prepared"}  # relative: would land outside the volume
+    assert runner.prepared_dataset_path(shipped, tmp_path, "ab" * 32) == str(tmp_path / "prepared" / ("ab" * 8))
+    assert runner.prepared_dataset_path(shipped, tmp_path, "cd" * 32) != runner.prepared_dataset_path(shipped, tmp_path, "ab" * 32)
+    absolute = {"dataset_prepared_path": str(tmp_path / "cache")}
+    assert runner.prepared_dataset_path(absolute, tmp_path, "ab" * 32) == str(tmp_path / "cache" / ("ab" * 8))

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The CUDA image's start script (tini runs it as PID 1's only child), following RunPod's conventions:
+#   - arguments given:       run that entrypoint command and exit with its code
+#                            (docker run IMAGE validate --config ...; compose's `command:`)
+#   - TRAIN_MODE set:        run that mode (the entrypoint reads TRAIN_MODE) and exit with its code
+#   - neither:               stay up for RunPod's web terminal, with sshd when PUBLIC_KEY holds a key
+# In every case the host's NVIDIA driver is checked first against CLI_TUNER_MIN_DRIVER, and sshd is
+# started when PUBLIC_KEY is set, so a training pod can be watched over SSH too.
+set -euo pipefail
+
+# /app in the image; found from this file so /start.sh (a link) and a checkout both work.
+APP_DIR=$(dirname "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")")
+
+log() { printf '[start] %s\n' "$*"; }
+
+# The torch in this image is a CUDA 12.8 build: an older driver fails at the first CUDA call with a
+# message that does not say which driver is needed. nvidia-smi is there when the NVIDIA runtime
+# mounted the GPU; without it the job's own checks report the missing GPU.
+check_driver() {
+  local minimum=${CLI_TUNER_MIN_DRIVER:-570} version
+  command -v nvidia-smi >/dev/null 2>&1 || return 0
+  version=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n 1) || return 0
+  [ -n "$version" ] || return 0
+  if [ "${version%%.*}" -lt "${minimum%%.*}" ]; then
+    printf 'error: NVIDIA driver %s is older than %s, which this image needs (its torch is a CUDA 12.8 build); ' \
+      "$version" "$minimum" >&2
+    printf 'use a host with driver %s or newer (on RunPod: filter pods by CUDA version 12.8 or newer)\n' "$minimum" >&2
+    return 5
+  fi
+  log "NVIDIA driver $version (needs >= $minimum)"
+}
+
+start_sshd() {
+  [ -n "${PUBLIC_KEY:-}" ] || return 0
+  mkdir -p /root/.ssh
+  chmod 700 /root/.ssh
+  touch /root/.ssh/authorized_keys
+  # A restarted pod runs this again: add the key once.
+  grep -qxF -- "$PUBLIC_KEY" /root/.ssh/authorized_keys || printf '%s\n' "$PUBLIC_KEY" >> /root/.ssh/authorized_keys
+  chmod 600 /root/.ssh/authorized_keys
+  ssh-keygen -A >/dev/null   # host keys are made per container, never baked into the image
+  /usr/sbin/sshd
+  log "sshd started on port 22"
+}
+
+driver_status=0
+check_driver || driver_status=$?
+start_sshd
+
+if [ "$#" -gt 0 ] || [ -n "${TRAIN_MODE:-}" ]; then
+  [ "$driver_status" -eq 0 ] || exit "$driver_status"
+  log "running: python $APP_DIR/entrypoint.py ${*:-(TRAIN_MODE=$TRAIN_MODE)}"
+  cd "$APP_DIR"
+  exec python "$APP_DIR/entrypoint.py" "$@"
+fi
+
+log "TRAIN_MODE is empty: the container stays up for the web terminal and SSH."
+log "  cd $APP_DIR && python entrypoint.py --help   # the commands"
+log "  python entrypoint.py doctor                  # GPU, driver and package checks"
+log "  python entrypoint.py smoke                   # 10-step run into ${OUTPUT_ROOT:-outputs}"
+exec sleep infinity
