@@ -27,6 +27,7 @@ FINAL_FILES = ("adapter_model.safetensors", "adapter_model.bin", "adapter_config
                "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "vocab.json",
                "merges.txt", "tokenizer.model", "generation_config.json")
 REHEARSAL_CHECK_SAMPLES = 8
+PREPARED_DIR = "prepared"  # beside the run folders in the output root, shared by runs of the same data
 
 
 def say(message: str) -> None:
@@ -45,7 +46,7 @@ def prepared_dataset_path(cfg: dict, output_root: Path, data_sha256: str) -> str
     user who edits and re-locks the data would train on the stale cache. Keying the folder on the
     locked data hash closes that, and it sits on the output volume so a restarted pod keeps it."""
     configured = cfg.get("dataset_prepared_path")
-    root = Path(configured) if configured and Path(configured).is_absolute() else Path(output_root) / "prepared"
+    root = Path(configured) if configured and Path(configured).is_absolute() else Path(output_root) / PREPARED_DIR
     return str(root / data_sha256[:16])
 
 

@@ -22,6 +22,13 @@ os.environ["AXOLOTL_DO_NOT_TRACK"] = "1"
 os.environ["WANDB_MODE"] = "offline"
 
 
+def run_folders(output_root: Path) -> list[Path]:
+    """The run folders in an output root (the tokenized-data cache sits beside them)."""
+    from cli_tuner.runner import PREPARED_DIR
+
+    return sorted(p for p in output_root.iterdir() if p.is_dir() and p.name != PREPARED_DIR)
+
+
 def require(path: Path) -> Path:
     if not path.exists():
         pytest.fail(f"{path} is missing: tests need ../shared/data beside the repo")

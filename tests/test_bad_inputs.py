@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from cli_tuner import cli, data, tracking
-from conftest import REPO, data_sets, make_locked_data
+from conftest import REPO, data_sets, make_locked_data, run_folders
 
 CONFIG = REPO / "configs" / "axolotl_config.yaml"
 SYSFS = Path("/sys")
@@ -283,6 +283,6 @@ def test_a_full_output_volume_is_an_environment_problem_and_leaves_no_half_made_
     assert result.returncode == 5, result.stderr[-2000:]
     assert last.startswith("error: cannot write ") and "File too large" in last, last
     assert "Traceback" not in result.stderr
-    (run_dir,) = outputs.iterdir()
+    (run_dir,) = run_folders(outputs)
     model_dir = run_dir / "rehearsal-model"
     assert not (model_dir / "config.json").exists() or (model_dir / "model.safetensors").exists()

@@ -9,7 +9,7 @@ import yaml
 
 from cli_tuner import data
 from cli_tuner.config import canonical_hash
-from conftest import QWEN_TOKENIZER, data_sets, make_locked_data
+from conftest import QWEN_TOKENIZER, data_sets, make_locked_data, run_folders
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def rehearsal(tmp_path_factory):
     files = make_locked_data(root / "data")
     result = run_entrypoint("rehearse", *data_sets(files), "--tokenizer", str(QWEN_TOKENIZER),
                             "--output-root", str(root / "outputs"), env={"WANDB_API_KEY": ""})
-    runs = list((root / "outputs").iterdir())
+    runs = run_folders(root / "outputs")
     return result, files, runs
 
 
@@ -72,6 +72,9 @@ def test_provenance_is_complete_and_honest(rehearsal):
     assert resolved["output_dir"] == str(run)
     assert record["tracking"]["wandb"] == "offline"
     assert record["started_utc"] <= record["ended_utc"] and record["wall_seconds"] > 0
+    # The tokenized data is cached on the output volume, keyed by the data hash.
+    prepared = run.parent / "prepared" / record["data"]["data_sha256"][:16]
+    assert resolved["dataset_prepared_path"] == str(prepared) and any(prepared.iterdir())
 
 
 def test_phase2_final_and_checkpoint_check(rehearsal):
@@ -103,7 +106,7 @@ def test_full_mode_checks_the_final_adapter_and_enforces_the_gate(rehearsal, tmp
                             "--output-root", str(tmp_path / "outputs"))
     assert result.returncode == 6, result.stdout[-3000:] + result.stderr[-3000:]
     assert "checkpoint check failed" in result.stderr.strip().splitlines()[-1]
-    (full_run,) = (tmp_path / "outputs").iterdir()
+    (full_run,) = run_folders(tmp_path / "outputs")
     record = json.loads((full_run / "provenance.json").read_text())
     assert record["status"] == "succeeded" and record["mode"] == "full"
     assert record["checkpoint_check"]["gated"] is True and record["checkpoint_check"]["gate_failures"]
