@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+# ../shared/data beside the checkout; CLI_TUNER_SHARED_DATA or /shared/data (compose's test service) elsewhere.
+SHARED_DATA = next((Path(p) for p in (os.environ.get("CLI_TUNER_SHARED_DATA"), REPO.parent / "shared" / "data", "/shared/data")
+                    if p and Path(p).is_dir()), REPO.parent / "shared" / "data")
 QWEN_TOKENIZER = SHARED_DATA / "tokenizers" / "qwen2.5-coder-7b-instruct"
 MISTRAL_TOKENIZER = SHARED_DATA / "tokenizers" / "mistral-7b-instruct-v0.2"
 NL2BASH = SHARED_DATA / "nl2bash"
