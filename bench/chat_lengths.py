@@ -41,9 +41,7 @@ def rows_from_nl2bash(folder: Path) -> list[dict]:
     from cli_tuner import nl2bash
 
     pairs = nl2bash.read_pairs(folder / "all.nl", folder / "all.cm")
-    return [{"messages": [{"role": "user", "content": p.description},
-                          {"role": "assistant", "content": p.command}]}
-            for p in pairs if p.description and p.command]
+    return [nl2bash.as_chat(p) for p in pairs if p.description and p.command]
 
 
 def load_rows(source: Path) -> list[dict]:

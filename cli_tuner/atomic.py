@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .errors import EnvironmentProblem
 
@@ -46,3 +49,33 @@ def write_text(path: Path | str, text: str) -> Path:
 
 def write_json(path: Path | str, data: Any) -> Path:
     return write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+@contextmanager
+def folder(target: Path | str) -> Iterator[Path]:
+    """Fill the yielded staging folder; on success it replaces `target` by a rename, so a kill or a
+    full disk leaves the old folder or none, never a half-written one that looks finished."""
+    target = Path(target)
+    staging = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir(parents=True)
+        yield staging
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        reason = _io_reason(exc)
+        if reason is None:
+            raise
+        raise EnvironmentProblem(
+            f"cannot write {target}: {reason}; free space or permissions on {target.parent} need fixing"
+        ) from exc
+
+
+def _io_reason(exc: BaseException) -> str | None:
+    """The OS error behind a failed write; safetensors reports it inside its own exception's text."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    found = re.search(r"I/O error: (.+?) \(os error \d+\)", str(exc))
+    return found.group(1) if found else None

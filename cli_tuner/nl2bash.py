@@ -125,12 +125,13 @@ def assign(groups: list[list[Pair]], seed: int, val_fraction: float, test_fracti
     return splits
 
 
+def as_chat(pair: Pair) -> dict:
+    return {"messages": [{"role": "user", "content": pair.description},
+                         {"role": "assistant", "content": pair.command}]}
+
+
 def to_jsonl(pairs: list[Pair]) -> str:
-    return "".join(
-        json.dumps({"messages": [{"role": "user", "content": p.description},
-                                 {"role": "assistant", "content": p.command}]}, ensure_ascii=False) + "\n"
-        for p in pairs
-    )
+    return "".join(json.dumps(as_chat(p), ensure_ascii=False) + "\n" for p in pairs)
 
 
 def convert(nl_path, cm_path, out_dir, seed: int = 42, val_fraction: float = 0.05,

@@ -8,11 +8,9 @@ CPU cores in under a minute. Built locally: nothing is downloaded.
 from __future__ import annotations
 
 import copy
-import re
-import shutil
 from pathlib import Path
 
-from .errors import EnvironmentProblem
+from . import atomic
 from .model_facts import ModelFacts
 
 TINY_SHAPE = {
@@ -87,32 +85,10 @@ def build_model(facts: ModelFacts, tokenizer, out_dir: Path, seed: int = 0) -> P
     )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
-    # Saved beside the target and renamed into place: a kill or a full disk mid-save must not leave
-    # a folder that the next start takes for a finished model.
-    staging = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        staging.mkdir(parents=True)
+    with atomic.folder(out_dir) as staging:  # a half-saved model must not pass for a finished one
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        shutil.rmtree(out_dir, ignore_errors=True)  # a leftover without config.json, never a finished model
-        staging.rename(out_dir)
-    except Exception as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        reason = _io_reason(exc)
-        if reason is None:
-            raise
-        raise EnvironmentProblem(f"cannot write {out_dir}: {reason}; free space or permissions on "
-                                 f"{out_dir.parent} need fixing") from exc
     return out_dir
-
-
-def _io_reason(exc: Exception) -> str | None:
-    """The OS error behind a failed save; safetensors reports it inside its own exception's text."""
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
-    found = re.search(r"I/O error: (.+?) \(os error \d+\)", str(exc))
-    return found.group(1) if found else None
 
 
 # Hardware-bound settings a CPU cannot honour, replaced for the rehearsal; everything else stays.

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EnvironmentProblem, UsageError
 from . import atomic
+from .errors import EnvironmentProblem, UsageError
 from .provenance import FILE_NAME as PROVENANCE
 
 IDENTITY_FILE = "run_identity.json"  # written when the folder is made, before any slow step
@@ -105,12 +105,15 @@ def _read_record(path: Path) -> dict | None:
     return None
 
 
-def _create(path: Path, identity: Identity) -> None:
+def _make_folder(path: Path, what: str, fix: str) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise EnvironmentProblem(f"cannot create run folder {path}: {exc.strerror}; mount a writable volume there "
-                                 "or choose another --output-root") from exc
+        raise EnvironmentProblem(f"cannot create {what} {path}: {exc.strerror}; {fix}") from exc
+
+
+def _create(path: Path, identity: Identity) -> None:
+    _make_folder(path, "run folder", "mount a writable volume there or choose another --output-root")
     atomic.write_json(path / IDENTITY_FILE, identity.record())
 
 
@@ -125,10 +128,7 @@ def _next_free(root: Path, base: str) -> Path:
 def open_run(root: Path, identity: Identity, run_id: str | None, new_run: bool, resume: bool, say=print) -> RunFolder:
     """Pick the run folder and decide: fresh start, resume, or refuse."""
     root = Path(root)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EnvironmentProblem(f"cannot create output folder {root}: {exc.strerror}; mount a writable volume there") from exc
+    _make_folder(root, "output folder", "mount a writable volume there")
     path = root / (run_id or identity.default_run_id())
     if new_run and path.exists():
         path = _next_free(root, path.name)

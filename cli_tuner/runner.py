@@ -147,15 +147,12 @@ def progress_of(run_dir: Path) -> dict:
 
 def publish_final(run_dir: Path) -> Path:
     """Copy the final adapter to phase2-final/, whole or not at all."""
-    final, staging = run_dir / FINAL_DIR, run_dir / f".{FINAL_DIR}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    for name in FINAL_FILES:
-        if (run_dir / name).is_file():
-            shutil.copy2(run_dir / name, staging / name)
-    shutil.copy2(run_dir / "provenance.json", staging / "provenance.json")
-    shutil.rmtree(final, ignore_errors=True)
-    staging.rename(final)
+    final = run_dir / FINAL_DIR
+    with atomic.folder(final) as staging:
+        for name in FINAL_FILES:
+            if (run_dir / name).is_file():
+                shutil.copy2(run_dir / name, staging / name)
+        shutil.copy2(run_dir / "provenance.json", staging / "provenance.json")
     return final
 
 

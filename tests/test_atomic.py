@@ -134,3 +134,36 @@ def test_every_file_the_job_writes_goes_through_atomic():
                 continue
             offenders.append(f"{source.name}:{number}: {line.strip()}")
     assert offenders == [], "write these through cli_tuner.atomic (or list the reason here):\n" + "\n".join(offenders)
+
+
+# ------------------------------------------------------------------ whole folders
+
+def test_folder_replaces_the_old_folder_only_when_filled(tmp_path):
+    target = tmp_path / "phase2-final"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with atomic.folder(target) as staging:
+        (staging / "new.txt").write_text("new")
+        assert sorted(p.name for p in target.iterdir()) == ["old.txt"]  # untouched while filling
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert leftovers(tmp_path) == []
+
+
+def test_folder_failing_midway_keeps_the_old_folder_and_names_the_os_error(tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "config.json").write_text("{}")
+    with pytest.raises(EnvironmentProblem) as caught:
+        with atomic.folder(target) as staging:
+            (staging / "half").write_text("x")
+            raise OSError(27, "File too large")
+    assert caught.value.exit_code == EXIT_ENVIRONMENT
+    assert caught.value.message == f"cannot write {target}: File too large; free space or permissions on {tmp_path} need fixing"
+    assert sorted(p.name for p in target.iterdir()) == ["config.json"] and leftovers(tmp_path) == []
+
+
+def test_folder_passes_other_errors_through_and_cleans_up(tmp_path):
+    with pytest.raises(ValueError):
+        with atomic.folder(tmp_path / "out"):
+            raise ValueError("a bug, not the disk")
+    assert list(tmp_path.iterdir()) == []

@@ -10,7 +10,6 @@ to root) and a path under a regular file instead of chmod.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -64,7 +63,7 @@ def rewrite_manifest(folder: Path) -> None:
     manifest_path = folder / data.MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text())
     for name, entry in manifest["files"].items():
-        entry["sha256"] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        entry["sha256"] = data.sha256_file(folder / name)
     manifest["data_sha256"] = data.combined_hash({n: e["sha256"] for n, e in manifest["files"].items()})
     manifest_path.write_text(json.dumps(manifest))
 
