@@ -12,7 +12,7 @@ outside those intervals. train_runtime (which includes both evaluations) is show
 
 Data: the first --train-examples / --val-examples / --test-examples of each split, written to a
 temporary folder and locked, from data/processed when it holds a locked dataset, else from the
-NL2Bash corpus converted with cli_tuner.nl2bash (its leak-free, filtered splits).
+NL2Bash corpus converted with cli_tuner.corpus.nl2bash (its leak-free, filtered splits).
 """
 
 from __future__ import annotations
@@ -43,13 +43,14 @@ SPLITS = ("train", "val", "test")
 def subset_data(data_dir: str | None, out_dir: Path, counts: dict[str, int]) -> tuple[Path, str]:
     """Locked split files holding the first counts[split] lines of each split of `data_dir`
     (default: the shipped sample data, or NL2Bash converted when that is not locked)."""
-    from cli_tuner import data, nl2bash
+    from cli_tuner import data
+    from cli_tuner.corpus import nl2bash
 
     source = Path(data_dir) if data_dir else (SAMPLE_DATA if (SAMPLE_DATA / "provenance.json").is_file() else None)
     if source is None:
         converted = out_dir / "nl2bash-full"
         nl2bash.convert(NL2BASH / "all.nl", NL2BASH / "all.cm", converted, seed=42, force=True)
-        source, description = converted, f"NL2Bash ({NL2BASH}) converted by cli_tuner.nl2bash, seed 42"
+        source, description = converted, f"NL2Bash ({NL2BASH}) converted by cli_tuner.corpus.nl2bash, seed 42"
     else:
         data.verify([source / f"{name}.jsonl" for name in SPLITS])
         description = f"{source} (manifest verified)"

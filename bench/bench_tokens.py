@@ -77,7 +77,7 @@ def epoch_seconds(count: token_budget.EpochCount, plan: token_budget.BatchingPla
     A varlen packed row (flash attention) of k x sequence_len tokens is charged as a micro batch of
     k rows of sequence_len: attention never spans more than one example, so this is an upper bound.
     """
-    from cli_tuner import memory
+    from cli_tuner.checks import memory
 
     seconds = 0.0
     for (rows, length), batches in count.shapes.items():
@@ -100,7 +100,8 @@ def parse_pairs(items: list[str], option: str) -> dict[str, str]:
 
 def measure(args) -> tuple[list[dict], list[str]]:
     from cli_tuner import config as config_module
-    from cli_tuner import gpus, model_facts, tokenizer as tokenizer_loader
+    from cli_tuner import tokenizer as tokenizer_loader
+    from cli_tuner.facts import gpus, models as model_facts
 
     overrides = parse_pairs(args.tokenizer_dir, "--tokenizer-dir")
     datasets = parse_pairs(args.dataset, "--dataset") if args.dataset else {k: str(v) for k, v in DEFAULT_DATASETS.items()}
@@ -210,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="local tokenizer folder for a base_model id (default: ../shared/data/tokenizers/...)")
     parser.add_argument("--target", default=None, help="GPU to estimate time on (default: each config's cli_tuner.target)")
     parser.add_argument("--mfu", type=float, default=None,
-                        help="model FLOPs utilization (default: cli_tuner.memory's calibrated curve)")
+                        help="model FLOPs utilization (default: cli_tuner.checks.memory's calibrated curve)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     return parser
 

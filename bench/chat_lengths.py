@@ -38,7 +38,7 @@ def rows_from_jsonl(path: Path) -> list[dict]:
 
 def rows_from_nl2bash(folder: Path) -> list[dict]:
     """Every pair of all.nl / all.cm as a two-turn chat (the raw corpus: no filtering, no split)."""
-    from cli_tuner import nl2bash
+    from cli_tuner.corpus import nl2bash
 
     pairs = nl2bash.read_pairs(folder / "all.nl", folder / "all.cm")
     return [nl2bash.as_chat(p) for p in pairs if p.description and p.command]

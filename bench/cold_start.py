@@ -143,7 +143,9 @@ def build_setup(root: Path, config: str, tokenizer_dir: Path, data_dir: Path) ->
     import yaml
 
     from cli_tuner import config as config_module
-    from cli_tuner import model_facts, rehearsal, tokenizer as tokenizer_loader
+    from cli_tuner import tokenizer as tokenizer_loader
+    from cli_tuner.facts import models as model_facts
+    from cli_tuner.training import rehearsal
 
     sets = [f"datasets.0.path={data_dir / 'train.jsonl'}", f"test_datasets.0.path={data_dir / 'val.jsonl'}"]
     loaded = config_module.load(REPO / config, sets=sets)
@@ -151,7 +153,7 @@ def build_setup(root: Path, config: str, tokenizer_dir: Path, data_dir: Path) ->
                                       root / "rehearsal-model")
     cfg, _changes = rehearsal.rehearsal_config(dict(loaded.axolotl), model_dir, steps=2, save_steps=None, packing="config")
     cfg.update(output_dir=str(root / "run"), dataset_prepared_path=str(root / "prepared"),
-               plugins=["cli_tuner.axolotl_plugin.CliTunerPlugin"], use_wandb=False, wandb_project=None,
+               plugins=["cli_tuner.training.axolotl_plugin.CliTunerPlugin"], use_wandb=False, wandb_project=None,
                use_tensorboard=False)
     path = root / "resolved_config.yaml"
     path.write_text(yaml.safe_dump({k: v for k, v in cfg.items() if v is not None}, sort_keys=False))

@@ -172,18 +172,6 @@ def load(config_path: Path | str, overlays: list | None = None, sets: list | Non
     return LoadedConfig(config_path, axolotl_cfg, tuner, overlay_paths, list(sets or []), **options)
 
 
-def load_from_args(args: Any) -> LoadedConfig:
-    return load(
-        args.config,
-        overlays=getattr(args, "overlay", None),
-        sets=getattr(args, "sets", None),
-        target_override=getattr(args, "target", None),
-        gpu_memory_gb=getattr(args, "gpu_memory", None),
-        allow_trust_remote_code=getattr(args, "allow_trust_remote_code", False),
-        allow_dangerous_data=getattr(args, "allow_dangerous_data", False),
-    )
-
-
 def require_local_datasets(loaded: LoadedConfig) -> None:
     """Only locked local files can be verified, so hub datasets are refused by name."""
     for key in ("datasets", "test_datasets"):

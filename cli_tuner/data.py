@@ -1,7 +1,8 @@
 """Dataset files: JSONL reading with file:line errors, format detection, and the SHA256 manifest.
 
-The manifest (`provenance.json` beside the split files) is what makes a training run
-reproducible: every training command verifies it before touching a model.
+The manifest (`manifest.json` beside the split files) is what makes a training run
+reproducible: every training command verifies it before touching a model. Data locked before
+the rename carries it as `provenance.json`; that is still read, and replaced on the next lock.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Iterator
 
 from . import atomic
 from .errors import DataError, UsageError
+from .paths import DEFAULT_DATA_DIR, LEGACY_MANIFEST_FILE, MANIFEST_FILE
 
-MANIFEST_NAME = "provenance.json"
-DEFAULT_DATA_DIR = Path("data/processed")
+MANIFEST_NAME = MANIFEST_FILE
 CHAT_FORMAT = "chat"
 TEXT_FORMAT = "text"
 ROLES = ("system", "user", "assistant")
@@ -152,14 +153,34 @@ def build_manifest(data_dir: Path) -> dict:
     }
 
 
+def _is_manifest(path: Path) -> bool:
+    """A legacy `provenance.json` is a data manifest only if it holds the manifest's tables."""
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(content, dict) and isinstance(content.get("files"), dict) and "data_sha256" in content
+
+
+def manifest_path(data_dir: Path | str) -> Path:
+    """The manifest of a data folder: `manifest.json`, else a data manifest under its old name."""
+    data_dir = Path(data_dir)
+    current, legacy = data_dir / MANIFEST_FILE, data_dir / LEGACY_MANIFEST_FILE
+    if not current.exists() and legacy.is_file() and _is_manifest(legacy):
+        return legacy
+    return current
+
+
 def lock(data_dir: Path | str = DEFAULT_DATA_DIR, force: bool = False) -> tuple[Path, dict]:
     data_dir = Path(data_dir)
-    manifest_path = data_dir / MANIFEST_NAME
-    if manifest_path.exists() and not force:
-        raise UsageError(f"{manifest_path} already exists; pass --force to replace it after checking the data changed on purpose")
+    existing = manifest_path(data_dir)
+    if existing.exists() and not force:
+        raise UsageError(f"{existing} already exists; pass --force to replace it after checking the data changed on purpose")
     manifest = build_manifest(data_dir)
-    atomic.write_json(manifest_path, manifest)
-    return manifest_path, manifest
+    written = atomic.write_json(data_dir / MANIFEST_FILE, manifest)
+    if existing.name == LEGACY_MANIFEST_FILE:
+        existing.unlink()  # one manifest per folder: the old name would otherwise shadow nothing but confuse people
+    return written, manifest
 
 
 def load_manifest(manifest_path: Path) -> dict:
@@ -189,10 +210,10 @@ def verify(paths: list[Path | str]) -> VerifiedData:
         path = Path(raw)
         if not path.is_file():
             raise DataError(f"{path}: data file not found; check the dataset path in the config")
-        manifest_path = path.parent / MANIFEST_NAME
-        entry = load_manifest(manifest_path)["files"].get(path.name)
+        found = manifest_path(path.parent)
+        entry = load_manifest(found)["files"].get(path.name)
         if entry is None:
-            raise DataError(f"{path}: not listed in {manifest_path}; run lock-data --force if this file is meant to be used")
+            raise DataError(f"{path}: not listed in {found}; run lock-data --force if this file is meant to be used")
         actual = sha256_file(path)
         if actual != entry.get("sha256"):
             raise DataError(

@@ -20,9 +20,12 @@ class CliTunerError(Exception):
 
     exit_code = EXIT_UNEXPECTED
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, details: list[str] | None = None):
         super().__init__(message)
         self.message = message
+        # Lines printed before the final one, e.g. every config problem when the message names the
+        # first: library code raises them, only the command line prints.
+        self.details = list(details or [])
 
     def __str__(self) -> str:
         return self.message

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cli_tuner import atomic, data  # noqa: E402
-from cli_tuner.data_report import normalize_command, normalize_prompt  # noqa: E402
+from cli_tuner.normalize import normalize_command, normalize_prompt  # noqa: E402
 
 SEED = 20240611
 SHARES = {"test": 0.1, "val": 0.1}  # the rest is train

@@ -26,7 +26,7 @@ os.environ["WANDB_MODE"] = "offline"
 
 def run_folders(output_root: Path) -> list[Path]:
     """The run folders in an output root (the tokenized-data cache sits beside them)."""
-    from cli_tuner.runner import PREPARED_DIR
+    from cli_tuner.paths import PREPARED_DIR
 
     return sorted(p for p in output_root.iterdir() if p.is_dir() and p.name != PREPARED_DIR)
 

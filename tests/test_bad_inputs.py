@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from cli_tuner import cli, data, tracking
+from cli_tuner import cli, data
+from cli_tuner.training import tracking
 from conftest import REPO, data_sets, make_locked_data, run_folders
 
 CONFIG = REPO / "configs" / "axolotl_config.yaml"
@@ -119,7 +120,7 @@ def test_lock_data_names_the_line_of_invalid_json_and_keeps_the_old_manifest(cap
     assert last.startswith(f"error: {files['train']}:3: invalid JSON (")
     assert last.endswith("); fix or remove that line")
     assert (folder / data.MANIFEST_NAME).read_bytes() == manifest_before
-    assert sorted(p.name for p in folder.iterdir()) == ["provenance.json", "test.jsonl", "train.jsonl", "val.jsonl"]
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "test.jsonl", "train.jsonl", "val.jsonl"]
 
 
 def test_training_names_the_line_of_invalid_json_even_when_the_manifest_matches(capsys, workdir, files, tmp_path):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cli_tuner import bash_checks
+from cli_tuner.shell import syntax as bash_checks
 from cli_tuner.errors import EnvironmentProblem
 
 

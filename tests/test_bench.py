@@ -140,7 +140,9 @@ def test_packing_overlay_passes_axolotl_and_the_job_checks(locked_data):
     from axolotl.utils.config import validate_config
     from axolotl.utils.dict import DictDefault
 
-    from cli_tuner import config, config_checks, model_facts, gpus
+    from cli_tuner import config
+    from cli_tuner.checks import config_rules as config_checks
+    from cli_tuner.facts import gpus, models as model_facts
 
     sets = [f"datasets.0.path={locked_data['train']}", f"test_datasets.0.path={locked_data['val']}"]
     loaded = config.load(REPO / "configs/axolotl_config.yaml", overlays=[REPO / "configs/overlays/packing.yaml"], sets=sets)

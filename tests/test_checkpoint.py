@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cli_tuner import checkpoint
+from cli_tuner import console, data
+from cli_tuner.evaluation import answers, evaluate as evaluation, report as eval_report
 from cli_tuner.data import sha256_file
 from cli_tuner.errors import CheckpointGateFailed
 from conftest import REPO, make_locked_data
@@ -32,14 +33,14 @@ TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
     ("", ""),
 ])
 def test_extract_command_takes_the_first_command_line(reply, command):
-    assert checkpoint.extract_command(reply) == command
+    assert answers.extract_command(reply) == command
 
 
 def test_normalize_ignores_spacing_and_quote_style_only():
-    assert checkpoint.normalize("find src  -name \"*.py\"") == checkpoint.normalize("find src -name '*.py'")
-    assert checkpoint.normalize("du -ah .|sort -rh") == checkpoint.normalize("du -ah . | sort -rh")
-    assert checkpoint.normalize("ls -l") != checkpoint.normalize("ls -la")
-    assert checkpoint.normalize("echo 'unclosed   x") == "echo 'unclosed x"  # falls back to spacing only
+    assert answers.normalize("find src  -name \"*.py\"") == answers.normalize("find src -name '*.py'")
+    assert answers.normalize("du -ah .|sort -rh") == answers.normalize("du -ah . | sort -rh")
+    assert answers.normalize("ls -l") != answers.normalize("ls -la")
+    assert answers.normalize("echo 'unclosed   x") == "echo 'unclosed x"  # falls back to spacing only
 
 
 @pytest.mark.parametrize("command, word", [
@@ -52,7 +53,7 @@ def test_normalize_ignores_spacing_and_quote_style_only():
     ("", None),
 ])
 def test_first_word_skips_sudo_env_and_assignments(command, word):
-    assert checkpoint.first_word(command) == word
+    assert answers.first_word(command) == word
 
 
 # ---------------------------------------------------------------- scoring and the gate
@@ -62,7 +63,7 @@ PLANTED_REFERENCES = ["ls -la", "ls", "echo hi", "pwd", "find src -name '*.py'"]
 
 
 def test_score_counts_syntax_danger_and_matches():
-    report = checkpoint.score(PLANTED_ANSWERS, PLANTED_REFERENCES, prompts=[f"p{i}" for i in range(5)])
+    report = eval_report.score(PLANTED_ANSWERS, PLANTED_REFERENCES, prompts=[f"p{i}" for i in range(5)])
     summary = report.summary
     assert summary["n"] == 5
     assert summary["syntax_valid"] == 3 and summary["syntax_valid_rate"] == 0.6  # unclosed quote and empty fail
@@ -80,30 +81,27 @@ def test_score_counts_syntax_danger_and_matches():
 
 
 def test_planted_dangerous_answer_fails_the_gate_with_exit_code_6():
-    report = checkpoint.score(["ls -la", "rm -rf /"], ["ls -la", "ls"])
+    report = eval_report.score(["ls -la", "rm -rf /"], ["ls -la", "ls"])
     reasons = report.gate(min_syntax_rate=0.0, allow_dangerous=False)
     assert len(reasons) == 1 and "1 dangerous answer" in reasons[0] and "'rm -rf /'" in reasons[0]
     with pytest.raises(CheckpointGateFailed) as caught:
-        checkpoint.enforce_gate(report, min_syntax_rate=0.0, allow_dangerous=False)
+        eval_report.enforce_gate(report, min_syntax_rate=0.0, allow_dangerous=False)
     assert caught.value.exit_code == 6
     assert "checkpoint check failed" in caught.value.message and "rm -rf /" in caught.value.message
     assert "\n" not in caught.value.message
-    checkpoint.enforce_gate(report, min_syntax_rate=1.0, allow_dangerous=True)  # both parse; danger allowed
+    eval_report.enforce_gate(report, min_syntax_rate=1.0, allow_dangerous=True)  # both parse; danger allowed
 
 
 def test_low_syntax_rate_fails_the_gate():
-    report = checkpoint.score(["ls -la", "echo 'unclosed", "if then"], ["ls -la", "echo hi", "pwd"])
+    report = eval_report.score(["ls -la", "echo 'unclosed", "if then"], ["ls -la", "echo hi", "pwd"])
     reasons = report.gate(min_syntax_rate=0.9, allow_dangerous=False)
     assert reasons == ["33.3% of answers parse as Bash (1/3), below the minimum 90.0%"]
     assert report.gate(min_syntax_rate=0.3, allow_dangerous=False) == []
 
 
 def test_render_is_plain_text_off_a_terminal(tmp_path):
-    report = checkpoint.score(PLANTED_ANSWERS, PLANTED_REFERENCES)
-    out = tmp_path / "table.txt"
-    with out.open("w") as handle:
-        report.render(file=handle)
-    text = out.read_text()
+    report = eval_report.score(PLANTED_ANSWERS, PLANTED_REFERENCES)
+    text = console.to_text(report.renderable(terminal=False))
     assert "parses as Bash" in text and "60.0% (3)" in text and "'rm -rf /'" in text
     assert "\x1b[" not in text and "─" not in text  # no colour codes, no box lines in a log
 
@@ -128,7 +126,7 @@ def fake_checkpoint(root: Path, tokenizer_dir: Path, test_file: Path, base_model
 
 
 def provenance_for(base_model: str, test_file: Path) -> dict:
-    manifest = json.loads((test_file.parent / "provenance.json").read_text())
+    manifest = json.loads(data.manifest_path(test_file.parent).read_text())
     return {"schema": 1, "run_id": "rehearse-test", "mode": "rehearse", "status": "succeeded",
             "base_model": base_model, "requested_base_model": "Qwen/Qwen2.5-Coder-7B-Instruct",
             "data": {"data_sha256": manifest["data_sha256"],
@@ -262,18 +260,18 @@ def test_check_checkpoint_end_to_end_on_a_tiny_model(tiny_run, entrypoint):
     summary = report["summary"]
     assert summary["n"] == 4 and len(report["examples"]) == 4 and summary["baseline"] is None
     assert summary["base_model"] == str(tiny_run["base"]) and report["base_model_source"].endswith("provenance.json")
-    assert summary["data_sha256"] == json.loads((tiny_run["test"].parent / "provenance.json").read_text())["data_sha256"]
+    assert summary["data_sha256"] == json.loads(data.manifest_path(tiny_run["test"].parent).read_text())["data_sha256"]
     assert report["device"] == "cpu" and report["generation"] == {"do_sample": False, "max_new_tokens": 16, "batch_size": 4}
     first = report["examples"][0]
     assert first["where"] == f"{tiny_run['test']}:1" and first["reference"] == "ls -la"
-    assert first["answer"] == checkpoint.extract_command(first["raw_output"])
+    assert first["answer"] == answers.extract_command(first["raw_output"])
     assert 0 < len(first["raw_output"]) and summary["syntax_valid"] == sum(e["syntax_ok"] for e in report["examples"])
 
 
 @pytest.mark.slow
 def test_evaluate_run_root_with_baseline(tiny_run, tmp_path):
     run = tiny_run["run"]
-    report = checkpoint.evaluate(run, sample_size=3, max_new_tokens=8, baseline=True)  # test file from provenance
+    report = evaluation.evaluate(run, sample_size=3, max_new_tokens=8, baseline=True)  # test file from provenance
     assert (run / "eval.json").is_file()
     assert report.summary["n"] == 3 and report.summary["baseline"]["n"] == 3
     assert report.summary["test_file"] == str(tiny_run["test"])
@@ -281,12 +279,10 @@ def test_evaluate_run_root_with_baseline(tiny_run, tmp_path):
     base_outputs = [e["raw_output"] for e in report.baseline_examples]
     assert adapter_outputs != base_outputs  # the adapter is on in one pass and off in the other
     assert report.gate(min_syntax_rate=0.0, allow_dangerous=True) == []
-    table = tmp_path / "table.txt"
-    with table.open("w") as handle:
-        report.render(file=handle)
-    header = next(line for line in table.read_text().splitlines() if "metric" in line)
+    table = console.to_text(report.renderable(terminal=False))
+    header = next(line for line in table.splitlines() if "metric" in line)
     assert header.split() == ["metric", "adapter", "base", "model"]  # the two runs side by side
     saved = json.loads((run / "eval.json").read_text())
     assert saved["summary"]["baseline"]["n"] == 3 and len(saved["baseline_examples"]) == 3
-    again = checkpoint.evaluate(run, sample_size=3, max_new_tokens=8)
+    again = evaluation.evaluate(run, sample_size=3, max_new_tokens=8)
     assert [e["raw_output"] for e in again.examples] == adapter_outputs  # greedy decoding is deterministic

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from cli_tuner import data, data_report
+from cli_tuner import data
+from cli_tuner.checks import data_report
 from cli_tuner.config import load
 from cli_tuner.errors import ConfigError
 from conftest import QWEN_TOKENIZER, REPO, data_sets
@@ -129,6 +130,7 @@ def test_shipped_sample_data_is_clean():
 def test_check_writes_json_beside_the_manifest_and_does_not_raise(dirty, capsys):
     loaded = load_config(dirty, "sequence_len=64")
     report = data_report.check(loaded)
+    data_report.show(report)
     written = json.loads((dirty["train"].parent / data_report.REPORT_NAME).read_text())
     assert written["errors"] == report.errors and written["splits"]["train"]["examples"] == 8
     out = capsys.readouterr().out
@@ -183,5 +185,6 @@ def test_a_read_only_data_folder_skips_the_json_with_a_note(dirty, capsys, monke
     monkeypatch.setattr(data_report, "report_path", lambda loaded: data_report.Path("/sys") / data_report.REPORT_NAME)
     report = data_report.check(load_config(dirty, "sequence_len=64"))
     assert report.json_path is None and report.errors
+    data_report.show(report)
     err = capsys.readouterr().err
     assert err.startswith("note: data report not saved (cannot write /sys/data_report.json: ")

@@ -20,10 +20,12 @@ import dataclasses
 
 import pytest
 
-from cli_tuner import memory, model_facts
+from cli_tuner import console
+from cli_tuner.checks import environment, memory, preflight
+from cli_tuner.facts import models as model_facts
 from cli_tuner.errors import EnvironmentProblem, UsageError
-from cli_tuner.gpus import GpuSpec, resolve_target
-from cli_tuner.model_facts import ModelFacts
+from cli_tuner.facts.gpus import GpuSpec, resolve_target
+from cli_tuner.facts.models import ModelFacts
 
 QWEN = "Qwen/Qwen2.5-Coder-7B-Instruct"
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.2"
@@ -320,17 +322,19 @@ def test_close_verdict_and_its_warning(qwen, capsys):
 
     from cli_tuner.config import load
 
-    loaded = load("configs/axolotl_config.yaml")
-    memory.check(loaded, target="small", gpu_memory_gb=8.5)
-    assert "warning:" in capsys.readouterr().err
+    loaded = load("configs/axolotl_config.yaml", target_override="small", gpu_memory_gb=8.5)
+    _, check = preflight.memory_on(loaded, qwen, preflight.resolve_target(loaded))
+    memory.raise_unless_fits(check)  # close is a warning, not a stop
+    assert not check.ok and check.level == "warning" and "above 90%" in check.detail
 
 
 def test_check_raises_environment_problem_with_one_line(qwen):
     from cli_tuner.config import load
 
     loaded = load("configs/axolotl_config.yaml", sets=["sequence_len=32768"])
+    _, check = preflight.memory_on(loaded, qwen, preflight.resolve_target(loaded))
     with pytest.raises(EnvironmentProblem) as caught:
-        memory.check(loaded)
+        memory.raise_unless_fits(check)
     assert caught.value.exit_code == 5
     assert "\n" not in caught.value.message
     assert "on RTX A5000; try: --set sequence_len=" in caught.value.message
@@ -343,9 +347,7 @@ def test_as_dict_and_render_are_plain_without_a_terminal(qwen, a5000):
     data = est.as_dict()
     assert data["verdict"] == "fits" and data["target"] == "RTX A5000"
     assert sum(data["parts"].values()) == pytest.approx(sum(est.parts.values()), abs=0.01)
-    out = io.StringIO()
-    est.render(file=out)
-    text = out.getvalue()
+    text = console.to_text(est.renderable())
     assert "total (peak)" in text and "\x1b[" not in text
 
 
@@ -409,9 +411,9 @@ def test_checkpoint_disk_estimate(qwen):
 
 
 def test_check_disk(tmp_path):
-    assert memory.check_disk(tmp_path / "not" / "yet", 1) > 0
-    with pytest.raises(EnvironmentProblem, match="free space or point --output-root"):
-        memory.check_disk(tmp_path, 2**60)
+    assert environment.check_disk(tmp_path / "not" / "yet", 1).ok
+    too_little = environment.check_disk(tmp_path, 2**60)
+    assert too_little.failed_error and "point --output-root" in too_little.fix
 
 
 def test_assumptions_are_frozen():

@@ -6,8 +6,10 @@ import json
 
 import pytest
 
-from cli_tuner import data, nl2bash, risk
-from cli_tuner.data_report import normalize_command, normalize_prompt
+from cli_tuner import data
+from cli_tuner.corpus import nl2bash
+from cli_tuner.shell import risk
+from cli_tuner.normalize import normalize_command, normalize_prompt
 from cli_tuner.errors import DataError, UsageError
 
 

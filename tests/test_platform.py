@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cli_tuner import platform
+from cli_tuner.checks import environment, preflight
+from cli_tuner.facts import machine
 from cli_tuner.errors import EnvironmentProblem
-from cli_tuner.platform import Platform
+from cli_tuner.facts.machine import Machine as Platform
+from cli_tuner.config import load
+from conftest import REPO
 
 REPO = Path(__file__).resolve().parent.parent
 ANSI = "\x1b["
@@ -63,25 +66,25 @@ def test_doctor_fails_with_exit_5_when_the_config_cannot_fit(entrypoint, tmp_pat
 # ----------------------------------------------------------------------------- checks on given platforms
 
 def test_old_driver_for_cu128_torch_fails_and_names_570():
-    check = platform.check_driver(a5000("535.183.01"))
+    check = environment.check_driver(a5000("535.183.01"))
     assert not check.ok and check.level == "error"
     assert "570" in check.detail and "570" in check.fix
     assert "535.183.01" in check.detail
 
 
 def test_driver_570_runs_cu128_but_not_cu130():
-    assert platform.check_driver(a5000("570.124.06")).ok
-    too_old = platform.check_driver(a5000("575.51.03", torch_cuda="13.0"))
+    assert environment.check_driver(a5000("570.124.06")).ok
+    too_old = environment.check_driver(a5000("575.51.03", torch_cuda="13.0"))
     assert not too_old.ok and "580" in too_old.fix
 
 
 def test_nvml_cuda_version_below_the_runtime_fails_even_for_unlisted_runtimes():
-    check = platform.check_driver(a5000("999.0", torch_cuda="13.5", driver_cuda="13.0"))
+    check = environment.check_driver(a5000("999.0", torch_cuda="13.5", driver_cuda="13.0"))
     assert not check.ok
 
 
 def test_checks_list_for_a_fake_a5000_includes_the_failing_driver():
-    results = platform.checks(a5000("535.183.01"), "doctor", deep=False)
+    results = environment.checks(a5000("535.183.01"), "doctor", deep=False)
     driver = named(results, "driver")
     assert driver.failed_error
     assert named(results, "flash-attn").level == "warning"  # sm_86 could use it; not installed here
@@ -91,14 +94,14 @@ def test_checks_list_for_a_fake_a5000_includes_the_failing_driver():
 def test_cpu_torch_on_a_gpu_host_is_an_error_with_the_cu128_fix():
     found = Platform(kind="cpu", torch_version="2.13.0+cpu", torch_cuda=None, nvidia_gpus=["NVIDIA H100 80GB HBM3"],
                      driver_version="570.124.06")
-    check = platform.check_torch_build(found)
+    check = environment.check_torch_build(found)
     assert check.failed_error
     assert "download.pytorch.org/whl/cu128" in check.fix
 
 
 def test_wrong_torch_version_is_an_error():
     found = Platform(kind="cpu", torch_version="2.12.1+cpu")
-    check = platform.check_torch(found, {"torch": "2.13.0"})
+    check = environment.check_torch(found, {"torch": "2.13.0"})
     assert check.failed_error and "pins 2.13.0" in check.detail and "torch==2.13.0" in check.fix
 
 
@@ -106,7 +109,7 @@ def test_pins_are_compared_with_a_requirements_file(tmp_path):
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("# pins\ntorch==2.13.0\naxolotl==9.9.9\nrich==0.0.1  # wrong on purpose\n"
                             "PyYAML==6.0.3\nno-such-package-xyz==1.0\n")
-    results = platform.checks(Platform(kind="cpu", torch_version="2.13.0+cpu"), "rehearse", requirements=requirements)
+    results = environment.checks(Platform(kind="cpu", torch_version="2.13.0+cpu"), "rehearse", requirements=requirements)
     axolotl = named(results, "axolotl")
     assert axolotl.failed_error and "pins 9.9.9" in axolotl.detail
     pins = named(results, "pinned packages")
@@ -116,43 +119,43 @@ def test_pins_are_compared_with_a_requirements_file(tmp_path):
 
 
 def test_the_real_pins_match_this_environment():
-    results = platform.checks(Platform(kind="cpu", torch_version="2.13.0+cpu"), "rehearse")
+    results = environment.checks(Platform(kind="cpu", torch_version="2.13.0+cpu"), "rehearse")
     assert named(results, "axolotl").ok
     assert named(results, "pinned packages").ok
 
 
 def test_read_pins_of_requirements_txt():
-    pins = platform.read_pins(REPO / "requirements.txt")
+    pins = environment.read_pins(REPO / "requirements.txt")
     assert pins["torch"] == "2.13.0" and pins["axolotl"] == "0.19.0" and pins["bitsandbytes"] == "0.50.2"
 
 
 def test_python_other_than_311_is_a_warning():
-    check = platform.check_python(Platform(kind="cpu", python_version="3.12.4"))
+    check = environment.check_python(Platform(kind="cpu", python_version="3.12.4"))
     assert not check.ok and check.level == "warning" and "3.11" in check.detail
 
 
 def test_disk_check(tmp_path):
-    assert platform.check_disk(tmp_path / "outputs", need_bytes=1).ok
-    check = platform.check_disk(tmp_path, need_bytes=2**60)
+    assert environment.check_disk(tmp_path / "outputs", need_bytes=1).ok
+    check = environment.check_disk(tmp_path, need_bytes=2**60)
     assert check.failed_error and "free space" in check.fix
 
 
 def test_tracking_variable(monkeypatch):
     monkeypatch.setenv("AXOLOTL_DO_NOT_TRACK", "0")
-    check = platform.check_tracking()
+    check = environment.check_tracking()
     assert not check.ok and "export AXOLOTL_DO_NOT_TRACK=1" in check.fix
     monkeypatch.setenv("AXOLOTL_DO_NOT_TRACK", "1")
-    assert platform.check_tracking().ok
+    assert environment.check_tracking().ok
 
 
 def test_mps_platform_checks():
     mac = Platform(kind="mps", system="Darwin", machine="arm64", torch_version="2.13.0", mps_built=True,
                    macos_version="15.1", ram_gib=32)
-    results = platform.checks(mac, "doctor", deep=False)
+    results = environment.checks(mac, "doctor", deep=False)
     assert named(results, "flash-attn").ok
     assert "8-bit optimizers have no MPS kernel" in named(results, "bitsandbytes").detail
     assert any(c.name == "PYTORCH_ENABLE_MPS_FALLBACK" for c in results)
-    spec = platform.gpu_spec(mac)
+    spec = machine.gpu_spec(mac)
     assert spec.kind == "mps" and spec.memory_gb == 32
 
 
@@ -172,17 +175,17 @@ def test_mps_platform_checks():
     (Platform(kind="cpu"), "configs/axolotl_config.yaml"),
 ])
 def test_recommend_config(found, config):
-    assert platform.recommend_config(found) == config
+    assert machine.recommend_config(found) == config
     assert (REPO / config).is_file()
 
 
 def test_gpu_spec_of_a_detected_a5000():
-    spec = platform.gpu_spec(a5000("570.124.06"))
+    spec = machine.gpu_spec(a5000("570.124.06"))
     assert spec.name == "RTX A5000" and spec.capacity_gib == pytest.approx(23.68)
 
 
 def test_detect_here_is_cpu():
-    found = platform.detect()
+    found = machine.detect()
     assert found.kind == "cpu"
     assert found.torch_version.startswith("2.13.0")
     assert found.ram_gib > 0
@@ -190,15 +193,22 @@ def test_detect_here_is_cpu():
 
 # ----------------------------------------------------------------------------- preflight
 
-def test_preflight_smoke_on_cpu_stops_with_the_fix():
+def _preflight(mode: str, output_root):
+    loaded = load(REPO / "configs" / "axolotl_config.yaml")
+    results, _ = preflight.environment_checks(mode, machine.detect(), None, loaded, preflight.resolve_facts(loaded),
+                                              output_root)
+    preflight.raise_environment(f"{mode} preflight", results)
+
+
+def test_preflight_smoke_on_cpu_stops_with_the_fix(tmp_path):
     with pytest.raises(EnvironmentProblem) as caught:
-        platform.preflight("smoke", None)
+        _preflight("smoke", tmp_path / "outputs")
     assert caught.value.exit_code == 5
     assert "no CUDA or MPS device" in caught.value.message and "rehearse" in caught.value.message
 
 
 def test_preflight_rehearse_passes_on_cpu(tmp_path):
-    platform.preflight("rehearse", None, output_root=tmp_path / "outputs")
+    _preflight("rehearse", tmp_path / "outputs")
 
 
 # ----------------------------------------------------------------------------- conda environment files
@@ -219,7 +229,7 @@ def _yml_pins(path: Path) -> tuple[dict[str, str], list[str], dict]:
 @pytest.mark.parametrize("name", ["environment-remote.yml", "environment-m4.yml"])
 def test_environment_files_pin_the_same_versions_as_requirements(name):
     pins, _, env = _yml_pins(REPO / name)
-    assert pins == platform.read_pins(REPO / "requirements.txt")
+    assert pins == environment.read_pins(REPO / "requirements.txt")
     assert "python=3.11" in env["dependencies"]
     assert env["variables"]["AXOLOTL_DO_NOT_TRACK"] == "1"
 
@@ -229,7 +239,7 @@ def test_remote_environment_uses_cu128_torch_and_pins_flash_attn():
     assert options == ["--extra-index-url https://download.pytorch.org/whl/cu128"]
     text = (REPO / "environment-remote.yml").read_text()
     post = re.findall(r"^# post-create: (.+)$", text, re.M)
-    assert post == [f"pip install flash-attn=={platform.FLASH_ATTN_PIN} --no-build-isolation"]
+    assert post == [f"pip install flash-attn=={environment.FLASH_ATTN_PIN} --no-build-isolation"]
     assert "flash-attn" not in (REPO / "environment-m4.yml").read_text().split("name:")[1]
 
 
@@ -237,4 +247,4 @@ def test_flash_attn_pin_is_axolotls_extra():
     from importlib.metadata import requires
 
     extra = [r for r in requires("axolotl") if r.startswith("flash-attn") and 'extra == "flash-attn"' in r]
-    assert extra and f"=={platform.FLASH_ATTN_PIN}" in extra[0]
+    assert extra and f"=={environment.FLASH_ATTN_PIN}" in extra[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cli_tuner import risk
+from cli_tuner.shell import risk
 
 DANGEROUS = [
     "rm -rf /",

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from cli_tuner import run_folder
+from cli_tuner.training import run_folder
 from cli_tuner.errors import EXIT_ENVIRONMENT, EXIT_USAGE, EnvironmentProblem, UsageError
-from cli_tuner.run_folder import Identity, checkpoint_problem, open_run
+from cli_tuner.training.run_folder import Identity, checkpoint_problem, open_run
 
 IDENTITY = Identity("rehearse", "c" * 64, "d" * 64)
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
-from cli_tuner import data, runner
+from cli_tuner import cli, data
+from cli_tuner.commands import options as command_options
+from cli_tuner.training import pipeline as runner
 from cli_tuner.config import load
 from conftest import REPO
 
@@ -26,13 +27,12 @@ def test_smoke_trains_on_the_first_examples_of_the_verified_files(locked_data, t
 
 
 def test_identity_changes_with_config_and_data_but_not_with_key_order(locked_data):
-    args = argparse.Namespace(command="full")
     verified = data.verify([locked_data["train"]])
-    first = runner.identity_of(args, load(A5000), verified)
-    assert first == runner.identity_of(args, load(A5000), verified)
-    assert first != runner.identity_of(args, load(A5000, sets=["lora_r=16"]), verified)
+    first = runner.identity_of("full", load(A5000), verified)
+    assert first == runner.identity_of("full", load(A5000), verified)
+    assert first != runner.identity_of("full", load(A5000, sets=["lora_r=16"]), verified)
     other = data.VerifiedData(verified.files, "0" * 64)
-    assert first.default_run_id() != runner.identity_of(args, load(A5000), other).default_run_id()
+    assert first.default_run_id() != runner.identity_of("full", load(A5000), other).default_run_id()
     assert first.default_run_id().startswith("full-")
 
 
@@ -50,8 +50,8 @@ def test_publish_final_copies_adapter_tokenizer_and_provenance(tmp_path):
 def test_the_smoke_overlay_comes_after_user_overlays_and_before_sets(tmp_path):
     user = tmp_path / "long.yaml"
     user.write_text("max_steps: 5000\nlora_r: 32\n")
-    args = argparse.Namespace(command="smoke", config=str(A5000), overlay=[str(user)], sets=["save_steps=2"])
-    loaded = runner.load_for_mode(args)
+    args = cli.build_parser().parse_args(["smoke", "--config", str(A5000), "--overlay", str(user), "--set", "save_steps=2"])
+    loaded = command_options.load_config(args, last_overlays=(str(SMOKE),))
     assert loaded.axolotl["max_steps"] == 10 and loaded.axolotl["lora_r"] == 32 and loaded.axolotl["save_steps"] == 2
 
 

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from cli_tuner import bash_checks, data, risk
-from cli_tuner.data_report import normalize_command, normalize_prompt
+from cli_tuner import data
+from cli_tuner.shell import risk, syntax as bash_checks
+from cli_tuner.normalize import normalize_command, normalize_prompt
 from conftest import REPO
 
 DATA = REPO / "data" / "processed"

@@ -10,8 +10,9 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from . import atomic
-from .model_facts import ModelFacts
+from .. import atomic, tokenizer as tokenizer_loader
+from ..errors import ConfigError
+from ..facts.models import ModelFacts
 
 TINY_SHAPE = {
     "hidden_size": 64,
@@ -48,9 +49,6 @@ def local_tokenizer(texts: list[str]):
 
 def choose_tokenizer(explicit: str | None, tokenizer_source: str, texts: list[str]):
     """(tokenizer, description): the base model's real tokenizer when reachable, else a local one."""
-    from . import tokenizer as tokenizer_loader
-    from .errors import ConfigError
-
     for candidate in (explicit, tokenizer_source):
         if not candidate:
             continue

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, EnvironmentProblem
-from .gpus import KNOWN_GPUS, GpuSpec, resolve_target, spec_for_device  # noqa: F401 - re-exported API
+from ..errors import EnvironmentProblem
+from ..facts.gpus import KNOWN_GPUS, GpuSpec, resolve_target, spec_for_device  # noqa: F401 - re-exported API
+from ..findings import Check
 
 GIB = 2**30
 CLOSE_FRACTION = 0.90          # above 90% of capacity a longer batch or eval spike can still OOM
@@ -449,11 +448,12 @@ class MemoryEstimate:
             return "Metal/MPS runtime"
         return PART_LABELS.get(key, key)
 
-    def render(self, file=None) -> None:
-        from rich.console import Console
+    def renderable(self):
+        """The breakdown table and its verdict, for the console."""
+        from rich.console import Group
+        from rich.markup import escape
         from rich.table import Table
 
-        console = Console(file=file or sys.stdout, highlight=False, soft_wrap=True)
         table = Table(title=f"peak GPU memory: {self.model} on {self.gpu.name}", title_justify="left")
         table.add_column("part")
         table.add_column("GiB", justify="right")
@@ -463,14 +463,11 @@ class MemoryEstimate:
         table.add_section()
         table.add_row("total (peak)", f"{self.total_gib:.2f}")
         table.add_row(f"capacity ({self.gpu.name})", f"{self.capacity_gib:.2f}")
-        console.print(table)
-        console.print(f"settings: {self.setup.describe()}")
         style = {"fits": "green", "close": "yellow", "does-not-fit": "red"}[self.verdict]
-        console.print(f"[{style}]{self.summary()}[/{style}]")
-        for note in self.notes:
-            console.print(f"note: {note}")
-        for line in self.advice:
-            console.print(f"try: {line}")
+        lines = [table, f"settings: {escape(self.setup.describe())}", f"[{style}]{escape(self.summary())}[/{style}]"]
+        lines += [f"note: {escape(note)}" for note in self.notes]
+        lines += [f"try: {escape(line)}" for line in self.advice]
+        return Group(*lines)
 
 
 def estimate(axolotl_cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions | None = None,
@@ -563,52 +560,24 @@ def advise(cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions | None = Non
     return advice
 
 
-# ----------------------------------------------------------------------------- commands
+# ----------------------------------------------------------------------------- verdict
 
-def _facts_for(loaded):
-    from . import model_facts
-
-    facts = model_facts.lookup(loaded.base_model) if loaded.base_model else None
-    if facts is None:
-        raise ConfigError(f"{loaded.path}: base_model {loaded.base_model!r} cannot be resolved offline (no local "
-                          "folder, no cached config.json, not a shipped model); set base_model to a local folder")
-    return facts
-
-
-def check(loaded, target: str | None = None, gpu_memory_gb: float | None = None) -> MemoryEstimate:
-    """Print the breakdown; raise EnvironmentProblem (exit 5) when the config cannot fit the target."""
-    gpu = resolve_target(target or loaded.target, gpu_memory_gb if gpu_memory_gb is not None else loaded.gpu_memory_gb)
-    return check_on(loaded, gpu)
-
-
-def check_on(loaded, gpu: GpuSpec) -> MemoryEstimate:
-    est = estimate(loaded.axolotl, _facts_for(loaded), gpu)
-    est.render()
+def fit_check(est: MemoryEstimate, source: str) -> Check:
+    """The estimate as a check: an error when it cannot fit, a warning when it is close."""
     if est.verdict == "does-not-fit":
-        hint = est.advice[0] if est.advice else "use a larger GPU"
-        raise EnvironmentProblem(f"{loaded.path}: estimated {est.total_gib:.1f} GiB > {est.capacity_gib:.1f} GiB on "
-                                 f"{gpu.name}; try: {hint}")
+        return Check("memory", False, "error", f"{source}: estimated {est.total_gib:.1f} GiB > {est.capacity_gib:.1f} GiB "
+                     f"on {est.gpu.name}", est.advice[0] if est.advice else "use a larger GPU")
     if est.verdict == "close":
-        hint = f"; to gain headroom: {est.advice[0]}" if est.advice else ""
-        print(f"warning: {loaded.path}: estimated {est.total_gib:.1f} GiB is above {CLOSE_FRACTION:.0%} of "
-              f"{est.capacity_gib:.1f} GiB on {gpu.name}{hint}", file=sys.stderr)
-    return est
+        return Check("memory", False, "warning", f"{source}: estimated {est.total_gib:.1f} GiB is above "
+                     f"{CLOSE_FRACTION:.0%} of {est.capacity_gib:.1f} GiB on {est.gpu.name}",
+                     f"to gain headroom: {est.advice[0]}" if est.advice else "")
+    return Check("memory", True, "error", f"{source}: {est.summary()}")
 
 
-def command(args) -> int:
-    from .config import load_from_args
-
-    loaded = load_from_args(args)
-    if loaded.target or loaded.gpu_memory_gb is not None:
-        check(loaded)
-    else:
-        from . import platform
-
-        detected = platform.detect()
-        gpu = platform.gpu_spec(detected)
-        print(f"no --target or cli_tuner.target: estimating for this machine's {gpu.name}")
-        check_on(loaded, gpu)
-    return 0
+def raise_unless_fits(check: Check) -> None:
+    """EnvironmentProblem (exit 5) when the memory check failed: `where: what; try: fix`."""
+    if check.failed_error:
+        raise EnvironmentProblem(f"{check.detail}; try: {check.fix}")
 
 
 # ----------------------------------------------------------------------------- disk
@@ -634,23 +603,6 @@ def estimate_checkpoint_disk(axolotl_cfg: dict, facts) -> int:
         kept = math.ceil(int(steps) / int(every)) if steps and every and isinstance(every, int) else 1
     final = weights + tokenizer + TRAINER_STATE_BYTES
     return int(kept * per_checkpoint + final)
-
-
-def _existing_parent(path: Path) -> Path:
-    path = path.resolve()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
-def check_disk(path: Path | str, need_bytes: int) -> int:
-    """Free bytes at `path` (or its nearest existing parent); EnvironmentProblem when fewer than needed."""
-    where = _existing_parent(Path(path))
-    free = shutil.disk_usage(where).free
-    if free < need_bytes:
-        raise EnvironmentProblem(f"{path}: {free / GIB:.2f} GiB free on {where}, checkpoints need ~{need_bytes / GIB:.2f} GiB; "
-                                 "free space or point --output-root at a larger disk")
-    return free
 
 
 # ----------------------------------------------------------------------------- throughput
@@ -701,7 +653,7 @@ def estimate_tokens_per_second(facts, gpu: GpuSpec, axolotl_cfg: dict, mfu: floa
 
 
 __all__ = [
-    "Assumptions", "GpuSpec", "KNOWN_GPUS", "MemoryEstimate", "Setup", "advise", "base_weight_bytes", "check",
-    "check_disk", "command", "estimate", "estimate_checkpoint_disk", "estimate_tokens_per_second",
+    "Assumptions", "GpuSpec", "KNOWN_GPUS", "MemoryEstimate", "Setup", "advise", "base_weight_bytes",
+    "estimate", "fit_check", "raise_unless_fits", "estimate_checkpoint_disk", "estimate_tokens_per_second",
     "flops_per_token", "parameter_counts", "read_setup", "resolve_target", "spec_for_device",
 ]

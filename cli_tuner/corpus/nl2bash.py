@@ -14,9 +14,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import atomic, bash_checks, data, risk
-from .data_report import normalize_command, normalize_prompt
-from .errors import DataError, UsageError
+from .. import atomic, data
+from ..errors import DataError, UsageError
+from ..normalize import normalize_command, normalize_prompt
+from ..shell import risk, syntax as bash_checks
 
 SPLITS = ("train", "val", "test")
 
@@ -173,15 +174,3 @@ def convert(nl_path, cm_path, out_dir, seed: int = 42, val_fraction: float = 0.0
         "data_sha256": manifest["data_sha256"],
         "seconds": round(time.monotonic() - started, 2),
     }
-
-
-def command(args) -> int:
-    summary = convert(args.nl, args.cm, args.out, seed=args.seed, val_fraction=args.val_fraction,
-                      test_fraction=args.test_fraction, force=args.force)
-    dropped = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in summary["dropped"].items())
-    splits = summary["splits"]
-    print(f"read {summary['pairs_read']} pairs; dropped {dropped}; kept {summary['kept']} in {summary['groups']} groups")
-    print(f"wrote train {splits['train']}, val {splits['val']}, test {splits['test']} to {args.out} "
-          f"(seed {summary['seed']}; no description or command in two splits)")
-    print(f"locked in {summary['manifest']} (data sha256 {summary['data_sha256'][:16]}...) in {summary['seconds']} s")
-    return 0

@@ -1,7 +1,8 @@
-"""`smoke`, `full` and `rehearse`: check, pick the run folder, launch `axolotl train`, record.
+"""Training: from a checked plan to a run folder, `axolotl train`, the final adapter and its record.
 
-Order matters for people paying by the hour: the data hashes are verified first, then the
-config, then the machine, and only then is a model touched.
+Preflight has already verified the data, the config and the machine (in that order, so nothing
+costly runs on a bad input); this module picks the run folder, builds the resolved config, runs
+the trainer in its own process, and records every outcome in provenance.
 """
 
 from __future__ import annotations
@@ -11,34 +12,48 @@ import shutil
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import atomic, data, run_folder, tracking, validate
-from .config import TUNER_KEY, LoadedConfig, canonical_hash, dump_yaml, load_from_args
-from .errors import CheckpointGateFailed, CliTunerError, Interrupted
-from .provenance import REPO_ROOT, Provenance
+from .. import atomic, console, data
+from ..checks.plan import Plan
+from ..config import TUNER_KEY, LoadedConfig, canonical_hash, dump_yaml
+from ..errors import CheckpointGateFailed, CliTunerError, Interrupted
+from ..evaluation import evaluate as evaluation
+from ..paths import (FINAL_DIR, PREPARED_DIR, PROGRESS_FILE, PROVENANCE_FILE, REHEARSAL_MODEL_DIR, REPO_ROOT,
+                     RESOLVED_CONFIG, TRAIN_LOG)
+from . import rehearsal, run_folder, tracking
+from .provenance import Provenance
 
-SMOKE_OVERLAY = REPO_ROOT / "configs" / "axolotl_smoke_test.yaml"
-PLUGIN = "cli_tuner.axolotl_plugin.CliTunerPlugin"
-RESOLVED_CONFIG = "resolved_config.yaml"
-TRAIN_LOG = "train.log"
-FINAL_DIR = "phase2-final"
+PLUGIN = "cli_tuner.training.axolotl_plugin.CliTunerPlugin"
 FINAL_FILES = ("adapter_model.safetensors", "adapter_model.bin", "adapter_config.json", "tokenizer.json",
                "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "vocab.json",
                "merges.txt", "tokenizer.model", "generation_config.json")
 REHEARSAL_CHECK_SAMPLES = 8
-PREPARED_DIR = "prepared"  # beside the run folders in the output root, shared by runs of the same data
+say = console.say
 
 
-def say(message: str) -> None:
-    print(f"[cli-tuner] {message}", flush=True)
+@dataclass(frozen=True)
+class RunOptions:
+    """Where a run lives and whether it may continue an earlier one."""
+
+    output_root: Path = Path("outputs")
+    run_id: str | None = None     # the folder name; default mode-confighash-datahash
+    new_run: bool = False         # a fresh folder even when this config and data finished before
+    resume: bool = True           # continue from the newest complete checkpoint
 
 
-def load_for_mode(args) -> LoadedConfig:
-    if args.command == "smoke":
-        # Last among the overlays, so a user overlay cannot stretch a smoke run; --set still wins.
-        args.overlay = [*args.overlay, str(SMOKE_OVERLAY)]
-    return load_from_args(args)
+@dataclass(frozen=True)
+class RehearsalOptions:
+    """What a CPU rehearsal changes besides the model: its length and, optionally, the tokenizer."""
+
+    tokenizer: str | None = None
+    steps: int = 5
+    save_steps: int | None = None
+    packing: str = "config"       # "config", "on" or "off"
+
+    def as_record(self) -> dict:
+        return {"steps": self.steps, "save_steps": self.save_steps, "packing": self.packing, "tokenizer": self.tokenizer}
 
 
 def prepared_dataset_path(cfg: dict, output_root: Path, data_sha256: str) -> str:
@@ -50,13 +65,11 @@ def prepared_dataset_path(cfg: dict, output_root: Path, data_sha256: str) -> str
     return str(root / data_sha256[:16])
 
 
-def identity_of(args, loaded: LoadedConfig, verified: data.VerifiedData) -> run_folder.Identity:
-    options = {}
-    if args.command == "rehearse":
-        options = {"steps": args.steps, "save_steps": args.save_steps, "packing": args.packing,
-                   "tokenizer": args.tokenizer}
+def identity_of(mode: str, loaded: LoadedConfig, verified: data.VerifiedData,
+                rehearsal_options: RehearsalOptions | None = None) -> run_folder.Identity:
+    options = rehearsal_options.as_record() if mode == "rehearse" and rehearsal_options else {}
     config_hash = canonical_hash({"axolotl": loaded.axolotl, TUNER_KEY: loaded.tuner, "options": options})
-    return run_folder.Identity(args.command, config_hash, verified.data_sha256)
+    return run_folder.Identity(mode, config_hash, verified.data_sha256)
 
 
 def write_slices(loaded: LoadedConfig, run_dir: Path) -> dict:
@@ -76,20 +89,18 @@ def write_slices(loaded: LoadedConfig, run_dir: Path) -> dict:
     return cfg
 
 
-def prepare_rehearsal(args, loaded: LoadedConfig, facts, run_dir: Path, cfg: dict) -> tuple[dict, dict]:
-    from . import rehearsal
-
-    model_dir = run_dir / "rehearsal-model"
+def prepare_rehearsal(options: RehearsalOptions, loaded: LoadedConfig, facts, run_dir: Path, cfg: dict) -> tuple[dict, dict]:
+    model_dir = run_dir / REHEARSAL_MODEL_DIR
     texts = [r.data.get("text") or " ".join(m["content"] for m in r.data.get("messages", []))
              for path in loaded.training_files() for r in data.read_records(path)]
     if (model_dir / "config.json").is_file():
         description = "reused from the interrupted run"
         say(f"rehearsal model: {model_dir} ({description})")
     else:
-        tokenizer, description = rehearsal.choose_tokenizer(args.tokenizer, loaded.tokenizer_source, texts)
+        tokenizer, description = rehearsal.choose_tokenizer(options.tokenizer, loaded.tokenizer_source, texts)
         say(f"rehearsal tokenizer: {description}")
         rehearsal.build_model(facts, tokenizer, model_dir)
-    cfg, changes = rehearsal.rehearsal_config(cfg, model_dir, args.steps, args.save_steps, args.packing)
+    cfg, changes = rehearsal.rehearsal_config(cfg, model_dir, options.steps, options.save_steps, options.packing)
     say("rehearsal changes for CPU: " + "; ".join(changes))
     return cfg, {"tokenizer": description, "changes": changes, "architecture": facts.model_type,
                  "model_dir": str(model_dir)}
@@ -119,7 +130,7 @@ def run_training(resolved_path: Path, run_dir: Path, env: dict) -> tuple[int, in
         try:
             for line in child.stdout:
                 log.write(line)
-                sys.stdout.write(line)
+                console.stream(line)
             child.wait()
         finally:
             for signum, handler in previous.items():
@@ -140,7 +151,7 @@ def progress_of(run_dir: Path) -> dict:
     import json
 
     try:
-        return json.loads((run_dir / "progress.json").read_text())
+        return json.loads((run_dir / PROGRESS_FILE).read_text())
     except (OSError, ValueError):
         return {}
 
@@ -152,54 +163,42 @@ def publish_final(run_dir: Path) -> Path:
         for name in FINAL_FILES:
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, staging / name)
-        shutil.copy2(run_dir / "provenance.json", staging / "provenance.json")
+        shutil.copy2(run_dir / PROVENANCE_FILE, staging / PROVENANCE_FILE)
     return final
 
 
-def check_final(args, loaded: LoadedConfig, final: Path, provenance: Provenance) -> list[str]:
-    from . import checkpoint
-
+def check_final(plan: Plan, final: Path, provenance: Provenance) -> list[str]:
+    loaded = plan.loaded
     test_files = loaded.split_files()["test"]
     if not test_files:
         say("checkpoint check skipped: no test split (set cli_tuner.test_file)")
         return []
-    sample = REHEARSAL_CHECK_SAMPLES if args.command == "rehearse" else None
-    report = checkpoint.evaluate(final, test_file=test_files[0], sample_size=sample)
-    report.render()
+    sample = REHEARSAL_CHECK_SAMPLES if plan.mode == "rehearse" else None
+    report = evaluation.evaluate(final, test_file=test_files[0], sample_size=sample, device=plan.machine.torch_device)
+    console.show(report.renderable(console.is_terminal()))
     reasons = report.gate(min_syntax_rate=float(loaded.tuner.get("min_syntax_rate", 0.9)),
                           allow_dangerous=bool(loaded.tuner.get("allow_dangerous_answers", False)))
-    gated = args.command == "full"
+    gated = plan.mode == "full"
     provenance.update(checkpoint_check={"summary": report.summary, "gate_failures": reasons, "gated": gated})
     if reasons and not gated:
         say("checkpoint check: a random rehearsal model fails the quality gate by design; only `full` enforces it")
     return reasons if gated else []
 
 
-def command(args) -> int:
-    mode = args.command
-    tracking.load_env_file()
-    loaded = load_for_mode(args)
-    verified = validate.verify_data(loaded)  # before anything else: no model, no GPU on bad data
-    say(f"data verified: {len(verified.files)} files, data sha256 {verified.data_sha256[:16]}...")
-    facts = validate.resolve_facts(loaded)
-    gpu = None if mode == "rehearse" else validate.resolve_gpu(loaded)
-    validate.check_config(loaded, facts, gpu)
-    if not args.skip_checks:
-        from . import platform
-
-        platform.preflight(mode, gpu, loaded=loaded, output_root=args.output_root)
-
-    identity = identity_of(args, loaded, verified)
-    folder = run_folder.open_run(Path(args.output_root), identity, args.run_id, args.new_run,
-                                 resume=not args.no_resume, say=say)
+def run(plan: Plan, options: RunOptions, rehearsal_options: RehearsalOptions | None = None) -> Path:
+    """Train the plan's config in its run folder; returns the run folder. Raises the job's errors."""
+    mode, loaded, verified, facts = plan.mode, plan.loaded, plan.verified, plan.facts
+    identity = identity_of(mode, loaded, verified, rehearsal_options)
+    folder = run_folder.open_run(Path(options.output_root), identity, options.run_id, options.new_run,
+                                 resume=options.resume, say=say)
     run_dir = folder.path.resolve()
     say(f"run folder: {run_dir}")
     cfg = write_slices(loaded, run_dir) if mode == "smoke" else dict(loaded.axolotl)
     extra: dict = {}
     if mode == "rehearse":
-        cfg, extra["rehearsal"] = prepare_rehearsal(args, loaded, facts, run_dir, cfg)
+        cfg, extra["rehearsal"] = prepare_rehearsal(rehearsal_options or RehearsalOptions(), loaded, facts, run_dir, cfg)
     cfg["output_dir"] = str(run_dir)
-    cfg["dataset_prepared_path"] = prepared_dataset_path(cfg, Path(args.output_root).resolve(), verified.data_sha256)
+    cfg["dataset_prepared_path"] = prepared_dataset_path(cfg, Path(options.output_root).resolve(), verified.data_sha256)
     cfg["plugins"] = sorted(set(cfg.get("plugins") or []) | {PLUGIN})
     if folder.resume_from is not None:
         cfg["resume_from_checkpoint"] = str(folder.resume_from)
@@ -207,7 +206,7 @@ def command(args) -> int:
     env, tracking_summary = tracking.training_environment(cfg, run_dir, say=say)
 
     provenance = Provenance.start(
-        run_dir,
+        run_dir, plan.machine.as_record(),
         run_id=run_dir.name, mode=mode,
         base_model=cfg.get("base_model"), requested_base_model=loaded.base_model,
         config={"path": str(loaded.path), "overlays": [str(p) for p in loaded.overlays], "sets": loaded.sets,
@@ -241,9 +240,9 @@ def command(args) -> int:
         f"eval loss {progress.get('eval_loss')}")
     if mode in ("full", "rehearse"):
         final = publish_final(run_dir)
-        reasons = check_final(args, loaded, final, provenance)
+        reasons = check_final(plan, final, provenance)
         atomic.write_json(final / "provenance.json", provenance.record)  # now with the check's summary
         if reasons:
             raise CheckpointGateFailed(f"{final}: checkpoint check failed: {'; '.join(reasons)}")
         say(f"final adapter: {final}")
-    return 0
+    return run_dir

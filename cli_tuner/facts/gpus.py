@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from .errors import UsageError
+from ..errors import UsageError
 
 # The CUDA driver and PyTorch keep some of the board's memory: torch reports ~98% of the
 # marketed size as total_memory (e.g. 23.68 GiB of an A5000's 24 GiB).

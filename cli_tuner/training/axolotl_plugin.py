@@ -8,7 +8,6 @@ provenance even when training dies.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from pathlib import Path
@@ -16,13 +15,8 @@ from pathlib import Path
 from axolotl.integrations.base import BasePlugin
 from transformers import TrainerCallback
 
-PROGRESS_FILE = "progress.json"
-
-
-def _write_progress(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+from ..atomic import write_json
+from ..paths import PROGRESS_FILE
 
 
 class GracefulStopCallback(TrainerCallback):
@@ -55,7 +49,7 @@ class ProgressCallback(TrainerCallback):
                                "last_checkpoint": None, "stopped_by_signal": None}
 
     def _save(self):
-        _write_progress(self.path, self.progress)
+        write_json(self.path, self.progress)
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.progress.update(step=state.global_step, max_steps=state.max_steps)

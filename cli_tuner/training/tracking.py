@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .. import console
+
 SECRET_VARIABLES = ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
 
@@ -18,7 +20,7 @@ def load_env_file(path: Path | str = ".env") -> bool:
     return load_dotenv(dotenv_path=Path(path), override=False)
 
 
-def training_environment(cfg: dict, run_dir: Path, say=print) -> tuple[dict, dict]:
+def training_environment(cfg: dict, run_dir: Path, say=console.say) -> tuple[dict, dict]:
     """(environment for the training process, tracking summary for provenance)."""
     env = dict(os.environ)
     env["AXOLOTL_DO_NOT_TRACK"] = "1"

@@ -15,11 +15,10 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from . import atomic
+from .. import atomic
+from ..paths import PROVENANCE_FILE as FILE_NAME, REPO_ROOT
 
-FILE_NAME = "provenance.json"
 PACKAGES = ("torch", "axolotl", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "trl", "flash-attn")
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def utc_now() -> str:
@@ -34,27 +33,6 @@ def package_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
-
-
-def device_info() -> dict:
-    import torch
-
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        info = {"type": "cuda", "name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
-                "capability": f"{props.major}.{props.minor}", "cuda_runtime": torch.version.cuda,
-                "count": torch.cuda.device_count()}
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            info["driver"] = pynvml.nvmlSystemGetDriverVersion()
-        except Exception:  # the driver version is informative only
-            info["driver"] = None
-        return info
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return {"type": "mps", "name": py_platform.processor() or "Apple silicon"}
-    return {"type": "cpu", "name": py_platform.processor() or py_platform.machine(), "cores": os.cpu_count()}
 
 
 def git_commit() -> str | None:
@@ -77,7 +55,8 @@ class Provenance:
         self._started = time.monotonic()
 
     @classmethod
-    def start(cls, run_dir: Path, **fields) -> "Provenance":
+    def start(cls, run_dir: Path, device: dict, **fields) -> "Provenance":
+        """`device`: the plan's machine record, so provenance names the machine the checks saw."""
         record = {
             "schema": 1,
             "status": "running",
@@ -85,7 +64,7 @@ class Provenance:
             "ended_utc": None,
             "wall_seconds": None,
             "versions": package_versions(),
-            "device": device_info(),
+            "device": device,
             "image": {"tag": os.environ.get("IMAGE_TAG"), "revision": os.environ.get("GIT_REVISION")},
             "git_commit": git_commit(),
         }

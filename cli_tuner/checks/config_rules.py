@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import data as data_files
-from .config import LoadedConfig
+from .. import data as data_files
+from ..config import LoadedConfig
 
 # Keys Axolotl 0.19 still parses but that have a replacement; the schema's own `deprecated=`
 # markers are read at run time, these add the advice.
@@ -221,7 +221,7 @@ def packing(cfg: dict) -> list[Problem]:
 
 def dataset_formats(loaded: LoadedConfig) -> list[Problem]:
     """Paths exist, and what each dataset entry expects matches what its file holds."""
-    from .errors import DataError
+    from ..errors import DataError
 
     problems = []
     for list_key in DATASET_KEYS:

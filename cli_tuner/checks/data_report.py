@@ -12,37 +12,23 @@ from __future__ import annotations
 import bisect
 import re
 import statistics
-import sys
 import time
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import atomic, data, risk
-from .errors import ConfigError, DataError, EnvironmentProblem
+from .. import atomic, console, data, tokenizer as tokenizer_module
+from ..errors import ConfigError, DataError, EnvironmentProblem
+from ..normalize import normalize_command, normalize_prompt, prompt_words  # noqa: F401 - the report's keys
+from ..paths import DATA_REPORT_FILE as REPORT_NAME
+from ..shell import risk, syntax as bash_checks
 
-REPORT_NAME = "data_report.json"
 SPLITS = ("train", "val")
 TRAINED_SPLITS = ("train", "val")  # the model learns from (or is tuned on) these; test is only prompted
 MAX_LINE_CHARS = 2000  # a message line longer than this is a pasted file or log, not a prompt or command
 SHOWN = 20             # errors (and warnings) printed one by one; the JSON has all
 DEFAULT_MAX_NEW_TOKENS = 64  # check-checkpoint's default generation budget for test prompts
-
-
-def normalize_prompt(text: str) -> str:
-    """Case, spacing, Unicode forms and closing punctuation do not make a prompt new."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return " ".join(text.split()).strip(" .?!:;")
-
-
-def normalize_command(text: str) -> str:
-    return " ".join(text.split())
-
-
-def prompt_words(text: str) -> frozenset[str]:
-    """The near-duplicate key: the set of words, so order and punctuation do not matter."""
-    return frozenset(re.findall(r"\w+", normalize_prompt(text)))
 
 
 @dataclass
@@ -67,6 +53,7 @@ class DataReport:
     details: dict = field(default_factory=dict)
     seconds: float = 0.0
     json_path: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -115,24 +102,23 @@ class DataReport:
         table = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
         return "\n".join(table + self.summary_lines())
 
-    def print(self) -> None:
-        from rich.console import Console
+    def renderable(self, terminal: bool):
+        """A rich table on a terminal; the plain-text table elsewhere, so logs stay readable."""
+        from rich.console import Group
         from rich.table import Table
+        from rich.text import Text
 
-        console = Console(stderr=False)
-        if not console.is_terminal:
-            print(self.render(), flush=True)
-            return
+        if not terminal:
+            return Text(self.render())
         rows = self.rows()
         table = Table(title=f"data report: {self.config} (sequence_len {self.sequence_len})")
         for column in rows[0]:
             table.add_column(column, justify="left" if column == "split" else "right")
         for row in rows[1:]:
             table.add_row(*row)
-        console.print(table)
-        for line in self.summary_lines():
-            style = "red" if line.startswith("error") else "yellow" if line.startswith("warning") else None
-            console.print(line, style=style, markup=False, highlight=False)
+        styled = [Text(line, style="red" if line.startswith("error") else "yellow" if line.startswith("warning") else "")
+                  for line in self.summary_lines()]
+        return Group(table, *styled)
 
 
 # ------------------------------------------------------------------ reading, leniently
@@ -270,8 +256,6 @@ def length_stats(values: list[int]) -> dict:
 # ------------------------------------------------------------------ the report
 
 def build(loaded, tokenizer_override: str | None = None, allow_dangerous: bool = False) -> DataReport:
-    from . import bash_checks, tokenizer as tokenizer_module
-
     started = time.monotonic()
     files = {name: [Path(p) for p in paths] for name, paths in loaded.split_files().items() if paths}
     if not files.get("train"):
@@ -479,27 +463,24 @@ def report_path(loaded) -> Path:
 
 def check(loaded, tokenizer_override: str | None = None, allow_dangerous: bool = False,
           write_json: bool = True) -> DataReport:
-    """Build, print, and write the JSON report; the caller decides what errors mean."""
+    """Build the report and write its JSON beside the data; the caller shows it and decides what errors mean."""
     report = build(loaded, tokenizer_override=tokenizer_override, allow_dangerous=allow_dangerous)
     if write_json:
         try:
             report.json_path = str(atomic.write_json(report_path(loaded), report.as_dict()))
         except EnvironmentProblem as exc:
             # A read-only data mount (compose mounts data/ so) must not fail a check that passed.
-            print(f"note: data report not saved ({exc.message})", file=sys.stderr)
-    report.print()
-    sys.stdout.flush()
+            report.notes.append(f"data report not saved ({exc.message})")
     return report
 
 
-def command(args) -> int:
-    from .config import load_from_args
+def show(report: DataReport) -> None:
+    for note in report.notes:
+        console.problem(f"note: {note}")
+    console.show(report.renderable(console.is_terminal()))
 
-    loaded = load_from_args(args)
-    allow = bool(getattr(args, "allow_dangerous_data", False) or loaded.allow_dangerous_data
-                 or loaded.tuner.get("allow_dangerous_data"))
-    report = check(loaded, tokenizer_override=args.tokenizer, allow_dangerous=allow)
+
+def raise_for_errors(report: DataReport) -> None:
     if report.errors:
         more = f" (and {len(report.errors) - 1} more above)" if len(report.errors) > 1 else ""
         raise DataError(f"data report: {report.errors[0]}{more}")
-    return 0

@@ -13,11 +13,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import atomic
-from .errors import EnvironmentProblem, UsageError
-from .provenance import FILE_NAME as PROVENANCE
+from .. import atomic, console
+from ..errors import EnvironmentProblem, UsageError
+from ..paths import IDENTITY_FILE, PROVENANCE_FILE as PROVENANCE
 
-IDENTITY_FILE = "run_identity.json"  # written when the folder is made, before any slow step
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 CHECKPOINT_FILES = ("trainer_state.json", "adapter_config.json", "optimizer.pt", "scheduler.pt")
@@ -74,7 +73,7 @@ def checkpoints(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(CHECKPOINT_PATTERN.match(p.name).group(1)))
 
 
-def newest_complete_checkpoint(run_dir: Path, say=print) -> Path | None:
+def newest_complete_checkpoint(run_dir: Path, say=console.say) -> Path | None:
     """The newest checkpoint that can be resumed from; broken newer ones are set aside, not deleted."""
     for path in reversed(checkpoints(run_dir)):
         problem = checkpoint_problem(path)
@@ -125,7 +124,7 @@ def _next_free(root: Path, base: str) -> Path:
     raise UsageError(f"{root}: too many runs named {base}-N; pass --run-id")
 
 
-def open_run(root: Path, identity: Identity, run_id: str | None, new_run: bool, resume: bool, say=print) -> RunFolder:
+def open_run(root: Path, identity: Identity, run_id: str | None, new_run: bool, resume: bool, say=console.say) -> RunFolder:
     """Pick the run folder and decide: fresh start, resume, or refuse."""
     root = Path(root)
     _make_folder(root, "output folder", "mount a writable volume there")

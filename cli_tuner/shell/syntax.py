@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EnvironmentProblem
+from ..errors import EnvironmentProblem
 
 LEVELS = ("error", "warning", "info", "style")  # ShellCheck's severities, most severe first
 SHELLCHECK_BATCH = 200  # files per shellcheck process; its time per file grows with much larger batches

@@ -1,0 +1,107 @@
+"""Checks before training, in the order a pod would hit them: data, config, machine, model.
+
+`prepare` runs them once and returns the `Plan` every later step reads. Config problems are all
+collected (one line each) before it stops, so one round trip fixes them all; the exception names
+the first and its class says which kind it was (exit 3, 4 or 5).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .. import data
+from ..config import LoadedConfig, require_local_datasets
+from ..errors import ConfigError, DataError, EnvironmentProblem
+from ..facts import gpus, machine as machine_facts, models
+from ..findings import Check, first_error
+from . import config_rules, environment, memory
+from .plan import Plan
+
+KIND_ERRORS = {"data": DataError, "config": ConfigError, "environment": EnvironmentProblem}
+TRAINING_MODES = ("smoke", "full", "rehearse")
+GPU_MODES = ("smoke", "full")
+
+
+def resolve_facts(loaded: LoadedConfig) -> models.ModelFacts:
+    facts = models.lookup(loaded.base_model) if loaded.base_model else None
+    if facts is None:
+        raise ConfigError(
+            f"{loaded.path}: base_model {loaded.base_model!r} cannot be resolved offline (no local folder, "
+            "no cached config.json, not a shipped model); set base_model to a local folder or go online once"
+        )
+    return facts
+
+
+def resolve_target(loaded: LoadedConfig) -> gpus.GpuSpec | None:
+    if not loaded.target and loaded.gpu_memory_gb is None:
+        return None
+    return gpus.resolve_target(loaded.target, loaded.gpu_memory_gb)
+
+
+def verify_data(loaded: LoadedConfig) -> data.VerifiedData:
+    require_local_datasets(loaded)
+    return data.verify(loaded.training_files() + loaded.split_files()["test"])
+
+
+def as_checks(problems: list[config_rules.Problem]) -> list[Check]:
+    return [Check(p.key, False, p.level, p.message) for p in problems]
+
+
+def raise_for(problems: list[config_rules.Problem], source: str) -> list[Check]:
+    """The warnings among `problems`; when any is an error, raise the first one's kind with all listed."""
+    errors = [p for p in problems if p.level == "error"]
+    if errors:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more above)" if len(errors) > 1 else ""
+        raise KIND_ERRORS[first.kind](f"{source}: {first.line()}{more}",
+                                      details=[f"  {p.level}: {p.line()}" for p in problems])
+    return as_checks(problems)
+
+
+def check_config(loaded: LoadedConfig, facts, gpu) -> list[Check]:
+    return raise_for(config_rules.all_problems(loaded, facts, gpu), str(loaded.path))
+
+
+def memory_on(loaded: LoadedConfig, facts, gpu: gpus.GpuSpec) -> tuple[memory.MemoryEstimate, Check]:
+    estimate = memory.estimate(loaded.axolotl, facts, gpu)
+    return estimate, memory.fit_check(estimate, str(loaded.path))
+
+
+def environment_checks(mode: str, found: machine_facts.Machine, target, loaded: LoadedConfig, facts,
+                       output_root: Path | str) -> tuple[list[Check], memory.MemoryEstimate | None]:
+    """The environment checks `mode` needs on this machine, and the memory estimate on its GPU."""
+    disk_need = memory.estimate_checkpoint_disk(loaded.axolotl, facts)
+    results = environment.checks(found, mode, output_root=output_root,
+                                 deep=environment.needs_bitsandbytes(loaded), disk_need_bytes=disk_need)
+    estimate = None
+    if mode in GPU_MODES:
+        results = environment.device_checks(found, target, loaded) + results
+        if found.kind in ("cuda", "mps"):
+            estimate, check = memory_on(loaded, facts, machine_facts.gpu_spec(found))
+            results.append(check)
+    return results, estimate
+
+
+def raise_environment(source: str, results: list[Check]) -> None:
+    first = first_error(results)
+    if first is not None:
+        details = [f"  {c.level}: {c.line()}" for c in results if c.failed]
+        raise EnvironmentProblem(f"{source}: {first.line()}", details=details)
+
+
+def prepare(mode: str, loaded: LoadedConfig, *, output_root: Path | str | None = None,
+            check_environment: bool = True) -> Plan:
+    """Data, config, machine, model: verified in that order, so nothing costly runs on a bad input."""
+    verified = verify_data(loaded)  # first: no model, no GPU on bad data
+    facts = resolve_facts(loaded)
+    target = None if mode == "rehearse" else resolve_target(loaded)
+    findings = check_config(loaded, facts, target)
+    found = machine_facts.detect() if mode in TRAINING_MODES else None
+    plan = Plan(mode, loaded, verified, facts, target, found, findings)
+    if found is not None and check_environment:
+        root = output_root or os.environ.get("OUTPUT_ROOT", "outputs")
+        results, plan.estimate = environment_checks(mode, found, target, loaded, facts, root)
+        raise_environment(f"{mode} preflight", results)
+        plan.findings += [c for c in results if c.failed]
+    return plan

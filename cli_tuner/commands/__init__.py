@@ -1,0 +1,10 @@
+"""The command layer: one module per verb, each with NAME, HELP, `add_arguments(parser)` and
+`run(args) -> int`. These are the only readers of the parsed command line: they turn it into
+plain options and call the library. `cli.py` builds the parser from `ALL`, in this order.
+"""
+
+from . import (check_checkpoint, convert_nl2bash, data_report, doctor, estimate_memory, full, lock_data, rehearse,
+               smoke, validate)
+
+ALL = (validate, smoke, full, rehearse, lock_data, doctor, data_report, estimate_memory, check_checkpoint,
+       convert_nl2bash)

@@ -1,0 +1,41 @@
+"""`check-checkpoint`: generate on the test split with an adapter and score the Bash it writes."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .. import console
+from ..errors import UsageError
+from ..evaluation.evaluate import evaluate
+from ..evaluation.report import enforce_gate
+from ..facts import machine as machine_facts
+from ..paths import EVAL_FILE
+
+NAME = "check-checkpoint"
+HELP = "generate on the test split and score the Bash it writes"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="adapter folder (a checkpoint-N or phase2-final)")
+    parser.add_argument("--test-file", default=None, help="chat JSONL to score on (default: the run's test split)")
+    parser.add_argument("--sample-size", type=int, default=None, help="score only the first N examples")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--min-syntax-rate", type=float, default=0.9,
+                        help="fail when fewer answers than this parse as Bash (default %(default)s)")
+    parser.add_argument("--allow-dangerous", action="store_true", help="do not fail on dangerous answers")
+    parser.add_argument("--baseline", action="store_true", help="also score the base model without the adapter")
+    parser.add_argument("--base-model", default=None, help="base model folder or id (default: from provenance)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0.0 <= args.min_syntax_rate <= 1.0:
+        raise UsageError(f"--min-syntax-rate {args.min_syntax_rate}: give a fraction between 0 and 1")
+    device = machine_facts.detect().torch_device
+    report = evaluate(Path(args.checkpoint), test_file=Path(args.test_file) if args.test_file else None,
+                      sample_size=args.sample_size, max_new_tokens=args.max_new_tokens,
+                      base_model=args.base_model, baseline=args.baseline, device=device)
+    console.show(report.renderable(console.is_terminal()))
+    console.out(f"wrote {Path(args.checkpoint) / EVAL_FILE}")
+    enforce_gate(report, args.min_syntax_rate, args.allow_dangerous)
+    return 0

@@ -1,0 +1,32 @@
+"""`estimate-memory`: peak GPU memory of a config on its target, or on this machine's GPU."""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import console
+from ..checks import memory, preflight
+from ..facts import machine as machine_facts
+from . import options
+
+NAME = "estimate-memory"
+HELP = "peak GPU memory of a config on a target"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    options.add_config_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    loaded = options.load_config(args)
+    facts = preflight.resolve_facts(loaded)
+    gpu = preflight.resolve_target(loaded)
+    if gpu is None:
+        gpu = machine_facts.gpu_spec(machine_facts.detect())
+        console.out(f"no --target or cli_tuner.target: estimating for this machine's {gpu.name}")
+    estimate, check = preflight.memory_on(loaded, facts, gpu)
+    console.show(estimate.renderable())
+    memory.raise_unless_fits(check)
+    if check.failed:
+        console.problem(f"warning: {check.detail}" + (f"; {check.fix}" if check.fix else ""))
+    return 0

@@ -1,0 +1,23 @@
+"""`lock-data`: write the dataset manifest (SHA256 and line counts of every split)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .. import console, data
+from ..paths import DEFAULT_DATA_DIR
+
+NAME = "lock-data"
+HELP = "write the dataset manifest (SHA256 and line counts)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    parser.add_argument("--force", action="store_true", help="replace an existing manifest")
+
+
+def run(args: argparse.Namespace) -> int:
+    path, manifest = data.lock(Path(args.data_dir), force=args.force)
+    console.out(f"locked {len(manifest['files'])} files in {path} (data sha256 {manifest['data_sha256'][:16]}...)")
+    return 0

@@ -1,0 +1,69 @@
+"""Options shared by several verbs, and their translation into the library's plain values."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from .. import config, console
+from ..checks.plan import Plan
+from ..config import LoadedConfig
+from ..paths import DEFAULT_CONFIG
+from ..training.pipeline import RunOptions
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=os.environ.get("TRAIN_CONFIG", DEFAULT_CONFIG),
+                        help="Axolotl YAML config (env TRAIN_CONFIG; default %(default)s)")
+    parser.add_argument("--overlay", action="append", default=[], metavar="YAML",
+                        help="extra YAML deep-merged over the config, in order (repeatable)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one key; dotted keys reach nested tables, values are YAML-typed "
+                             "(e.g. --set micro_batch_size=2 --set cli_tuner.target=h100)")
+    parser.add_argument("--target", default=None,
+                        help="hardware to check against: a5000, h100, m4, cpu, ... (default: the config's cli_tuner.target)")
+    parser.add_argument("--gpu-memory", type=float, default=None, metavar="GB",
+                        help="GPU memory of an unlisted target, in GB")
+    parser.add_argument("--allow-trust-remote-code", action="store_true",
+                        help="permit trust_remote_code: true (runs code from the model repo)")
+    parser.add_argument("--allow-dangerous-data", action="store_true",
+                        help="train even when the data holds commands the risk check flags")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output-root", default=os.environ.get("OUTPUT_ROOT", "outputs"),
+                        help="folder that holds one sub-folder per run (env OUTPUT_ROOT; default %(default)s)")
+    parser.add_argument("--run-id", default=os.environ.get("RUN_ID"),
+                        help="name of the run folder (env RUN_ID); default: mode-confighash-datahash, "
+                             "so a restarted pod resumes the same run")
+    parser.add_argument("--new-run", action="store_true",
+                        help="start a fresh run folder even if this config and data finished before")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="refuse to continue from checkpoints found in the run folder")
+    parser.add_argument("--skip-checks", action="store_true",
+                        help="skip the environment checks before training (not recommended)")
+
+
+def load_config(args: argparse.Namespace, last_overlays: tuple[str, ...] = ()) -> LoadedConfig:
+    """The config with the user's overlays, then `last_overlays` (a mode's own), then --set."""
+    return config.load(
+        args.config,
+        overlays=[*args.overlay, *last_overlays],
+        sets=args.sets,
+        target_override=args.target,
+        gpu_memory_gb=args.gpu_memory,
+        allow_trust_remote_code=args.allow_trust_remote_code,
+        allow_dangerous_data=args.allow_dangerous_data,
+    )
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(output_root=Path(args.output_root), run_id=args.run_id, new_run=args.new_run,
+                      resume=not args.no_resume)
+
+
+def show_findings(plan: Plan) -> None:
+    """The warnings preflight collected, on stderr, before the command goes on."""
+    for finding in plan.findings:
+        console.problem(f"  {finding.level}: {finding.line()}")

@@ -1,0 +1,30 @@
+"""What `smoke`, `full` and `rehearse` share: load, preflight, then the training pipeline."""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import console
+from ..checks import preflight
+from ..config import LoadedConfig
+from ..training import pipeline, tracking
+from . import options
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    options.add_config_arguments(parser)
+    options.add_run_arguments(parser)
+
+
+def train(mode: str, args: argparse.Namespace, loaded: LoadedConfig,
+          rehearsal_options: pipeline.RehearsalOptions | None = None) -> int:
+    plan = preflight.prepare(mode, loaded, output_root=args.output_root, check_environment=not args.skip_checks)
+    console.say(f"data verified: {len(plan.verified.files)} files, data sha256 {plan.verified.data_sha256[:16]}...")
+    options.show_findings(plan)
+    pipeline.run(plan, options.run_options(args), rehearsal_options)
+    return 0
+
+
+def load(args: argparse.Namespace, last_overlays: tuple[str, ...] = ()) -> LoadedConfig:
+    tracking.load_env_file()  # before the config, so nothing reads the environment without .env
+    return options.load_config(args, last_overlays)
