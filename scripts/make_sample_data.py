@@ -4,7 +4,7 @@ Every pair below was written for this project (none is taken from NL2Bash). Each
 Bash command that parses with `bash -n`, has no ShellCheck finding at warning level or above,
 and is not dangerous by cli_tuner.risk; tests/test_sample_data.py holds the files to that.
 
-    python scripts/make_sample_data.py --force     # rewrite the splits and provenance.json
+    python scripts/make_sample_data.py --force     # rewrite the splits and manifest.json
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import pytest
 
 from cli_tuner import data
 from cli_tuner.errors import DataError, UsageError
+from conftest import write_chat_split
 
 
 def test_lock_records_hashes_lines_and_format(locked_data):
@@ -114,3 +115,39 @@ def test_file_missing_from_manifest(locked_data):
     extra.write_text('{"text": "x"}\n')
     with pytest.raises(DataError, match="not listed in"):
         data.verify([extra])
+
+
+# ---------------------------------------------------------------- the manifest's name
+
+def test_lock_writes_manifest_json_and_never_provenance_json(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_chat_split(folder / "train.jsonl", 4)
+    path, _ = data.lock(folder)
+    assert path == folder / "manifest.json"
+    assert not (folder / "provenance.json").exists()  # that name is the run record's alone
+
+
+def test_data_locked_under_the_old_name_still_verifies_and_is_renamed_on_the_next_lock(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    train = write_chat_split(folder / "train.jsonl", 4)
+    data.lock(folder)
+    (folder / "manifest.json").rename(folder / "provenance.json")  # as data locked before the rename
+    assert data.manifest_path(folder) == folder / "provenance.json"
+    assert data.verify([train]).data_sha256
+    with pytest.raises(UsageError, match="provenance.json already exists"):
+        data.lock(folder)
+    path, _ = data.lock(folder, force=True)
+    assert path == folder / "manifest.json" and not (folder / "provenance.json").exists()
+    assert data.verify([train]).data_sha256
+
+
+def test_a_run_record_beside_the_data_is_not_taken_for_a_manifest(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    train = write_chat_split(folder / "train.jsonl", 4)
+    (folder / "provenance.json").write_text('{"status": "succeeded", "mode": "full"}')
+    assert data.manifest_path(folder) == folder / "manifest.json"
+    with pytest.raises(DataError, match="manifest.json: dataset manifest not found"):
+        data.verify([train])

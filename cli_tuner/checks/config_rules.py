@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import data as data_files
 from ..config import LoadedConfig
+from ..errors import DataError
 
 # Keys Axolotl 0.19 still parses but that have a replacement; the schema's own `deprecated=`
 # markers are read at run time, these add the advice.
@@ -221,8 +222,6 @@ def packing(cfg: dict) -> list[Problem]:
 
 def dataset_formats(loaded: LoadedConfig) -> list[Problem]:
     """Paths exist, and what each dataset entry expects matches what its file holds."""
-    from ..errors import DataError
-
     problems = []
     for list_key in DATASET_KEYS:
         for index, entry in enumerate(loaded.axolotl.get(list_key) or []):

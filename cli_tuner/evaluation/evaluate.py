@@ -31,6 +31,15 @@ from .generation import BATCH_SIZE, generate, load_checkpoint_tokenizer, load_co
 from .report import EvalReport, score
 
 
+def _scored(replies: list[str], conversations: list[dict]) -> tuple[dict, list[dict]]:
+    report = score([extract_command(r) for r in replies], [c["reference"] for c in conversations],
+                   [c["prompt"] for c in conversations])
+    for example, reply, conversation in zip(report.examples, replies, conversations):
+        example["where"] = conversation["where"]
+        example["raw_output"] = reply
+    return report.summary, report.examples
+
+
 def evaluate(checkpoint_dir: Path, test_file: Path | None = None, sample_size: int | None = None,
              max_new_tokens: int = 64, base_model: str | None = None, baseline: bool = False,
              device: str = "cpu") -> EvalReport:

@@ -146,12 +146,3 @@ def generate(model, tokenizer, conversations: list[dict], max_new_tokens: int, b
         for i, text in zip(batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
             replies[i] = text
     return replies
-
-
-def _scored(replies: list[str], conversations: list[dict]) -> tuple[dict, list[dict]]:
-    report = score([extract_command(r) for r in replies], [c["reference"] for c in conversations],
-                   [c["prompt"] for c in conversations])
-    for example, reply, conversation in zip(report.examples, replies, conversations):
-        example["where"] = conversation["where"]
-        example["raw_output"] = reply
-    return report.summary, report.examples
