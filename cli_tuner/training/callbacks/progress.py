@@ -1,0 +1,51 @@
+"""`progress.json` in the run folder: step, losses and the last checkpoint, as training goes.
+
+The parent process reads it to record steps and losses in provenance even when training dies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from ...atomic import write_json
+from ...paths import PROGRESS_FILE
+
+
+class ProgressCallback(TrainerCallback):
+    def __init__(self, output_dir: str):
+        self.path = Path(output_dir) / PROGRESS_FILE
+        self.progress: dict = {"step": 0, "max_steps": None, "train_loss": None, "eval_loss": None,
+                               "last_checkpoint": None, "stopped_by_signal": None}
+
+    def _save(self):
+        write_json(self.path, self.progress)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.progress.update(step=state.global_step, max_steps=state.max_steps)
+        self._save()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        self.progress["step"] = state.global_step
+        if "loss" in logs:
+            self.progress["train_loss"] = logs["loss"]
+        if "train_loss" in logs:
+            self.progress["train_loss_mean"] = logs["train_loss"]
+        if "eval_loss" in logs:
+            self.progress["eval_loss"] = logs["eval_loss"]
+        for key in ("train_runtime", "train_samples_per_second", "train_steps_per_second"):
+            if key in logs:
+                self.progress[key] = logs[key]
+        self._save()
+
+    def on_save(self, args, state, control, **kwargs):
+        self.progress["step"] = state.global_step
+        self.progress["last_checkpoint"] = f"checkpoint-{state.global_step}"
+        self._save()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.progress["step"] = state.global_step
+        self.progress["train_end"] = True
+        self._save()
