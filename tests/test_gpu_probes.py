@@ -124,7 +124,8 @@ def test_a_segfault_is_a_crash_with_faulthandlers_line(targets):
     assert (result.ok, result.kind, result.error_class) == (False, "crash", "SIGSEGV")
     assert "Fatal Python error: Segmentation fault" in result.error_line and "probe_targets.py" in result.error_line
     check = gpu_probes.as_check("flash-attn", result, A5000, "2.8.3")
-    assert "died of SIGSEGV" in check.detail and "python -m cli_tuner.checks.gpu_probes flash-attn" in check.fix
+    assert "crashed: the segfault probe's process died of SIGSEGV [Fatal Python error" in check.detail
+    assert "--force-reinstall" in check.fix and "python -m cli_tuner.checks.gpu_probes segfault shows it again" in check.fix
 
 
 def test_a_hang_is_killed_at_the_timeout(targets):

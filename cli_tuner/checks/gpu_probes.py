@@ -254,8 +254,8 @@ def _sm(found: Machine) -> str:
     return f"sm_{(found.compute_capability or '?').replace('.', '')}"
 
 
-def _fixes(package: str, found: Machine) -> dict[str, str]:
-    rerun = f"python -m {PROBE_MODULE} {'flash-attn' if package == 'flash-attn' else 'bnb4bit'} shows it again"
+def _fixes(package: str, probe: str, found: Machine, version: str | None) -> dict[str, str]:
+    rerun = f"python -m {PROBE_MODULE} {probe} shows it again"
     if package == "flash-attn":
         reinstall = ("rebuild the image (Dockerfile.cuda builds flash-attn 2.8.3 against the pinned torch), or "
                      "pip install --force-reinstall --no-deps a flash_attn 2.8.3 wheel built for torch 2.13.0+cu128 and cp311; "
@@ -264,14 +264,15 @@ def _fixes(package: str, found: Machine) -> dict[str, str]:
             MISSING: reinstall, ABI: reinstall, IMPORT: reinstall, ERROR: reinstall + f"; {rerun}",
             ARCH: (f"rebuild flash-attn with FLASH_ATTN_CUDA_ARCHS covering {_sm(found)} (Dockerfile.cuda builds \"80;90\": "
                    "sm_80 code runs on sm_86, sm_90 on the H100), or --set attn_implementation=sdpa"),
-            WRONG: reinstall, CRASH: reinstall + f"; {rerun}",
+            WRONG: reinstall, CRASH: reinstall + f"; {rerun}", NO_RESULT: rerun,
         }
-    reinstall = "pip install --force-reinstall bitsandbytes==0.50.2; python -m bitsandbytes prints what it cannot load"
+    reinstall = (f"pip install --force-reinstall bitsandbytes=={version or '0.50.2'}; "
+                 "python -m bitsandbytes prints what it cannot load")
     return {
         MISSING: reinstall, ABI: reinstall + "; it must match the CUDA torch build", IMPORT: reinstall,
         ERROR: reinstall + f"; {rerun}",
         ARCH: f"a bitsandbytes wheel with kernels for {_sm(found)}: {reinstall}",
-        WRONG: reinstall, CRASH: reinstall + f"; {rerun}",
+        WRONG: reinstall, CRASH: reinstall + f"; {rerun}", NO_RESULT: rerun,
     }
 
 
@@ -279,14 +280,12 @@ COMMON_FIXES = {
     NO_CUDA: "the job's process sees the GPU but a child process does not: check CUDA_VISIBLE_DEVICES and `nvidia-smi`",
     CUDA: "check the driver line above and `nvidia-smi`; a CUDA error in a tiny kernel means training fails too",
     TIMEOUT: f"a hung GPU or driver: check `nvidia-smi`; on a slow disk raise the limit with {TIMEOUT_ENV}=600",
-    NO_RESULT: f"python -m {PROBE_MODULE} PROBE runs it by hand and shows its output",
 }
 WHAT = {
     MISSING: "a module it needs is missing", ABI: "its compiled extension does not match this torch (ABI mismatch)",
     IMPORT: "its compiled code does not load", ARCH: "it has no kernel for this GPU's architecture",
     CUDA: "a CUDA error", WRONG: "its kernel computes wrong values", ERROR: "the probe failed",
-    NO_CUDA: "in a child process", TIMEOUT: "the probe hung", CRASH: "the probe's process crashed",
-    NO_RESULT: "the probe gave no result",
+    NO_CUDA: "in a child process", TIMEOUT: "hung", CRASH: "crashed", NO_RESULT: "no result",
 }
 
 
@@ -297,7 +296,8 @@ def as_check(name: str, result: ProbeResult, found: Machine, version: str | None
     label = f"{name} {version}" if version else name
     cause = result.detail if result.kind in (TIMEOUT, CRASH, NO_RESULT, NO_CUDA) else result.error_line or result.detail
     extra = f" [{result.error_line}]" if result.kind in (CRASH, NO_RESULT) and result.error_line else ""
-    fix = _fixes(name, found).get(result.kind) or COMMON_FIXES.get(result.kind) or COMMON_FIXES[NO_RESULT]
+    fixes = _fixes(name, result.probe, found, version)
+    fix = fixes.get(result.kind) or COMMON_FIXES.get(result.kind) or fixes[NO_RESULT]
     where = f" on {found.device_name}" if found.device_name else ""
     return Check(name, False, "error", f"{label}{where}: {WHAT.get(result.kind, result.kind)}: {cause}{extra}", fix)
 
