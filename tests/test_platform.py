@@ -41,6 +41,9 @@ def test_doctor_on_this_cpu_machine(entrypoint):
     assert "python entrypoint.py rehearse --config configs/axolotl_config.yaml" in out
     assert re.search(r"^ok +torch: torch 2\.13\.0", out, re.M)
     assert "doctor: 0 error(s)" in out
+    # the GPU probes are CUDA-only: no child process on CPU, an info line each
+    assert re.search(r"^ok +bitsandbytes: bitsandbytes 0\.50\.2; the 4-bit kernel probe is not applicable on CPU", out, re.M)
+    assert re.search(r"^ok +flash-attn: not applicable on CPU", out, re.M)
     assert ANSI not in out and ANSI not in result.stderr  # not a terminal: plain text
 
 

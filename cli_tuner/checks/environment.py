@@ -2,7 +2,9 @@
 packages, bitsandbytes and flash-attn, disk and the environment. Each check returns a `Check`.
 
 Versions come from importlib.metadata, so the CPU path never imports axolotl or bitsandbytes
-(seconds each).
+(seconds each). On CUDA the deep checks run bitsandbytes' 4-bit kernels and flash-attn's compiled
+extension in a child process (`gpu_probes`): the job's own process never creates a CUDA context
+for them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ..facts.gpus import GpuSpec
 from ..facts.machine import CONFIG_CUDA_80GB, CONFIG_MPS, Machine, recommend_config, version_tuple
 from ..findings import Check
 from ..paths import REQUIREMENTS
+from . import gpu_probes
 
 GIB = 2**30
 TORCH_INDEX = "https://download.pytorch.org/whl/cu128"
@@ -117,21 +120,6 @@ def check_driver(found: Machine) -> Check | None:
     return Check("driver", True, "error", f"driver {found.driver_version} supports CUDA {found.driver_cuda or runtime}")
 
 
-def bitsandbytes_works() -> str | None:
-    """Quantize and dequantize a small tensor in 4-bit on the GPU; None when it works, else why not."""
-    try:
-        import torch
-        import bitsandbytes.functional as bnbf
-
-        weights = torch.randn(128, 128, device="cuda", dtype=torch.bfloat16)
-        packed, state = bnbf.quantize_4bit(weights, quant_type="nf4")
-        restored = bnbf.dequantize_4bit(packed, state)
-        error = (restored - weights).abs().mean().item()
-        return None if error < 0.2 else f"4-bit round trip error {error:.3f} is far too large"
-    except Exception as exc:  # a missing CUDA library shows up as any of several error classes
-        return f"{type(exc).__name__}: {exc}"
-
-
 def check_bitsandbytes(found: Machine, pins: dict[str, str], deep: bool) -> Check:
     wanted = pins.get("bitsandbytes", "0.50.2")
     version = installed_version("bitsandbytes")
@@ -143,18 +131,18 @@ def check_bitsandbytes(found: Machine, pins: dict[str, str], deep: bool) -> Chec
         return Check("bitsandbytes", False, "error", f"bitsandbytes {version}, requirements.txt pins {wanted}",
                      f"pip install bitsandbytes=={wanted}")
     if found.kind == "cuda" and deep:
-        problem = bitsandbytes_works()
-        if problem:
-            return Check("bitsandbytes", False, "error", f"bitsandbytes {version} cannot run 4-bit on {found.device_name}: {problem}",
-                         "python -m bitsandbytes (prints what is missing); the CUDA torch build and driver must match")
-        return Check("bitsandbytes", True, "error", f"bitsandbytes {version}: 4-bit NF4 round trip works on {found.device_name}")
+        return gpu_probes.as_check("bitsandbytes", gpu_probes.run("bnb4bit"), found, version)
     if found.kind == "mps":
         return Check("bitsandbytes", True, "info", f"bitsandbytes {version} is installed, but 4-bit runs on MPS only through "
                      "slow PyTorch fallbacks and 8-bit optimizers have no MPS kernel; the m4 config needs neither")
-    return Check("bitsandbytes", True, "info", f"bitsandbytes {version} (4-bit kernels checked on a GPU only)")
+    if found.kind != "cuda":
+        return Check("bitsandbytes", True, "info", f"bitsandbytes {version}; the 4-bit kernel probe is not applicable "
+                     f"on {found.kind.upper()} (CUDA only)")
+    return Check("bitsandbytes", True, "info", f"bitsandbytes {version} (its 4-bit kernels are probed by doctor, smoke and full)")
 
 
-def check_flash_attn(found: Machine) -> Check:
+def check_flash_attn(found: Machine, deep: bool = False) -> Check:
+    """Metadata only, or with `deep` on CUDA: load the extension and run one attention call in a child process."""
     version = installed_version("flash-attn") or installed_version("flash_attn")
     if found.kind != "cuda":
         return Check("flash-attn", True, "info", f"not applicable on {found.kind.upper()} (CUDA only); configs use sdpa here")
@@ -164,7 +152,10 @@ def check_flash_attn(found: Machine) -> Check:
     if version is None:
         return Check("flash-attn", False, "warning", f"not installed; {CONFIG_CUDA_80GB} uses attn_implementation: flash_attention_2",
                      f"pip install flash-attn=={FLASH_ATTN_PIN} --no-build-isolation (or --set attn_implementation=sdpa)")
-    return Check("flash-attn", True, "info", f"flash-attn {version}")
+    if deep:
+        # installed but broken is an error even for an sdpa config: libraries that find it installed may import it
+        return gpu_probes.as_check("flash-attn", gpu_probes.run("flash-attn"), found, version)
+    return Check("flash-attn", True, "info", f"flash-attn {version} (its kernels checked by doctor, smoke and full on a GPU)")
 
 
 def check_pins(pins: dict[str, str], requirements: Path) -> list[Check]:
@@ -232,8 +223,12 @@ def hf_cache_dir() -> Path:
 
 
 def checks(found: Machine, mode: str = "doctor", requirements: Path | str = REQUIREMENTS,
-           output_root: Path | str = "outputs", deep: bool = True, disk_need_bytes: int | None = None) -> list[Check]:
-    """Every check relevant to `mode` (doctor, validate, rehearse, smoke, full), in the order to fix them."""
+           output_root: Path | str = "outputs", deep: bool = True, disk_need_bytes: int | None = None,
+           bitsandbytes_needed: bool = True) -> list[Check]:
+    """Every check relevant to `mode` (doctor, validate, rehearse, smoke, full), in the order to fix them.
+
+    `deep`: on CUDA, doctor, smoke and full run the GPU probes (bitsandbytes only when the config
+    needs it), each in its own process."""
     requirements = Path(requirements)
     pins = read_pins(requirements)
     gpu_mode = mode in ("doctor", "validate", "smoke", "full")
@@ -243,8 +238,9 @@ def checks(found: Machine, mode: str = "doctor", requirements: Path | str = REQU
         driver = check_driver(found)
         if driver:
             results.append(driver)
-        results.append(check_bitsandbytes(found, pins, deep=deep and mode in ("doctor", "smoke", "full")))
-        results.append(check_flash_attn(found))
+        probe = deep and mode in ("doctor", "smoke", "full")
+        results.append(check_bitsandbytes(found, pins, deep=probe and bitsandbytes_needed))
+        results.append(check_flash_attn(found, deep=probe))
     results += check_pins(pins, requirements)
     results.append(check_disk(output_root, disk_need_bytes, name="disk (outputs)"))
     if gpu_mode:

@@ -73,7 +73,7 @@ def environment_checks(mode: str, found: machine_facts.Machine, target, loaded: 
     """The environment checks `mode` needs on this machine, and the memory estimate on its GPU."""
     disk_need = memory.estimate_checkpoint_disk(loaded.axolotl, facts)
     results = environment.checks(found, mode, output_root=output_root,
-                                 deep=environment.needs_bitsandbytes(loaded), disk_need_bytes=disk_need)
+                                 bitsandbytes_needed=environment.needs_bitsandbytes(loaded), disk_need_bytes=disk_need)
     estimate = None
     if mode in GPU_MODES:
         results = environment.device_checks(found, target, loaded) + results
