@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -192,6 +196,151 @@ def test_detect_here_is_cpu():
     assert found.kind == "cpu"
     assert found.torch_version.startswith("2.13.0")
     assert found.ram_gib > 0
+
+
+def test_detect_here_initializes_no_cuda_in_its_process():
+    script = textwrap.dedent("""
+        import sys
+        from cli_tuner.facts import machine
+        found = machine.detect()
+        import torch
+        print(found.kind, torch.cuda.is_initialized())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["cpu", "False"]
+
+
+# NVML's raw answers on the two pods, as nvidia-ml-py returns them (memory total in bytes)
+MIB = 2**20
+A5000_NVML = machine.NvmlReading(driver_version="570.124.06", cuda_driver_version=12080, names=("NVIDIA RTX A5000",),
+                                 device_name="NVIDIA RTX A5000", total_bytes=24564 * MIB, capability=(8, 6))
+H100_NVML = machine.NvmlReading(driver_version=b"570.124.06", cuda_driver_version=12080, names=(b"NVIDIA H100 80GB HBM3",),
+                                device_name=b"NVIDIA H100 80GB HBM3", total_bytes=81559 * MIB, capability=(9, 0))
+
+
+def _cuda_torch_machine(**fields) -> Platform:
+    return Platform(kind="cpu", torch_version="2.13.0+cu128", torch_cuda="12.8", ram_gib=64, **fields)
+
+
+def test_nvml_values_of_an_a5000_make_the_cuda_machine():
+    found = machine.apply_nvml(_cuda_torch_machine(), A5000_NVML, cuda_count=1)
+    assert (found.kind, found.device_name, found.compute_capability, found.bf16, found.device_count) == (
+        "cuda", "NVIDIA RTX A5000", "8.6", True, 1)
+    assert found.total_memory_gib == pytest.approx(23.99, abs=0.01)
+    assert (found.driver_version, found.driver_cuda, found.nvidia_gpus) == ("570.124.06", "12.8", ["NVIDIA RTX A5000"])
+    assert found.describe().startswith("CUDA: NVIDIA RTX A5000 (24.0 GiB, sm_86, driver 570.124.06, CUDA runtime 12.8)")
+    assert found.as_record() == {"type": "cuda", "name": "NVIDIA RTX A5000", "cores": found.cpu_count, "ram_gib": 64,
+                                 "torch": "2.13.0+cu128", "memory_gib": 24.0, "capability": "8.6", "cuda_runtime": "12.8",
+                                 "driver": "570.124.06", "driver_cuda": "12.8", "count": 1}
+    assert machine.recommend_config(found) == machine.CONFIG_CUDA_24GB
+    assert machine.gpu_spec(found).name == "RTX A5000"
+    assert environment.check_driver(found).ok
+
+
+def test_nvml_values_of_an_h100_in_bytes_are_decoded():
+    found = machine.apply_nvml(_cuda_torch_machine(), H100_NVML, cuda_count=1)
+    assert (found.kind, found.device_name, found.compute_capability, found.bf16) == (
+        "cuda", "NVIDIA H100 80GB HBM3", "9.0", True)
+    assert found.total_memory_gib == pytest.approx(79.65, abs=0.01)
+    assert found.nvidia_gpus == ["NVIDIA H100 80GB HBM3"] and found.driver_version == "570.124.06"
+    assert found.as_record()["memory_gib"] == 79.6 and found.as_record()["count"] == 1
+    assert machine.recommend_config(found) == machine.CONFIG_CUDA_80GB
+
+
+def test_memory_the_driver_reserves_is_not_counted():
+    # reserved_bytes (nvmlMemory_v2) is what CUDA cannot allocate; 316 MiB is an illustrative amount
+    reading = dataclasses.replace(A5000_NVML, reserved_bytes=316 * MIB)
+    found = machine.apply_nvml(_cuda_torch_machine(), reading, cuda_count=1)
+    assert found.total_memory_gib == pytest.approx((24564 - 316) / 1024)
+
+
+def test_pre_ampere_capability_has_no_native_bf16():
+    reading = dataclasses.replace(A5000_NVML, device_name="Tesla T4", total_bytes=15360 * MIB, capability=(7, 5))
+    found = machine.apply_nvml(_cuda_torch_machine(), reading, cuda_count=1)
+    assert found.kind == "cuda" and found.compute_capability == "7.5" and not found.bf16
+
+
+def test_a_gpu_torch_cannot_count_keeps_the_machine_cpu_with_the_driver_facts():
+    found = machine.apply_nvml(_cuda_torch_machine(), A5000_NVML, cuda_count=0)
+    assert found.kind == "cpu" and found.device_name is None
+    assert found.nvidia_gpus == ["NVIDIA RTX A5000"] and found.driver_cuda == "12.8"
+    assert environment.check_torch_build(found).failed_error
+
+
+LINUX_ONLY = pytest.mark.skipif(sys.platform != "linux", reason="detect() asks NVML on Linux only")
+
+
+@LINUX_ONLY
+def test_detect_on_a_cuda_machine_reads_nvml_and_never_initializes_cuda(monkeypatch):
+    """detect()'s CUDA path with NVML's A5000 answers and a CUDA torch's count: torch.cuda's lazy init
+    (what creates the context) and the child-process fallback are never reached."""
+    import torch
+
+    def forbidden(*_args, **_kwargs):
+        raise AssertionError("detect() initialized CUDA in the job's process")
+
+    monkeypatch.setattr(machine, "read_nvml", lambda: A5000_NVML)
+    monkeypatch.setattr(machine, "device_in_child", forbidden)
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for name in ("_lazy_init", "init", "get_device_properties", "is_bf16_supported", "current_device", "is_available"):
+        monkeypatch.setattr(torch.cuda, name, forbidden)
+    found = machine.detect()
+    assert (found.kind, found.device_name, found.compute_capability, found.device_count) == ("cuda", "NVIDIA RTX A5000", "8.6", 1)
+    assert found.as_record()["driver"] == "570.124.06" and found.as_record()["cuda_runtime"] == "12.8"
+
+
+@LINUX_ONLY
+def test_without_nvml_device_facts_detect_asks_a_child(monkeypatch):
+    import torch
+
+    asked = []
+    monkeypatch.setattr(machine, "read_nvml", lambda: None)
+    monkeypatch.setattr(machine, "device_in_child", lambda: asked.append(1) or machine.parse_device_line(
+        'noise\ncli-tuner-device: {"name": "NVIDIA RTX A5000", "total_memory": 25425608704, "capability": [8, 6], "count": 1}'))
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    found = machine.detect()
+    assert asked == [1]
+    assert (found.kind, found.device_name, found.compute_capability) == ("cuda", "NVIDIA RTX A5000", "8.6")
+    assert found.total_memory_gib == pytest.approx(23.68, abs=0.01)
+
+
+def test_the_device_child_on_this_cpu_machine_reports_no_device():
+    done = subprocess.run([sys.executable, "-m", machine.MODULE, "device"], capture_output=True, text=True, cwd=REPO,
+                          timeout=240)
+    assert done.returncode == 1 and done.stdout.strip() == "cli-tuner-device: null"
+    assert machine.parse_device_line(done.stdout) is None
+    assert machine.parse_device_line("cli-tuner-device: {not json") is None
+
+
+class FakeNvml:
+    """The three pynvml calls `_first_visible` makes, over two GPUs."""
+    UUIDS = ["GPU-1f2e3d4c-0000-0000-0000-000000000000", "GPU-9a8b7c6d-0000-0000-0000-000000000000"]
+
+    def nvmlDeviceGetCount(self):
+        return len(self.UUIDS)
+
+    def nvmlDeviceGetHandleByIndex(self, index):
+        if index >= len(self.UUIDS):
+            raise IndexError(index)
+        return ("handle", index)
+
+    def nvmlDeviceGetUUID(self, handle):
+        return self.UUIDS[handle[1]].encode()
+
+
+@pytest.mark.parametrize("visible,handle", [
+    (None, ("handle", 0)), ("1", ("handle", 1)), ("1,0", ("handle", 1)), ("GPU-9a8b", ("handle", 1)),
+    ("MIG-5c4b3a29-0000", None), ("GPU-ffff", None),
+])
+def test_cuda_visible_devices_picks_the_nvml_device(monkeypatch, visible, handle):
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert machine._first_visible(FakeNvml()) == handle
 
 
 # ----------------------------------------------------------------------------- preflight
