@@ -56,6 +56,21 @@ def count_tokens(inputs, pad_token_id=None) -> dict:
             "row_len": int(ids.shape[-1]), "counted_by": how}
 
 
+def dataset_lengths(dataloader, limit: int = 200_000) -> dict | None:
+    """Examples and their token lengths in the tokenized train set: how `full` turns smoke's
+    tokens per example into the full data's packed steps. None when the set is not readable."""
+    dataset = getattr(dataloader, "dataset", None)
+    try:
+        if dataset is None or "input_ids" not in dataset.column_names or len(dataset) > limit:
+            return None
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+    except (AttributeError, TypeError, KeyError):
+        return None
+    if not lengths:
+        return None
+    return {"examples": len(lengths), "mean_tokens": round(sum(lengths) / len(lengths), 2), "max_tokens": max(lengths)}
+
+
 def summarize(steps: list[dict], inputs: dict, memory: dict | None, device: str, gpu_name: str | None) -> dict:
     """The measurements record from per-step counts. Rates skip the first step when there are
     more: it carries one-off costs (kernel selection, allocator growth, lazy CUDA init)."""
@@ -119,6 +134,7 @@ class MeasurementsCallback(TrainerCallback):
         self.current: dict | None = None
         self.started: float | None = None
         self.load_peak: dict = {}
+        self.dataset: dict | None = None
         self.pad_token_id = None
         if trainer is not None:
             self.observe(trainer)
@@ -157,6 +173,7 @@ class MeasurementsCallback(TrainerCallback):
             cuda.synchronize()  # kernels run asynchronously: without this a step "ends" before its work
 
     def on_train_begin(self, args, state, control, **kwargs):
+        self.dataset = dataset_lengths(kwargs.get("train_dataloader"))
         cuda = _cuda()
         if cuda is not None:
             # Loading (4-bit quantization, the fp32 upcast) can be the peak; keep it, then count training alone.
@@ -202,7 +219,9 @@ class MeasurementsCallback(TrainerCallback):
     def save(self) -> None:
         cuda = _cuda()
         device, name = ("cuda", cuda.get_device_name(0)) if cuda is not None else ("cpu", None)
-        write_json(self.path, summarize(self.steps, self.inputs, self.memory(), device, name))
+        record = summarize(self.steps, self.inputs, self.memory(), device, name)
+        record["dataset"] = self.dataset
+        write_json(self.path, record)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         self.save()
