@@ -77,6 +77,20 @@ def test_provenance_is_complete_and_honest(rehearsal):
     assert resolved["dataset_prepared_path"] == str(prepared) and any(prepared.iterdir())
 
 
+def test_the_plugin_measures_the_run_without_gpu_memory_on_cpu(rehearsal):
+    """measurements.json from inside the real `axolotl train`: GPU fields null, tokens and time real."""
+    _, _, (run,) = rehearsal
+    record = json.loads((run / "measurements.json").read_text())
+    assert record["device"] == "cpu" and record["gpu_memory"] is None and "no CUDA" in record["gpu_memory_note"]
+    assert record["steps_measured"] == 5 and record["micro_batches_per_step"] == 2
+    assert 0 < record["tokens"]["real"] < record["tokens"]["processed"]   # padded to 512: real tokens are fewer
+    assert record["tokens"]["counted_by"] == ["attention_mask"]
+    assert record["real_tokens_per_second"] > 0 and record["step_seconds"]["median_after_first"] > 0
+    assert record["dataset"]["examples"] > 0
+    summary = json.loads((run / "provenance.json").read_text())["measurements"]
+    assert summary["real_tokens_per_second"] == record["real_tokens_per_second"] and summary["peak_device_gib"] is None
+
+
 def test_phase2_final_and_checkpoint_check(rehearsal):
     _, _, (run,) = rehearsal
     final = run / "phase2-final"

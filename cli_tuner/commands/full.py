@@ -1,9 +1,18 @@
-"""`full`: the full training run, then the evaluation gate and phase2-final/."""
+"""`full`: the full training run, then the evaluation gate and phase2-final/.
+
+Before any model loads it reads smoke's calibration for this config, data and GPU: a measured
+peak that leaves too little headroom stops it (exit 5); otherwise it prints the projected wall
+time and, given a price per hour, the cost.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from .. import console
+from ..checks import calibration
+from ..checks.plan import Plan
+from ..facts import machine as machine_facts
 from . import training_mode
 
 NAME = "full"
@@ -11,5 +20,25 @@ HELP = "the full training run, then the checkpoint check and phase2-final/"
 add_arguments = training_mode.add_arguments
 
 
+def check_calibration(args: argparse.Namespace, plan: Plan) -> calibration.Decision | None:
+    if args.skip_checks or plan.machine is None or plan.machine.kind != "cuda":
+        return None  # preflight has refused a machine without a GPU already, unless told to skip checks
+    headroom, price = calibration.settings(plan.loaded)
+    gpu = machine_facts.gpu_spec(plan.machine)
+    key = calibration.entry_key(calibration.config_key(plan.loaded), plan.verified.data_sha256, gpu.name)
+    entry = calibration.find(args.output_root, key)
+    if entry is None or entry.get("measured", {}).get("peak_device_gib") is None:
+        console.say(f"no smoke calibration for this config, data and {gpu.name} in "
+                    f"{calibration.path_in(args.output_root)}: run `smoke` first to measure; going on the estimate alone")
+        return None
+    train_files = {str(p) for p in plan.loaded.split_files()["train"]}
+    examples = sum(int(v.get("lines") or 0) for k, v in plan.verified.files.items() if k in train_files) or None
+    decision = calibration.decide(entry, plan.loaded, plan.facts, gpu, examples, headroom, price)
+    calibration.raise_unless_fits(decision)
+    console.say(decision.memory_line())
+    console.say(decision.time_line())
+    return decision
+
+
 def run(args: argparse.Namespace) -> int:
-    return training_mode.train(NAME, args, training_mode.load(args))
+    return training_mode.train(NAME, args, training_mode.load(args), before=lambda plan: check_calibration(args, plan))

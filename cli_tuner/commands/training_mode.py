@@ -17,11 +17,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def train(mode: str, args: argparse.Namespace, loaded: LoadedConfig,
-          rehearsal_options: pipeline.RehearsalOptions | None = None) -> int:
+          rehearsal_options: pipeline.RehearsalOptions | None = None, before=None, after=None) -> int:
+    """`before(plan)` runs after preflight and before any model loads; `after(plan, run_dir)` after training."""
     plan = preflight.prepare(mode, loaded, output_root=args.output_root, check_environment=not args.skip_checks)
     console.say(f"data verified: {len(plan.verified.files)} files, data sha256 {plan.verified.data_sha256[:16]}...")
     options.show_findings(plan)
-    pipeline.run(plan, options.run_options(args), rehearsal_options)
+    if before is not None:
+        before(plan)
+    run_dir = pipeline.run(plan, options.run_options(args), rehearsal_options)
+    if after is not None:
+        after(plan, run_dir)
     return 0
 
 

@@ -22,7 +22,7 @@ from ..errors import CheckpointGateFailed, CliTunerError, Interrupted
 from ..evaluation import evaluate as evaluation
 from ..paths import (FINAL_DIR, PREPARED_DIR, PROGRESS_FILE, PROVENANCE_FILE, REHEARSAL_MODEL_DIR, REPO_ROOT,
                      RESOLVED_CONFIG, TRAIN_LOG)
-from . import rehearsal, run_folder, tracking
+from . import measurements, rehearsal, run_folder, tracking
 from .provenance import Provenance
 
 PLUGIN = "cli_tuner.training.axolotl_plugin.CliTunerPlugin"
@@ -221,12 +221,13 @@ def run(plan: Plan, options: RunOptions, rehearsal_options: RehearsalOptions | N
         steps={"planned": cfg.get("max_steps"), "completed": None},
         **extra,
     )
+    measurements.write_inputs(plan, cfg, run_dir)  # the plugin's MFU needs them and may not import checks/
     returncode, received = run_training(resolved_path, run_dir, env)
     progress = progress_of(run_dir)
     outcome = {"steps": {"planned": progress.get("max_steps") or cfg.get("max_steps"), "completed": progress.get("step")},
                "metrics": {"train_loss": progress.get("train_loss"), "eval_loss": progress.get("eval_loss"),
                            "train_runtime_s": progress.get("train_runtime")},
-               "last_checkpoint": progress.get("last_checkpoint")}
+               "last_checkpoint": progress.get("last_checkpoint"), "measurements": measurements.summary(run_dir)}
     if received is not None:
         provenance.finish("interrupted", f"signal {received} at step {progress.get('step')}", **outcome)
         raise Interrupted(f"interrupted by signal {received} at step {progress.get('step')}; "

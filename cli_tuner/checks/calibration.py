@@ -1,0 +1,291 @@
+"""Smoke's measurements as the full run's calibration, and the decision `full` takes from them.
+
+The memory estimate and the throughput model are derived, not measured on this project's
+configs. Smoke runs the full config on the real pod, so it measures: peak GPU memory, tokens/s,
+step time, MFU (`measurements.json`). After smoke, `record` compares them with the estimate and
+saves them in `<output root>/calibration.json`, keyed by the full config (smoke's overlay and
+this module's own settings left out), the data hash and the GPU's name. `full` on the same three
+finds the entry and `decide`s before any model loads:
+
+- memory: the measured peak, projected to the longest micro-batch the full run can build
+  (micro_batch_size x sequence_len: truncation or dropping caps every row there, packing fills
+  up to it), must leave `cli_tuner.memory_headroom` (default 5%) of the board free, else exit 5.
+  The projection adds the estimator's growth between smoke's measured batch and that one to the
+  measured training peak (the loading peak does not grow with the batch): the estimate's
+  size-independent parts (weights, optimizer) cancel, so its errors there do not move the answer.
+- time and cost: the full run's optimizer steps x smoke's median step time, plus smoke's
+  measured time outside the steps (start-up, loading, evaluation, saving); with
+  `cli_tuner.price_per_hour` or GPU_PRICE_PER_HOUR, the price of that.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import atomic
+from ..config import TUNER_KEY, LoadedConfig, canonical_hash
+from ..errors import ConfigError, EnvironmentProblem
+from ..facts.gpus import GpuSpec
+from ..paths import CALIBRATION_FILE
+from . import config_rules, memory
+
+DEFAULT_HEADROOM = 0.05     # 5% of the board: an eval batch or allocator growth after step 10 must still fit
+PRICE_ENV = "GPU_PRICE_PER_HOUR"
+# Our own settings that change neither memory nor speed: a price or a headroom set for `full`
+# only must still find smoke's entry. Smoke's overlay keys never reach the key (the full config is hashed).
+SETTINGS_KEYS = ("memory_headroom", "price_per_hour")
+# Packed rows are ~99% real tokens on this project's data (bench/bench_tokens.py: 0.993 on
+# NL2Bash with the packing overlay), so a packed step carries about this share of its slots.
+PACKED_FILL = 0.99
+
+
+# ----------------------------------------------------------------------------- identity
+
+def config_key(loaded: LoadedConfig) -> str:
+    """The full run's config identity without the settings of this module."""
+    tuner = {k: v for k, v in loaded.tuner.items() if k not in SETTINGS_KEYS}
+    return canonical_hash({"axolotl": loaded.axolotl, TUNER_KEY: tuner})
+
+
+def entry_key(config_sha256: str, data_sha256: str, gpu_name: str) -> str:
+    return f"{config_sha256[:16]}-{data_sha256[:16]}-{gpu_name}"
+
+
+def path_in(output_root: Path | str) -> Path:
+    return Path(output_root) / CALIBRATION_FILE
+
+
+def load_all(output_root: Path | str) -> dict:
+    try:
+        entries = json.loads(path_in(output_root).read_text())
+    except (OSError, ValueError):
+        return {}
+    return entries if isinstance(entries, dict) else {}
+
+
+def find(output_root: Path | str, key: str) -> dict | None:
+    return load_all(output_root).get(key)
+
+
+def save(output_root: Path | str, entry: dict) -> Path:
+    entries = load_all(output_root)
+    entries[entry["key"]] = entry
+    return atomic.write_json(path_in(output_root), entries)
+
+
+# ----------------------------------------------------------------------------- settings
+
+def settings(loaded: LoadedConfig, environ=os.environ) -> tuple[float, float | None]:
+    """(headroom fraction, price per hour or None), from cli_tuner.* or the environment."""
+    raw = loaded.tuner.get("memory_headroom", DEFAULT_HEADROOM)
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 <= raw < 1:
+        raise ConfigError(f"{loaded.path}: cli_tuner.memory_headroom {raw!r} must be a fraction of GPU memory "
+                          f"in [0, 1), e.g. 0.05 for 5%")
+    price = loaded.tuner.get("price_per_hour")
+    where = f"{loaded.path}: cli_tuner.price_per_hour"
+    if price is None and environ.get(PRICE_ENV):
+        price, where = environ[PRICE_ENV], f"{PRICE_ENV}"
+    if price is not None:
+        try:
+            price = float(price)
+        except (TypeError, ValueError):
+            price = -1.0
+        if isinstance(loaded.tuner.get("price_per_hour"), bool) or not price > 0 or math.isinf(price):
+            raise ConfigError(f"{where} must be a positive number (the pod's price per hour, e.g. 0.27)")
+    return float(raw), price
+
+
+# ----------------------------------------------------------------------------- shapes
+
+def longest_micro_batch(cfg: dict) -> int:
+    """Tokens of the largest micro-batch the run can build: rows are cut or dropped at sequence_len."""
+    return int(cfg.get("sequence_len") or 2048) * int(cfg.get("micro_batch_size") or 1)
+
+
+def at_tokens(cfg: dict, tokens: int) -> dict:
+    """The config with its micro-batch resized to `tokens`, the shape the estimator reads."""
+    rows = int(cfg.get("micro_batch_size") or 1)
+    return {**cfg, "sequence_len": max(1, math.ceil(tokens / rows))}
+
+
+def estimated_training_gib(cfg: dict, facts, gpu: GpuSpec, tokens: int) -> float:
+    """The estimate's training peak at that batch, without the loading peak (which no batch moves)."""
+    return sum(memory.estimate(at_tokens(cfg, tokens), facts, gpu, with_advice=False).parts.values())
+
+
+# ----------------------------------------------------------------------------- after smoke
+
+def record(full: LoadedConfig, facts, gpu: GpuSpec, measured: dict, data_sha256: str, run_name: str,
+           smoke_wall_seconds: float | None) -> dict:
+    """The calibration entry: smoke's measurements beside the estimate for the same batch."""
+    cfg = full.axolotl
+    config_sha256 = config_key(full)
+    gpu_memory = measured.get("gpu_memory") or {}
+    tokens = measured.get("max_tokens_per_micro_batch") or longest_micro_batch(cfg)
+    shaped = at_tokens(cfg, tokens)
+    estimate = memory.estimate(shaped, facts, gpu, with_advice=False)
+    speed = memory.estimate_tokens_per_second(facts, gpu, shaped) if gpu.peak_bf16_tflops > 0 else None
+    steps = measured.get("step_seconds") or {}
+    timed = (steps.get("median_after_first") or 0) * (measured.get("steps_measured") or 0)
+    overhead = max(0.0, smoke_wall_seconds - timed) if smoke_wall_seconds else None
+    return {
+        "key": entry_key(config_sha256, data_sha256, gpu.name),
+        "config_sha256": config_sha256, "data_sha256": data_sha256, "gpu": gpu.name,
+        "capacity_gib": gpu_memory.get("total_gib") or round(gpu.capacity_gib, 3),
+        "recorded_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "smoke_run": run_name, "model": facts.name,
+        "measured": {
+            "peak_device_gib": gpu_memory.get("peak_device_gib"),
+            "peak_allocated_gib": gpu_memory.get("peak_allocated_gib"),
+            "peak_reserved_gib": gpu_memory.get("peak_reserved_gib"),
+            "train_peak_device_gib": _device(gpu_memory, "train_peak_reserved_gib"),
+            "load_peak_device_gib": _device(gpu_memory, "load_peak_reserved_gib"),
+            "processed_tokens_per_second": measured.get("processed_tokens_per_second"),
+            "real_tokens_per_second": measured.get("real_tokens_per_second"),
+            "step_seconds": steps.get("median_after_first"),
+            "mfu": measured.get("mfu"),
+            "tokens_per_micro_batch": tokens,
+            "micro_batches_per_step": measured.get("micro_batches_per_step"),
+            "real_share": (round(measured["tokens"]["real"] / measured["tokens"]["processed"], 4)
+                           if (measured.get("tokens") or {}).get("processed") else None),
+            "mean_example_tokens": (measured.get("dataset") or {}).get("mean_tokens"),
+            "overhead_seconds": round(overhead, 1) if overhead is not None else None,
+        },
+        "estimated": {
+            "peak_gib": round(estimate.total_gib, 3),
+            "processed_tokens_per_second": round(speed, 1) if speed else None,
+            "step_seconds": (round(tokens * (measured.get("micro_batches_per_step") or 1) / speed, 4) if speed else None),
+            "mfu": round(memory.default_mfu(tokens), 4),
+        },
+    }
+
+
+def _device(gpu_memory: dict, reserved_key: str) -> float | None:
+    """A phase's peak as the board sees it: the allocator's pool plus the context it cannot see."""
+    if gpu_memory.get(reserved_key) is None:
+        return None
+    return round(gpu_memory[reserved_key] + (gpu_memory.get("context_gib") or 0), 3)
+
+
+def comparison(entry: dict):
+    """Measured against estimated, one row per figure: the table smoke prints."""
+    from rich.table import Table
+
+    measured, estimated = entry["measured"], entry["estimated"]
+    table = Table(title=f"smoke measured vs estimated: {entry['model']} on {entry['gpu']}", title_justify="left")
+    for column in ("figure", "measured", "estimated", "measured / estimated"):
+        table.add_column(column, justify="left" if column == "figure" else "right")
+    rows = [("peak GPU memory, device (GiB)", measured["peak_device_gib"], estimated["peak_gib"], "{:.2f}"),
+            ("peak allocated by torch (GiB)", measured["peak_allocated_gib"], None, "{:.2f}"),
+            ("tokens/s processed (incl. padding)", measured["processed_tokens_per_second"],
+             estimated["processed_tokens_per_second"], "{:,.0f}"),
+            ("tokens/s real (non-padding)", measured["real_tokens_per_second"], None, "{:,.0f}"),
+            ("step time (s, median after step 1)", measured["step_seconds"], estimated["step_seconds"], "{:.3f}"),
+            ("MFU (processed tokens)", measured["mfu"], estimated["mfu"], "{:.1%}")]
+    for label, got, expected, fmt in rows:
+        ratio = f"{got / expected:.2f}" if got is not None and expected else ""
+        table.add_row(label, fmt.format(got) if got is not None else "not measured",
+                      fmt.format(expected) if expected is not None else "", ratio)
+    return table
+
+
+# ----------------------------------------------------------------------------- before full
+
+@dataclass
+class Decision:
+    source: str
+    gpu: str
+    capacity_gib: float
+    headroom: float
+    measured_peak_gib: float
+    projected_peak_gib: float
+    smoke_tokens: int
+    full_tokens: int
+    steps: int | None
+    projected_seconds: float | None
+    price_per_hour: float | None
+
+    @property
+    def limit_gib(self) -> float:
+        return self.capacity_gib * (1 - self.headroom)
+
+    @property
+    def fits(self) -> bool:
+        return self.projected_peak_gib <= self.limit_gib
+
+    @property
+    def projected_cost(self) -> float | None:
+        if self.projected_seconds is None or self.price_per_hour is None:
+            return None
+        return self.projected_seconds / 3600 * self.price_per_hour
+
+    def memory_line(self) -> str:
+        growth = (f", projected to the full run's longest micro-batch ({self.full_tokens} tokens, smoke's was "
+                  f"{self.smoke_tokens})" if self.full_tokens != self.smoke_tokens else "")
+        return (f"smoke measured {self.measured_peak_gib:.2f} GiB peak on {self.gpu}{growth}: "
+                f"{self.projected_peak_gib:.2f} GiB of {self.capacity_gib:.2f} GiB "
+                f"(limit {self.limit_gib:.2f} GiB with {self.headroom:.0%} headroom)")
+
+    def time_line(self) -> str:
+        if self.projected_seconds is None:
+            return "projected wall time: unknown (smoke measured no step time)"
+        cost = (f", ~{self.projected_cost:.2f} at {self.price_per_hour:g}/h" if self.projected_cost is not None
+                else f" (set cli_tuner.price_per_hour or {PRICE_ENV} for the cost)")
+        return f"projected wall time: ~{format_duration(self.projected_seconds)} for {self.steps} steps{cost}"
+
+    def error_message(self) -> str:
+        return (f"{self.source}: will not fit: {self.memory_line()}; lower micro_batch_size or sequence_len, "
+                f"or set cli_tuner.memory_headroom lower, or use a larger GPU")
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def full_steps(cfg: dict, train_examples: int | None, entry: dict) -> int | None:
+    """Optimizer steps of the full run: max_steps, else epochs of examples; packed rows hold many."""
+    if cfg.get("sample_packing") and not (cfg.get("max_steps") or 0) > 0:
+        mean = entry["measured"].get("mean_example_tokens")
+        if not train_examples or not mean:
+            return None
+        slots = longest_micro_batch(cfg) * int(cfg.get("gradient_accumulation_steps") or 1)
+        epochs = int(cfg.get("num_epochs") or 1)
+        return max(1, math.ceil(train_examples * mean / (slots * PACKED_FILL)) * epochs)
+    return config_rules.total_steps(cfg, train_examples)
+
+
+def decide(entry: dict, full: LoadedConfig, facts, gpu: GpuSpec, train_examples: int | None,
+           headroom: float, price_per_hour: float | None) -> Decision:
+    cfg = full.axolotl
+    measured = entry["measured"]
+    smoke_tokens = int(measured.get("tokens_per_micro_batch") or longest_micro_batch(cfg))
+    full_tokens = longest_micro_batch(cfg)
+    peak = float(measured["peak_device_gib"])
+    growth = max(0.0, estimated_training_gib(cfg, facts, gpu, full_tokens)
+                 - estimated_training_gib(cfg, facts, gpu, smoke_tokens))
+    # Loading (the 4-bit quantization's fp32 upcast) can be the peak; a longer batch moves only training's.
+    training = measured.get("train_peak_device_gib")
+    projected = max(peak, (training if training is not None else peak) + growth)
+    steps = full_steps(cfg, train_examples, entry)
+    seconds = None
+    if steps is not None and measured.get("step_seconds"):
+        seconds = steps * float(measured["step_seconds"]) + float(measured.get("overhead_seconds") or 0)
+    return Decision(source=str(full.path), gpu=entry["gpu"], capacity_gib=float(entry["capacity_gib"]),
+                    headroom=headroom, measured_peak_gib=peak, projected_peak_gib=projected,
+                    smoke_tokens=smoke_tokens, full_tokens=full_tokens, steps=steps, projected_seconds=seconds,
+                    price_per_hour=price_per_hour)
+
+
+def raise_unless_fits(decision: Decision) -> None:
+    """EnvironmentProblem (exit 5), one line: the measured peak leaves too little headroom."""
+    if not decision.fits:
+        raise EnvironmentProblem(decision.error_message())
