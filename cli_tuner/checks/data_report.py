@@ -366,11 +366,13 @@ def _check_duplicates(report: DataReport, examples: dict) -> None:
         # near: the same command under a prompt worded almost the same (near_duplicates.near_pairs), not exact;
         # each distinct phrasing counts once, so an exact duplicate is not counted again here
         prompted = [e for e in members if e.prompt]
-        near_groups = []
+        near_groups, seen = [], set()
         for pair in near_duplicates.near_pairs([e.prompt for e in prompted]):
             a, b = prompted[pair.first], prompted[pair.second]
-            if normalize_command(a.answer) == normalize_command(b.answer) \
-                    and normalize_prompt(a.prompt) != normalize_prompt(b.prompt):
+            phrasings = frozenset((normalize_prompt(a.prompt), normalize_prompt(b.prompt)))
+            if normalize_command(a.answer) == normalize_command(b.answer) and len(phrasings) == 2 \
+                    and (phrasings, normalize_command(a.answer)) not in seen:
+                seen.add((phrasings, normalize_command(a.answer)))
                 near_groups.append([a.where, b.where])
         stats = report.splits.setdefault(name, {})
         stats["exact_duplicates"] = sum(len(w) - 1 for w in exact_groups)
@@ -382,7 +384,7 @@ def _check_duplicates(report: DataReport, examples: dict) -> None:
                                    f"(e.g. {first[1]} repeats {first[0]}); they weigh double in training")
         if near_groups:
             first = near_groups[0]
-            report.warnings.append(f"{name}: {stats['near_duplicates']} near-duplicate example pairs: same command, "
+            report.warnings.append(f"{name}: {stats['near_duplicates']} near-duplicate examples: same command, "
                                    f"prompt worded almost the same (e.g. {first[1]} and {first[0]})")
     report.details["duplicates"] = listing
 

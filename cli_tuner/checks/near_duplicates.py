@@ -4,7 +4,7 @@ Two prompts are near duplicates when their normalized words, sorted (so word ord
 matter), score at least `threshold` on rapidfuzz's `fuzz.ratio` (an Indel similarity, 0-100):
 "list all the files in /tmp" and "in /tmp, list all files" are one prompt. Comparing every pair
 of 12,607 NL2Bash prompts that way takes minutes, so candidates come from datasketch's MinHash
-LSH over word unigrams and bigrams, and only candidates are scored (bench/bench_shell.py
+LSH over the prompt's words, and only candidates are scored (bench/bench_shell.py
 measures both: speed, and how many exhaustive pairs the candidates keep).
 """
 
@@ -32,8 +32,8 @@ def key(prompt: str) -> str:
 
 
 def _shingles(text: str) -> list[bytes]:
-    words = normalize_prompt(text).replace(",", " ").split()
-    return [s.encode("utf-8") for s in set(words) | {a + " " + b for a, b in zip(words, words[1:])}] or [b""]
+    # words, not word pairs: a reordered prompt must share every shingle, and short prompts have few pairs
+    return [word.encode("utf-8") for word in set(normalize_prompt(text).replace(",", " ").split())] or [b""]
 
 
 def near_pairs(prompts: list[str], others: list[str] | None = None, threshold: float = THRESHOLD) -> list[NearPair]:
