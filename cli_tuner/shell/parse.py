@@ -153,7 +153,10 @@ def words(command: str) -> list[str]:
 
 
 def normalize(command: str) -> str:
-    """Equal for commands that differ only in spacing or quoting style (`'*.py'` vs `"*.py"`)."""
+    """Equal for commands that differ only in spacing or quoting style (`'*.py'` vs `"*.py"`); spacing only
+    where the grammar cannot follow the line (an unclosed quote)."""
+    if tree(command).has_error:
+        return " ".join(command.split())
     return " ".join(words(command)) or " ".join(command.split())
 
 
