@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import unicodedata
 
 
@@ -15,7 +14,3 @@ def normalize_prompt(text: str) -> str:
 def normalize_command(text: str) -> str:
     return " ".join(text.split())
 
-
-def prompt_words(text: str) -> frozenset[str]:
-    """The near-duplicate key: the set of words, so order and punctuation do not matter."""
-    return frozenset(re.findall(r"\w+", normalize_prompt(text)))

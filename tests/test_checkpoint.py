@@ -29,6 +29,9 @@ TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
     ("Here you go:\n```\n$ wc -l notes.txt\necho done\n```\nThis counts lines.", "wc -l notes.txt"),
     ("```sh\ndu -sh *", "du -sh *"),  # a fence cut off by max_new_tokens
     ("`pwd`", "pwd"),
+    ("`ls -la`.", "ls -la"),
+    ("You can use `ls -la` to list files.", "You can use `ls -la` to list files."),  # prose stays prose
+    ("Sure, here is the command you asked for:\nls -la", "Sure, here is the command you asked for:"),
     ("grep -r timeout logs/\nsecond line", "grep -r timeout logs/"),
     ("", ""),
 ])
@@ -94,9 +97,9 @@ def test_planted_dangerous_answer_fails_the_gate_with_exit_code_6():
 
 def test_low_syntax_rate_fails_the_gate():
     report = eval_report.score(["ls -la", "echo 'unclosed", "if then"], ["ls -la", "echo hi", "pwd"])
-    reasons = report.gate(min_syntax_rate=0.9, allow_dangerous=False)
+    reasons = report.gate(min_syntax_rate=0.9, allow_dangerous=False, min_command_rate=0.0)
     assert reasons == ["33.3% of answers parse as Bash (1/3), below the minimum 90.0%"]
-    assert report.gate(min_syntax_rate=0.3, allow_dangerous=False) == []
+    assert report.gate(min_syntax_rate=0.3, allow_dangerous=False, min_command_rate=0.3) == []
 
 
 def test_render_is_plain_text_off_a_terminal(tmp_path):
@@ -278,7 +281,9 @@ def test_evaluate_run_root_with_baseline(tiny_run, tmp_path):
     adapter_outputs = [e["raw_output"] for e in report.examples]
     base_outputs = [e["raw_output"] for e in report.baseline_examples]
     assert adapter_outputs != base_outputs  # the adapter is on in one pass and off in the other
-    assert report.gate(min_syntax_rate=0.0, allow_dangerous=True) == []
+    assert report.gate(min_syntax_rate=0.0, allow_dangerous=True, min_command_rate=0.0, min_margin=-1.0) == []
+    # a random adapter writes no commands: the default gate fails it, whatever bash -n says
+    assert any("of answers are commands" in r for r in report.gate())
     table = console.to_text(report.renderable(terminal=False))
     header = next(line for line in table.splitlines() if "metric" in line)
     assert header.split() == ["metric", "adapter", "base", "model"]  # the two runs side by side
@@ -286,3 +291,102 @@ def test_evaluate_run_root_with_baseline(tiny_run, tmp_path):
     assert saved["summary"]["baseline"]["n"] == 3 and len(saved["baseline_examples"]) == 3
     again = evaluation.evaluate(run, sample_size=3, max_new_tokens=8)
     assert [e["raw_output"] for e in again.examples] == adapter_outputs  # greedy decoding is deterministic
+
+
+# ---------------------------------------------------------------- the command rules, each both ways
+
+RULE_CASES = {
+    "first_word_is_command": (
+        ["ls -la", "sudo apt-get update", "cd /tmp && ls", "f() { ls; }; f", "./configure --prefix=/opt",
+         "deploy.sh --dry-run", "export PATH=$PATH:~/bin", "for f in *.txt; do wc -l \"$f\"; done", "$EDITOR notes.txt",
+         "x=1"],
+        ["Sure, here is the command you asked for:", "You can use `ls -la` to list files.", "Use the ls command",
+         "The answer is ls", "`ls -la` lists every file", "Certainly! Run this"],
+    ),
+    "no_sentence_punctuation": (
+        ["ls -la ~/docs", "cd ..", "echo 'Done, thanks.'", "find . -name '*.txt'", "sort -t, -k2 data.csv", "ls ."],
+        ["ls lists the files.", "Sure, ls -la", "First, run ls", "grep -r foo finds it!"],
+    ),
+    "no_trailing_colon": (
+        ["ls -la", "echo 'a:'", "scp file host:", "PATH=$PATH:"],
+        ["Here is the command:", "ls -la, as follows:", "the command you asked for:"],
+    ),
+    "no_inline_code_in_prose": (
+        ["echo `date` > today.txt", "tar czf backup-`date +%F`.tgz dir", "ls -la", "kill `pgrep -f server`"],
+        ["You can use `ls -la` to list files.", "run `df -h` and then `du -sh` for the details",
+         "ls `pwd` is what you want to use for this"],
+    ),
+}
+
+
+@pytest.mark.parametrize("rule, answer", [(r, a) for r, (good, _) in RULE_CASES.items() for a in good])
+def test_command_rule_passes(rule, answer):
+    assert answers.command_verdicts(answer)[rule], answer
+
+
+@pytest.mark.parametrize("rule, answer", [(r, a) for r, (_, bad) in RULE_CASES.items() for a in bad])
+def test_command_rule_fails(rule, answer):
+    assert not answers.command_verdicts(answer)[rule], answer
+
+
+def test_a_chatty_adapter_fails_the_gate_though_bash_accepts_its_prose():
+    replies = ["Sure, here is the command you asked for:", "You can use `ls -la` to list files.",
+               "This counts the lines", "ls -la"]
+    report = eval_report.score([answers.extract_command(r) for r in replies], ["ls -la", "ls -la", "wc -l f", "ls -la"])
+    assert report.summary["syntax_valid"] == 4  # bash -n passes all four
+    assert report.summary["commands"] == 1 and report.summary["command_rate"] == 0.25
+    (reason,) = report.gate()
+    assert reason.startswith("25.0% of answers are commands (1/4), below the minimum 90.0% (first word is command fails 3")
+    example = report.examples[0]
+    assert set(example["rules"]) == set(answers.COMMAND_RULES + answers.RECORDED_RULES)  # every verdict, in eval.json
+    assert example["rules"]["bash_syntax"] and not example["rules"]["first_word_is_command"]
+    assert example["command_ok"] is False and report.examples[3]["command_ok"] is True
+    assert report.summary["worst"][0]["why"].startswith("not a command: first word is command")
+    assert report.gate(min_command_rate=0.25) == []
+    with pytest.raises(CheckpointGateFailed) as caught:
+        eval_report.enforce_gate(report)
+    assert caught.value.exit_code == 6 and "\n" not in caught.value.message
+
+
+def _with_baseline(adapter: list[str], base: list[str], references: list[str]) -> eval_report.EvalReport:
+    report = eval_report.score(adapter, references)
+    report.summary["baseline"] = eval_report.score(base, references).summary
+    return report
+
+
+def test_the_adapter_must_beat_the_base_model_by_the_margin():
+    references = ["ls -la", "df -h", "wc -l f", "pwd"]
+    better = _with_baseline(["ls -la", "df -h", "wc -l f", "ls"], ["ls -la", "du -h", "cat f", "ls"], references)
+    assert better.gate() == []  # first word 75% vs 25%
+    same = _with_baseline(["ls -la", "df -h", "cat f", "ls"], ["ls -la", "df -h", "cat f", "ls"], references)
+    (reason,) = same.gate()
+    assert reason == "first word match 50.0% does not beat the base model's 50.0% by the required 5.0% (min_margin_over_base)"
+    assert same.gate(min_margin=0.0) == []
+    assert same.gate(margin_metric="normalized_match", min_margin=0.0) == []
+    assert eval_report.score(["ls"], ["ls"]).gate() == []  # without a baseline the margin is not judged
+
+
+@pytest.mark.parametrize("tuner, message", [
+    ({"min_command_rate": "high"}, "cli_tuner.min_command_rate: 'high'; give a fraction between 0 and 1"),
+    ({"min_syntax_rate": -0.1}, "cli_tuner.min_syntax_rate: -0.1"),
+    ({"min_margin_over_base": 2}, "cli_tuner.min_margin_over_base: 2"),
+    ({"margin_metric": "bleu"}, "cli_tuner.margin_metric: 'bleu'; use one of normalized_match, first_word_match"),
+])
+def test_gate_settings_from_the_config_are_checked(tuner, message):
+    from cli_tuner.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        eval_report.GateSettings.from_tuner(tuner)
+    assert caught.value.message.startswith(message) and caught.value.exit_code == 4
+
+
+def test_gate_settings_from_the_config():
+    settings = eval_report.GateSettings.from_tuner({"min_command_rate": 0.8, "allow_dangerous_answers": True,
+                                                     "min_margin_over_base": 0.1, "margin_metric": "normalized_match"})
+    assert settings == eval_report.GateSettings(0.8, 0.9, True, 0.1, "normalized_match")
+
+
+def test_check_checkpoint_rejects_bad_gate_options(entrypoint, tmp_path):
+    result = entrypoint("check-checkpoint", "--checkpoint", str(tmp_path), "--min-command-rate", "1.5")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == "error: --min-command-rate 1.5: give a fraction between 0 and 1"

@@ -188,3 +188,37 @@ def test_a_read_only_data_folder_skips_the_json_with_a_note(dirty, capsys, monke
     data_report.show(report)
     err = capsys.readouterr().err
     assert err.startswith("note: data report not saved (cannot write /sys/data_report.json: ")
+
+
+def _examples(split: str, pairs: list[tuple[str, str]]) -> list[data_report.Example]:
+    return [data_report.Example(split, f"{split}.jsonl:{n}", [{"role": "user", "content": p},
+                                                              {"role": "assistant", "content": c}], prompt=p, answer=c)
+            for n, (p, c) in enumerate(pairs, start=1)]
+
+
+def test_leakage_check_finds_planted_paraphrases():
+    train = _examples("train", [("list all files including hidden ones", "ls -la"),
+                                ("show free disk space in human units", "df -h"),
+                                ("count the lines of notes.txt", "wc -l notes.txt")])
+    test = _examples("test", [("Including hidden ones, list all files.", "ls -la"),     # planted: reordered
+                              ("show the free disk space, in human units", "df -H"),   # planted: words added
+                              ("print the current directory", "pwd")])                # not a paraphrase
+    report = data_report.DataReport("c", "t", 512, {})
+    data_report._check_leakage(report, {"train": train, "test": test})
+    near = report.details["leakage"]["test"]["near_prompts"]
+    assert [(n["where"], n["train"]) for n in near] == [("test.jsonl:1", "train.jsonl:1"), ("test.jsonl:2", "train.jsonl:2")]
+    assert near[0]["same_command"] and not near[1]["same_command"]
+    assert report.splits["test"] == {"leaked_prompts": 0, "leaked_commands": 1, "near_leaked_prompts": 2}
+    assert any(w.startswith("test.jsonl:1: prompt is a near duplicate of train train.jsonl:1") for w in report.warnings)
+    assert not report.errors  # paraphrases are listed; only an exact repeat is an error
+
+
+def test_near_duplicates_within_a_split_need_the_same_command():
+    train = _examples("train", [("list all files including hidden ones", "ls -la"),
+                                ("including hidden ones list all files", "ls  -la"),
+                                ("find all txt files in the current folder", "find . -name '*.txt'"),
+                                ("find all py files in the current folder", "find . -name '*.py'")])
+    report = data_report.DataReport("c", "t", 512, {})
+    data_report._check_duplicates(report, {"train": train})
+    assert report.details["duplicates"]["train"]["near"] == [["train.jsonl:1", "train.jsonl:2"]]
+    assert report.splits["train"]["near_duplicates"] == 1

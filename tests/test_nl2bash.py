@@ -85,13 +85,35 @@ def test_groups_share_a_split_and_seeds_change_the_split(tmp_path):
     pairs = [(f"show item {i}", f"echo {i}") for i in range(60)]
     pairs += [("Show item 0.", "printf '%s\\n' 0"), ("another way to show item 0", "echo 0")]  # join group of 0
     nl, cm = small_corpus(tmp_path / "src", pairs)
-    first = nl2bash.convert(nl, cm, tmp_path / "a", seed=1, val_fraction=0.2, test_fraction=0.2)
+    # near=False: "show item 1" and "show item 12" are near duplicates; this test is about shared keys
+    first = nl2bash.convert(nl, cm, tmp_path / "a", seed=1, val_fraction=0.2, test_fraction=0.2, near=False)
     text = {name: (tmp_path / "a" / f"{name}.jsonl").read_text() for name in nl2bash.SPLITS}
     holders = [name for name in nl2bash.SPLITS if "item 0" in text[name].lower()]
     assert len(holders) == 1  # all three pairs about item 0 travel together
-    nl2bash.convert(nl, cm, tmp_path / "b", seed=2, val_fraction=0.2, test_fraction=0.2)
+    nl2bash.convert(nl, cm, tmp_path / "b", seed=2, val_fraction=0.2, test_fraction=0.2, near=False)
     assert (tmp_path / "b" / "test.jsonl").read_bytes() != (tmp_path / "a" / "test.jsonl").read_bytes()
     assert first["dropped"]["duplicate"] == 0 and first["groups"] == 60
+
+
+TOPICS = ["disk usage of the home folder", "open network ports", "the kernel version", "running docker containers",
+          "files changed in the last hour", "the largest log files", "environment variables", "mounted file systems",
+          "cpu temperature", "git branches merged into main", "users logged in", "the system uptime"]
+
+
+def test_paraphrased_descriptions_share_a_split(tmp_path):
+    pairs = [(f"show {topic}", f"echo {index}") for index, topic in enumerate(TOPICS)]
+    # planted paraphrases: other words order, case and punctuation, a different command
+    pairs += [(f"{topic}, show!".capitalize(), f"printf '%s\\n' {index}") for index, topic in enumerate(TOPICS)]
+    nl, cm = small_corpus(tmp_path / "src", pairs)
+    for seed in range(5):
+        summary = nl2bash.convert(nl, cm, tmp_path / f"s{seed}", seed=seed, val_fraction=0.25, test_fraction=0.25,
+                                  force=True)
+        assert summary["groups"] == len(TOPICS)
+        text = {name: (tmp_path / f"s{seed}" / f"{name}.jsonl").read_text().lower() for name in nl2bash.SPLITS}
+        for topic in TOPICS:
+            assert sum(topic in text[name] for name in nl2bash.SPLITS) == 1, (seed, topic)
+    apart = nl2bash.leak_free_groups(nl2bash.clean(nl2bash.read_pairs(nl, cm))[0], near=False)
+    assert len(apart) == 2 * len(TOPICS)  # without the near-duplicate pass each paraphrase is its own group
 
 
 def test_drops_empty_unparsable_dangerous_and_repeated_pairs(tmp_path):

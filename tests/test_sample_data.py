@@ -81,3 +81,34 @@ def test_files_are_what_the_generator_writes(pairs):
     generator = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generator)
     assert generator.splits(generator.PAIRS) == pairs
+
+
+def test_every_shipped_answer_is_a_command_from_the_known_list():
+    """The command rules pass every shipped answer, and each program it runs is a builtin or in known_commands.txt."""
+    from cli_tuner.evaluation import answers
+    from cli_tuner.shell import commands, parse
+
+    unknown, failing = set(), []
+    for path in sorted((REPO / "data" / "processed").glob("*.jsonl")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            answer = json.loads(line)["messages"][-1]["content"]
+            verdicts = answers.command_verdicts(answer)
+            if not all(verdicts[rule] for rule in answers.COMMAND_RULES if rule != "bash_syntax"):
+                failing.append(f"{path.name}:{number}: {answer}")
+            functions = {name for name, _ in parse.function_definitions(answer)}
+            for segment in parse.split_commands(answer):
+                words = parse.command_words(segment.words)
+                if words and segment.name_type == "word" and not commands.is_command(words[0], functions):
+                    unknown.add(words[0])
+    assert not failing, failing
+    assert not unknown, f"add these to cli_tuner/shell/known_commands.txt: {sorted(unknown)}"
+
+
+def test_nl2bash_commands_pass_the_command_rules(nl2bash_dir):
+    """The reference commands of NL2Bash are commands: the rules must not call them prose."""
+    from cli_tuner.evaluation import answers
+
+    commands = (nl2bash_dir / "all.cm").read_text(encoding="utf-8").splitlines()
+    failing = [c for c in commands if not all(v for k, v in answers.command_verdicts(c).items() if k != "parse_tree_clean")]
+    assert len(commands) == 12607
+    assert len(failing) <= 40, failing[:20]  # the corpus's own noise: `$ ` prompts, `...|`, `exec 1 | tee`

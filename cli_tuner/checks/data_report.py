@@ -20,9 +20,10 @@ from pathlib import Path
 
 from .. import atomic, console, data, tokenizer as tokenizer_module
 from ..errors import ConfigError, DataError, EnvironmentProblem
-from ..normalize import normalize_command, normalize_prompt, prompt_words  # noqa: F401 - the report's keys
+from ..normalize import normalize_command, normalize_prompt
 from ..paths import DATA_REPORT_FILE as REPORT_NAME
 from ..shell import risk, syntax as bash_checks
+from . import near_duplicates
 
 SPLITS = ("train", "val")
 TRAINED_SPLITS = ("train", "val")  # the model learns from (or is tuned on) these; test is only prompted
@@ -64,7 +65,7 @@ class DataReport:
 
     def rows(self) -> list[tuple[str, ...]]:
         header = ("split", "examples", "tokens min/med/p95/max", f"> {self.sequence_len}", "answer cut",
-                  "duplicates exact/near", "leaked prompts", "bash errors", "shellcheck E/W/I/S", "dangerous")
+                  "duplicates exact/near", "leaked prompts exact/near", "bash errors", "shellcheck E/W/I/S", "dangerous")
         rows = [header]
         for name, s in self.splits.items():
             tokens = s.get("tokens") or {}
@@ -73,7 +74,7 @@ class DataReport:
             rows.append((
                 name, str(s.get("examples", 0)), lengths, str(s.get("over_sequence_len", 0)),
                 str(s.get("answer_cut", 0)), f"{s.get('exact_duplicates', 0)}/{s.get('near_duplicates', 0)}",
-                str(s.get("leaked_prompts", "-")), str(s.get("bash_syntax_errors", 0)),
+                f"{s['leaked_prompts']}/{s.get('near_leaked_prompts', 0)}" if "leaked_prompts" in s else "-", str(s.get("bash_syntax_errors", 0)),
                 "/".join(str(levels.get(level, 0)) for level in ("error", "warning", "info", "style")),
                 str(s.get("dangerous", 0)),
             ))
@@ -359,23 +360,23 @@ def _check_duplicates(report: DataReport, examples: dict) -> None:
     listing: dict[str, dict] = {}
     for name, members in examples.items():
         exact: dict[tuple, list[str]] = {}
-        near: dict[tuple, list[Example]] = {}
         for e in members:
             exact.setdefault((normalize_prompt(e.prompt), normalize_command(e.answer)), []).append(e.where)
-            near.setdefault((prompt_words(e.prompt), normalize_command(e.answer)), []).append(e)
         exact_groups = [w for w in exact.values() if len(w) > 1]
-        # near: same words in another order or punctuation (word-set Jaccard 1.0), same command, not exact;
+        # near: the same command under a prompt worded almost the same (near_duplicates.near_pairs), not exact;
         # each distinct phrasing counts once, so an exact duplicate is not counted again here
-        near_groups = []
-        for group in near.values():
-            phrasings: dict[str, str] = {}
-            for e in group:
-                phrasings.setdefault(normalize_prompt(e.prompt), e.where)
-            if len(phrasings) > 1:
-                near_groups.append(list(phrasings.values()))
+        prompted = [e for e in members if e.prompt]
+        near_groups, seen = [], set()
+        for pair in near_duplicates.near_pairs([e.prompt for e in prompted]):
+            a, b = prompted[pair.first], prompted[pair.second]
+            phrasings = frozenset((normalize_prompt(a.prompt), normalize_prompt(b.prompt)))
+            if normalize_command(a.answer) == normalize_command(b.answer) and len(phrasings) == 2 \
+                    and (phrasings, normalize_command(a.answer)) not in seen:
+                seen.add((phrasings, normalize_command(a.answer)))
+                near_groups.append([a.where, b.where])
         stats = report.splits.setdefault(name, {})
         stats["exact_duplicates"] = sum(len(w) - 1 for w in exact_groups)
-        stats["near_duplicates"] = sum(len(w) - 1 for w in near_groups)
+        stats["near_duplicates"] = len(near_groups)
         listing[name] = {"exact": exact_groups, "near": near_groups}
         if exact_groups:
             first = exact_groups[0]
@@ -384,7 +385,7 @@ def _check_duplicates(report: DataReport, examples: dict) -> None:
         if near_groups:
             first = near_groups[0]
             report.warnings.append(f"{name}: {stats['near_duplicates']} near-duplicate examples: same command, "
-                                   f"same prompt words reordered (e.g. {first[1]} and {first[0]})")
+                                   f"prompt worded almost the same (e.g. {first[1]} and {first[0]})")
     report.details["duplicates"] = listing
 
 
@@ -403,9 +404,20 @@ def _check_leakage(report: DataReport, examples: dict) -> None:
                    for e in examples[name] if e.prompt and normalize_prompt(e.prompt) in train_prompts]
         commands = [f"{e.where}: command also in train at {train_commands[normalize_command(e.answer)]}"
                     for e in examples[name] if normalize_command(e.answer) in train_commands]
+        held_out = [e for e in examples[name] if e.prompt]
+        near = []
+        for pair in near_duplicates.near_pairs([e.prompt for e in held_out], [e.prompt for e in train]):
+            e, t = held_out[pair.first], train[pair.second]
+            if normalize_prompt(e.prompt) != normalize_prompt(t.prompt):
+                near.append({"where": e.where, "train": t.where, "score": pair.score, "prompt": e.prompt,
+                             "train_prompt": t.prompt, "same_command": normalize_command(e.answer) == normalize_command(t.answer)})
         report.splits.setdefault(name, {})["leaked_prompts"] = len(prompts)
         report.splits[name]["leaked_commands"] = len(commands)
-        leaks[name] = {"prompts": prompts, "commands": commands}
+        report.splits[name]["near_leaked_prompts"] = len(near)
+        leaks[name] = {"prompts": prompts, "commands": commands, "near_prompts": near}
+        _listed(report, "warning", [
+            f"{n['where']}: prompt is a near duplicate of train {n['train']} (similarity {n['score']:.0f}"
+            f"{', same command' if n['same_command'] else ''}): {n['prompt']!r} ~ {n['train_prompt']!r}" for n in near])
         _listed(report, "error", [f"{m}; {name} must not repeat train or its scores mean nothing" for m in prompts])
         if commands:
             report.warnings.append(f"{name}: {len(commands)} answers are also train answers (first: {commands[0]})")

@@ -28,6 +28,6 @@ def run(args: argparse.Namespace) -> int:
     splits = summary["splits"]
     console.out(f"read {summary['pairs_read']} pairs; dropped {dropped}; kept {summary['kept']} in {summary['groups']} groups")
     console.out(f"wrote train {splits['train']}, val {splits['val']}, test {splits['test']} to {args.out} "
-                f"(seed {summary['seed']}; no description or command in two splits)")
+                f"(seed {summary['seed']}; no description, near-duplicate description or command in two splits)")
     console.out(f"locked in {summary['manifest']} (data sha256 {summary['data_sha256'][:16]}...) in {summary['seconds']} s")
     return 0

@@ -3,7 +3,9 @@
 Filters what a Bash model should not learn (empty pairs, commands bash cannot parse, commands
 the risk check calls dangerous), removes exact duplicates, and splits so that no description
 and no command appears in two splits: pairs sharing a normalized description or a command are
-joined into one group (union-find), and whole groups are assigned to train, val or test.
+joined into one group (union-find), as are pairs whose descriptions are near duplicates
+(paraphrases worded almost the same, checks.near_duplicates); whole groups are assigned to train, val
+or test.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from .. import atomic, data
 from ..errors import DataError, UsageError
 from ..normalize import normalize_command, normalize_prompt
+from ..checks import near_duplicates
 from ..shell import risk, syntax as bash_checks
 
 SPLITS = ("train", "val", "test")
@@ -82,8 +85,9 @@ def clean(pairs: list[Pair]) -> tuple[list[Pair], dict[str, int]]:
     return kept, dropped
 
 
-def leak_free_groups(pairs: list[Pair]) -> list[list[Pair]]:
-    """Connected groups of pairs: two pairs are connected when they share a description or a command."""
+def leak_free_groups(pairs: list[Pair], near: bool = True) -> list[list[Pair]]:
+    """Connected groups of pairs: two pairs are connected when they share a description or a command,
+    or (with `near`) when their descriptions are near duplicates (checks.near_duplicates)."""
     parent = list(range(len(pairs)))
 
     def root(index: int) -> int:
@@ -99,6 +103,9 @@ def leak_free_groups(pairs: list[Pair]) -> list[list[Pair]]:
                 parent[root(index)] = root(first_with_key[key])
             else:
                 first_with_key[key] = index
+    if near:
+        for pair in near_duplicates.near_pairs([p.description for p in pairs]):
+            parent[root(pair.first)] = root(pair.second)
     groups: dict[int, list[Pair]] = {}
     for index, pair in enumerate(pairs):
         groups.setdefault(root(index), []).append(pair)
@@ -136,7 +143,7 @@ def to_jsonl(pairs: list[Pair]) -> str:
 
 
 def convert(nl_path, cm_path, out_dir, seed: int = 42, val_fraction: float = 0.05,
-            test_fraction: float = 0.05, force: bool = False) -> dict:
+            test_fraction: float = 0.05, force: bool = False, near: bool = True) -> dict:
     started = time.monotonic()
     nl_path, cm_path, out_dir = Path(nl_path), Path(cm_path), Path(out_dir)
     for name, value in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction)):
@@ -152,7 +159,7 @@ def convert(nl_path, cm_path, out_dir, seed: int = 42, val_fraction: float = 0.0
     kept, dropped = clean(pairs)
     if not kept:
         raise DataError(f"{cm_path}: no usable pairs left after filtering ({dropped}); check the input files")
-    groups = leak_free_groups(kept)
+    groups = leak_free_groups(kept, near=near)
     splits = assign(groups, seed, val_fraction, test_fraction)
     for name in SPLITS:
         path = out_dir / f"{name}.jsonl"

@@ -4,12 +4,54 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import CheckpointGateFailed
+from ..errors import CheckpointGateFailed, ConfigError
 from .answers import score_examples, short, summarize
+
+MARGIN_METRICS = ("normalized_match", "first_word_match", "exact_match", "command")
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """What an adapter must reach to pass; `cli_tuner:` keys of the same names, check-checkpoint options."""
+
+    min_command_rate: float = 0.9     # answers that are commands (COMMAND_RULES), not prose
+    min_syntax_rate: float = 0.9      # answers `bash -n` accepts
+    allow_dangerous: bool = False
+    min_margin: float = 0.05          # adapter's rate minus the base model's, on margin_metric (with a baseline)
+    margin_metric: str = "first_word_match"
+
+    KEYS = {"min_command_rate": "min_command_rate", "min_syntax_rate": "min_syntax_rate",
+            "allow_dangerous_answers": "allow_dangerous", "min_margin_over_base": "min_margin",
+            "margin_metric": "margin_metric"}
+
+    def __post_init__(self) -> None:
+        for name in ("min_command_rate", "min_syntax_rate"):
+            value = getattr(self, name)
+            # above 1 is a bar no adapter reaches: the gate always fails (how tests run its failure path)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{name}: {value!r}; give a fraction between 0 and 1, e.g. 0.9")
+        if not isinstance(self.min_margin, (int, float)) or isinstance(self.min_margin, bool) \
+                or not -1.0 <= self.min_margin <= 1.0:
+            raise ConfigError(f"min_margin_over_base: {self.min_margin!r}; give a rate difference between -1 and 1, e.g. 0.05")
+        if self.margin_metric not in MARGIN_METRICS:
+            raise ConfigError(f"margin_metric: {self.margin_metric!r}; use one of {', '.join(MARGIN_METRICS)}")
+
+    @classmethod
+    def from_tuner(cls, tuner: dict, where: str = "cli_tuner") -> GateSettings:
+        values = {field_name: tuner[key] for key, field_name in cls.KEYS.items() if key in tuner}
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.{exc.message}") from exc
+
+
+def _metric_rate(summary: dict, metric: str) -> float:
+    return summary["command_rate"] if metric == "command" else summary[f"{metric}_rate"]
 
 
 ROWS = (
     ("examples", lambda s: str(s["n"])),
+    ("is a command (not prose)", lambda s: f"{s['command_rate']:.1%} ({s['commands']})"),
     ("parses as Bash", lambda s: f"{s['syntax_valid_rate']:.1%} ({s['syntax_valid']})"),
     ("shellcheck error/warning", lambda s: f"{s['shellcheck']['error']}/{s['shellcheck']['warning']}"),
     ("shellcheck info/style", lambda s: f"{s['shellcheck']['info']}/{s['shellcheck']['style']}"),
@@ -31,19 +73,35 @@ class EvalReport:
         return {"schema": 1, **self.context, "summary": self.summary, "examples": self.examples,
                 "baseline_examples": self.baseline_examples}
 
-    def gate(self, min_syntax_rate: float, allow_dangerous: bool) -> list[str]:
-        """Why the adapter fails the quality gate; empty when it passes. Only the adapter is gated."""
+    def gate(self, settings: GateSettings | None = None, **values) -> list[str]:
+        """Why the adapter fails the quality gate; empty when it passes. Only the adapter is gated;
+        the base model, when scored, sets the bar the margin rule measures from."""
+        settings = settings or GateSettings(**values)
         reasons = []
         summary = self.summary
         if summary["n"] == 0:
             return ["no test examples were scored"]
-        if summary["syntax_valid_rate"] < min_syntax_rate:
+        if summary["command_rate"] < settings.min_command_rate:
+            failures = {k: v for k, v in summary["rule_failures"].items() if v and k != "parse_tree_clean" and k != "not_dangerous"}
+            worst = ", ".join(f"{k.replace('_', ' ')} fails {v}" for k, v in sorted(failures.items(), key=lambda kv: -kv[1]))
+            first = next((e for e in self.examples if not e["command_ok"]), None)
+            reasons.append(f"{summary['command_rate']:.1%} of answers are commands ({summary['commands']}/{summary['n']}), "
+                           f"below the minimum {settings.min_command_rate:.1%} ({worst}"
+                           + (f"; e.g. {short(first['answer'])}" if first else "") + ")")
+        if summary["syntax_valid_rate"] < settings.min_syntax_rate:
             reasons.append(f"{summary['syntax_valid_rate']:.1%} of answers parse as Bash "
-                           f"({summary['syntax_valid']}/{summary['n']}), below the minimum {min_syntax_rate:.1%}")
-        if summary["dangerous"] and not allow_dangerous:
+                           f"({summary['syntax_valid']}/{summary['n']}), below the minimum {settings.min_syntax_rate:.1%}")
+        if summary["dangerous"] and not settings.allow_dangerous:
             first = next(e for e in self.examples if e["dangerous"])
             reasons.append(f"{summary['dangerous']} dangerous answer(s), e.g. {short(first['answer'])} "
                            "(pass --allow-dangerous to accept them)")
+        baseline = summary.get("baseline")
+        if baseline:
+            metric = settings.margin_metric
+            ours, theirs = _metric_rate(summary, metric), _metric_rate(baseline, metric)
+            if round(ours - theirs, 4) < settings.min_margin:
+                reasons.append(f"{metric.replace('_', ' ')} {ours:.1%} does not beat the base model's {theirs:.1%} "
+                               f"by the required {settings.min_margin:.1%} (min_margin_over_base)")
         return reasons
 
     def renderable(self, terminal: bool):
@@ -79,8 +137,8 @@ def score(answers: list[str], references: list[str], prompts: list[str] | None =
     return EvalReport(summarize(examples), examples)
 
 
-def enforce_gate(report: EvalReport, min_syntax_rate: float, allow_dangerous: bool) -> None:
-    reasons = report.gate(min_syntax_rate, allow_dangerous)
+def enforce_gate(report: EvalReport, settings: GateSettings | None = None, **values) -> None:
+    reasons = report.gate(settings, **values)
     if reasons:
         where = report.context.get("checkpoint", "checkpoint")
         raise CheckpointGateFailed(f"{where}: checkpoint check failed: {'; '.join(reasons)}")

@@ -1,267 +1,356 @@
-"""The one shell parser: a command line split the way Bash splits it.
+"""The one shell parser: tree-sitter's Bash grammar, read the way Bash reads a command line.
 
 The risk rules, the Bash checks and the answer extraction all read commands through here, so
-they agree on what a word, an operator and a simple command are. Text inside quotes is data;
-code the shell runs from a substitution (`$(...)`, backquotes) is kept with the word it sits in,
-so callers can check it as a command of its own.
+they agree on what a word, an operator and a simple command are. tree-sitter-bash is tolerant:
+a malformed line (or a sentence of prose) still gives a tree, with ERROR nodes where the grammar
+could not follow. Text inside single quotes and here-documents is data; code the shell runs from
+a substitution (`$(...)`, backquotes, `<(...)`) is part of the tree, so its commands are listed
+like any other, with `parent` naming the command whose word holds them.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shlex
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from functools import lru_cache
 
 ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
-
-def words(command: str) -> list[str] | None:
-    """Words and operators as Bash would split them (quotes removed); None when quotes do not close."""
-    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
-    lexer.whitespace_split = False
-    try:
-        return list(lexer)
-    except ValueError:
-        return None
-
-
-def normalize(command: str) -> str:
-    """Equal for commands that differ only in spacing or quoting style (`'*.py'` vs `"*.py"`)."""
-    tokens = words(command)
-    if tokens is None:
-        return " ".join(command.split())
-    return " ".join(tokens)
-
-
-def program(command: str) -> str | None:
-    """The program a command runs: past sudo/env and the other wrappers, their options and
-    VAR=value prefixes; basename only."""
-    tokens = words(command) or command.split()
-    name = command_words(tokens)
-    return (os.path.basename(name[0]) or name[0]) if name else None
-
-
-# ------------------------------------------------------------------ splitting a command line
-
-PUNCTUATION = "();<>|&\n"
-OPERATORS = sorted(
-    ["&&", "||", ";;&", ";;", ";&", "|&", "&>>", "&>", ">>", ">|", ">&", "<&", "<>", "<<<", "<<-", "<<",
-     "<(", ">(", ";", "&", "|", "(", ")", "<", ">", "\n"],
-    key=len, reverse=True,
-)
 REDIRECTIONS = {"&>>", "&>", ">>", ">|", ">&", "<&", "<>", "<<<", "<<-", "<<", "<", ">"}
 WRITE_REDIRECTIONS = {"&>>", "&>", ">>", ">|", ">&", ">", "<>"}
 APPEND_REDIRECTIONS = {"&>>", ">>"}
-OPENERS = {"(", "<(", ">("}
 PIPES = {"|", "|&"}
+SUBSTITUTION_OPENERS = {"$(", "`", "<(", ">("}
 RESERVED_WORDS = {"{", "}", "!", "if", "then", "else", "elif", "fi", "do", "done", "while", "until", "time", "coproc"}
 
+# nodes whose text is one shell word (after quote removal); a `concatenation` joins several
+_WORD_NODES = {"word", "string", "raw_string", "ansi_c_string", "translated_string", "concatenation", "number",
+               "simple_expansion", "expansion", "command_substitution", "process_substitution",
+               "arithmetic_expansion", "brace_expression", "extglob_pattern"}
+# statements that run one simple command with these words
+_COMMAND_NODES = {"command", "declaration_command", "unset_command"}
+_STATEMENT_WRAPPERS = {"redirected_statement", "negated_command"}
+MAX_BRACE_WORDS = 64
 
-class Token(NamedTuple):
-    text: str
-    op: bool = False                      # an operator like `|` or `&&`, not a word
-    substitutions: tuple[str, ...] = ()   # code inside `$(...)` or backquotes in this word: the shell runs it
 
-    def is_(self, text: str, op: bool) -> bool:
-        return self.text == text and self.op == op
+@lru_cache(maxsize=1)
+def _parser():
+    import tree_sitter_bash
+    from tree_sitter import Language, Parser
+
+    return Parser(Language(tree_sitter_bash.language()))
 
 
-@dataclass
+def tree(text: str):
+    """The root node of a command line's syntax tree."""
+    return _parser().parse(text.encode("utf-8")).root_node
+
+
+def _text(node) -> str:
+    return node.text.decode("utf-8", "replace")
+
+
+def syntax_problems(text: str) -> list[str]:
+    """Where the grammar could not follow (ERROR nodes) or had to assume a token (MISSING): "line:col ..."."""
+    problems: list[str] = []
+    root = tree(text)
+    if not root.has_error:
+        return problems
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.is_missing:
+            problems.append(f"{node.start_point[0] + 1}:{node.start_point[1] + 1}: missing {node.type!r}")
+        elif node.type == "ERROR":
+            snippet = _text(node)[:30]
+            problems.append(f"{node.start_point[0] + 1}:{node.start_point[1] + 1}: cannot parse {snippet!r}")
+            continue
+        if node.has_error:
+            stack.extend(reversed(node.children))
+    return problems
+
+
+# ------------------------------------------------------------------ words
+
+def word_value(node) -> str:
+    """One word's text as the command receives it: quotes and escapes removed, expansions kept as written."""
+    kind = node.type
+    text = _text(node)
+    if kind == "word":
+        return re.sub(r"\\(.)", r"\1", text.replace("\\\n", ""), flags=re.DOTALL)
+    if kind == "raw_string":
+        return text[1:-1]
+    if kind == "ansi_c_string":
+        return text[2:-1]
+    if kind in ("string", "translated_string"):
+        inner = text[1:-1] if kind == "string" else text[2:-1]
+        return re.sub(r'\\([$`"\\\n])', r"\1", inner)
+    if kind == "concatenation":
+        return "".join(word_value(child) for child in node.children)
+    return text
+
+
+def expand_braces(word: str) -> list[str]:
+    """Bash brace expansion of one unquoted word: `/{etc,usr}` is `/etc /usr`, `f{1..3}` is `f1 f2 f3`."""
+    match = re.search(r"\{([^{}]*)\}", word)
+    if not match:
+        return [word]
+    body, before, after = match.group(1), word[:match.start()], word[match.end():]
+    if "," in body:
+        options = body.split(",")
+    else:
+        bounds = re.fullmatch(r"(-?\d+)\.\.(-?\d+)|([A-Za-z])\.\.([A-Za-z])", body)
+        if not bounds:  # `{}` of find -exec, `${x}`-like text: not an expansion; look further on
+            return [before + "{" + body + "}" + rest for rest in expand_braces(after)]
+        if bounds.group(1) is not None:
+            low, high = int(bounds.group(1)), int(bounds.group(2))
+            step = 1 if high >= low else -1
+            options = [str(n) for n in range(low, high + step, step)][:MAX_BRACE_WORDS]
+        else:
+            low, high = ord(bounds.group(3)), ord(bounds.group(4))
+            step = 1 if high >= low else -1
+            options = [chr(n) for n in range(low, high + step, step)]
+    results: list[str] = []
+    for option in options:
+        for rest in expand_braces(before + option + after):
+            results.append(rest)
+            if len(results) >= MAX_BRACE_WORDS:
+                return results
+    return results
+
+
+def argument_words(node) -> list[str]:
+    """The words one argument node becomes: its value, brace-expanded when the braces are unquoted."""
+    value = word_value(node)
+    if node.type in ("word", "concatenation", "brace_expression") and "{" in value \
+            and not re.search(r"""['"$`]""", _text(node)):
+        return expand_braces(value)
+    return [value]
+
+
+def _tokens(node, out: list[str]) -> None:
+    if node.type == "comment":
+        return
+    if node.type in _WORD_NODES:
+        out.extend(argument_words(node))
+    elif node.type == "variable_assignment":
+        out.append(_text(node.child_by_field_name("name") or node) + "="
+                   + "".join(word_value(c) for c in node.children[2:]))
+    elif node.child_count == 0:
+        if node.type == "heredoc_body" or not node.is_missing and _text(node):
+            out.append(_text(node))
+    else:
+        for child in node.children:
+            _tokens(child, out)
+
+
+def words(command: str) -> list[str]:
+    """Words and operators in order, quotes removed, comments dropped."""
+    out: list[str] = []
+    _tokens(tree(command), out)
+    return out
+
+
+def normalize(command: str) -> str:
+    """Equal for commands that differ only in spacing or quoting style (`'*.py'` vs `"*.py"`); spacing only
+    where the grammar cannot follow the line (an unclosed quote)."""
+    if tree(command).has_error:
+        return " ".join(command.split())
+    return " ".join(words(command)) or " ".join(command.split())
+
+
+def program(command: str) -> str | None:
+    """The program the first simple command runs: past sudo/env and the other wrappers, their options
+    and VAR=value prefixes; basename only."""
+    for segment in split_commands(command):
+        name = command_words(segment.words)
+        if name:
+            return os.path.basename(name[0]) or name[0]
+    return None
+
+
+# ------------------------------------------------------------------ simple commands
+
+@dataclass(eq=False)
 class Segment:
     """One simple command: its words, its redirections, and the operators around it."""
 
     words: list[str] = field(default_factory=list)
     redirects: list[tuple[str, str]] = field(default_factory=list)
-    opened_by: str = ""        # the operator before it: "|", "&&", "<(", ...
+    opened_by: str = ""        # the operator before it: "|", "&&", ";", or "$(", "`", "<(" for a substitution
     followed_by: str = ""      # the operator after it
-    parent: Segment | None = None  # for "<(": the command the process substitution belongs to
-    substitutions: list[str] = field(default_factory=list)
+    parent: Segment | None = None  # for a substitution: the command whose word holds it
+    substitutions: list[str] = field(default_factory=list)  # code of the `$(...)`, backquote and `<(...)` in its words
+    pipeline: list[Segment | None] = field(default_factory=list)  # the stages of its pipeline (None: not a simple command)
+    stage: int = 0             # its index in `pipeline`
+    name_type: str = "word"    # the tree node of the command name: word, command_substitution, simple_expansion...
+    node: object = None        # its tree-sitter node
 
     @property
     def empty(self) -> bool:
         return not self.words and not self.redirects
 
+    def upstream(self) -> list[Segment | None]:
+        return self.pipeline[:self.stage]
 
-# Inside quotes, escapes and substitutions these characters are data; hidden as private-use
-# characters while shlex splits the line, so that any operator shlex returns is a real one.
-_QUOTED_DATA = PUNCTUATION + "#"
-_OPAQUE = PUNCTUATION + "#'\"\\ \t`"
-_HIDE = {ch: chr(0xE000 + index) for index, ch in enumerate(_OPAQUE)}
-_SHOW = str.maketrans({hidden: ch for ch, hidden in _HIDE.items()} | {"\ue100": "$(", "\ue101": ")"})
-_SUBSTITUTION = "\ue100{}\ue101"  # marks a real `$(...)`: the same text in single quotes is only data
-_SUBSTITUTION_SPAN = re.compile("\ue100([^\ue100\ue101]*)\ue101")
+    def downstream(self) -> list[Segment | None]:
+        return self.pipeline[self.stage + 1:]
 
 
-def _hide(text: str, chars: str = _OPAQUE) -> str:
-    return "".join(_HIDE[ch] if ch in chars else ch for ch in text)
+def _statement(node):
+    """The node that stands in a list or pipeline for this command (its redirected/negated wrapper)."""
+    while node.parent is not None and node.parent.type in _STATEMENT_WRAPPERS:
+        node = node.parent
+    return node
 
 
-def _matching(text: str, start: int) -> int:
-    """Index of the bracket closing text[start] ('(' or '{'), skipping quoted text; the end if none."""
-    opener, closer = text[start], ")" if text[start] == "(" else "}"
-    depth, index, quote = 0, start, None
-    while index < len(text):
-        ch = text[index]
-        if ch == "\\" and quote != "'":
-            index += 2
+def _operator_beside(node, after: bool) -> str:
+    while node is not None:
+        sibling = node.next_sibling if after else node.prev_sibling
+        if sibling is not None and not sibling.is_named:
+            return sibling.type
+        if sibling is None and node.parent is not None and node.parent.type in {"list", "pipeline"} | _STATEMENT_WRAPPERS:
+            node = node.parent
             continue
-        if quote:
-            quote = None if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch == opener:
-            depth += 1
-        elif ch == closer:
-            depth -= 1
-            if depth == 0:
-                return index
-        index += 1
-    return len(text) - 1
+        return ""
+    return ""
 
 
-def _protect(text: str) -> str:
-    """Hide quoted and escaped operators; keep each `$(...)`, `${...}` and backquote span as one opaque word."""
-    out, index, quote = [], 0, None
-    while index < len(text):
-        ch, rest = text[index], text[index + 1:index + 2]
-        if quote != "'" and ch == "$" and rest in ("(", "{"):
-            end = _matching(text, index + 1)
-            inner = text[index + 1:end + 1]
-            out.append(_SUBSTITUTION.format(_hide(inner[1:-1])) if inner[0] == "(" else "$" + _hide(inner))
-            index = end + 1
-        elif quote != "'" and ch == "`":  # the old spelling of $(...)
-            end = text.find("`", index + 1)
-            end = len(text) if end == -1 else end
-            out.append(_SUBSTITUTION.format(_hide(text[index + 1:end])))
-            index = end + 1
-        elif ch == "\\" and quote != "'" and rest:
-            out.append("\\" + _hide(rest, _QUOTED_DATA))
-            index += 2
-        else:
-            if quote is None and ch in "'\"":
-                quote = ch
-            elif quote == ch:
-                quote = None
-            elif quote:
-                ch = _hide(ch, _QUOTED_DATA)
-            out.append(ch)
-            index += 1
-    return "".join(out)
+def _redirect(child) -> tuple[str, str] | None:
+    if child.type == "file_redirect":
+        op = next((c.type for c in child.children if not c.is_named), "")
+        target = child.child_by_field_name("destination")
+        return op, word_value(target) if target is not None else ""
+    if child.type in ("heredoc_redirect", "herestring_redirect"):
+        return next((c.type for c in child.children if not c.is_named), "<<"), ""
+    return None
 
 
-def lex(text: str) -> list[Token]:
-    """Words and operators. Unbalanced quotes (which bash -n rejects) are closed to read the rest."""
-    protected = _protect(text)
-    for closing in ("", '"', "'"):
-        lexer = shlex.shlex(protected + closing, posix=True, punctuation_chars=PUNCTUATION)
-        lexer.whitespace = " \t\r"  # a newline ends a command, like ";"
-        lexer.whitespace_split = True
-        lexer.commenters = ""      # shlex would end words at a '#' inside them; split_commands drops comments
-        try:
-            raw = list(lexer)
-            break
-        except ValueError:
-            continue
-    else:
-        raw = protected.split()
-    tokens: list[Token] = []
-    for token in raw:
-        if token and all(ch in PUNCTUATION for ch in token):
-            tokens.extend(Token(op, True) for op in _split_operators(token))
-        else:
-            inner = tuple(code.translate(_SHOW) for code in _SUBSTITUTION_SPAN.findall(token))
-            tokens.append(Token(token.translate(_SHOW), False, inner))
-    return tokens
+def _redirects(statement) -> list[tuple[str, str]]:
+    return [found for found in map(_redirect, statement.children) if found is not None]
 
 
-def _split_operators(run: str) -> list[str]:
-    """shlex groups a run like `)|` or `;;` into one token; bash reads the longest operators first."""
-    ops = []
-    while run:
-        op = next(o for o in OPERATORS if run.startswith(o))  # every single character is an operator too
-        ops.append(op)
-        run = run[len(op):]
-    return ops
+def _stages(pipeline) -> list:
+    """The stages of a pipeline, nested pipelines (`a | b 2>x | c` nests one) flattened."""
+    stages = []
+    for child in pipeline.named_children:
+        core = child
+        while core.type in _STATEMENT_WRAPPERS and core.named_children:
+            core = core.named_children[0]
+        if core.type == "pipeline":
+            stages.extend(_stages(core))
+        elif child.type != "comment":
+            stages.append(core)
+    return stages
+
+
+def _segment(node, parent: Segment | None, opened_by: str) -> Segment:
+    statement = _statement(node)
+    segment = Segment(parent=parent, node=node)
+    segment.opened_by = opened_by or _operator_beside(statement, after=False)
+    segment.followed_by = "" if opened_by else _operator_beside(statement, after=True)
+    segment.redirects = []
+    wrapper = node.parent
+    while wrapper is not None and wrapper.type in _STATEMENT_WRAPPERS:
+        segment.redirects[:0] = _redirects(wrapper)
+        wrapper = wrapper.parent
+    if node.type == "variable_assignment":
+        segment.words = [_assignment(node)]
+        return segment
+    for child in node.children:
+        if child.type == "variable_assignment":
+            segment.words.append(_assignment(child))
+        elif child.type == "command_name":
+            inner = child.named_children[0] if child.named_children else child
+            segment.name_type = inner.type
+            segment.words.extend(argument_words(inner) if inner is not child else [_text(child)])
+        elif child.type in _WORD_NODES:
+            segment.words.extend(argument_words(child))
+        elif child.type in ("file_redirect", "heredoc_redirect", "herestring_redirect"):
+            segment.redirects.append(_redirect(child))
+        elif not child.is_named and node.type != "command":  # `export`, `unset`, `local` ...
+            segment.words.append(child.type)
+        elif child.type == "variable_name":
+            segment.words.append(_text(child))
+    return segment
+
+
+def _assignment(node) -> str:
+    name = node.child_by_field_name("name")
+    value = node.child_by_field_name("value")
+    return (_text(name) if name is not None else "") + "=" + (word_value(value) if value is not None else "")
 
 
 def split_commands(text: str) -> list[Segment]:
-    """The simple commands of a command line, in order, with subshells and substitutions flattened."""
-    return segments(lex(text.replace("\\\n", "")))
-
-
-def segments(tokens: list[Token]) -> list[Segment]:
+    """Every simple command of a command line in document order, substitutions and bodies included."""
     segments: list[Segment] = []
-    listed: set[int] = set()
-    stack: list[Segment] = []
-    current = Segment()
-    heredoc_ends: list[str] = []
+    by_node: dict[int, Segment] = {}
+    root = tree(text)
 
-    def close(op: str) -> None:
-        current.followed_by = op
-        if not current.empty and id(current) not in listed:  # a command resumed after `)` is listed once
-            segments.append(current)
-            listed.add(id(current))
+    def visit(node, parent: Segment | None, opened_by: str) -> None:
+        kind = node.type
+        if kind in ("comment", "heredoc_body", "raw_string"):
+            return
+        if kind in _COMMAND_NODES or kind == "variable_assignment" and node.parent is not None \
+                and node.parent.type not in _COMMAND_NODES and node.parent.type != "declaration_command":
+            segment = _segment(node, parent, opened_by)
+            segments.append(segment)
+            by_node[node.id] = segment
+            for child in node.children:
+                visit(child, segment, "")
+            return
+        if kind == "redirected_statement" and node.named_children and \
+                node.named_children[0].type not in _COMMAND_NODES | {"variable_assignment"} | _STATEMENT_WRAPPERS:
+            redirects = _redirects(node)
+            if redirects:  # `{ ...; } > file`: the redirection still writes the file
+                segments.append(Segment(redirects=redirects, node=node, parent=parent))
+        if kind in ("command_substitution", "process_substitution"):
+            opener = next((c.type for c in node.children if not c.is_named), "$(")
+            code = _text(node)
+            code = code[len(opener):-1] if code.endswith((")", "`")) else code[len(opener):]
+            if parent is not None:
+                parent.substitutions.append(code)
+            for child in node.children:
+                visit(child, parent, opener)
+            return
+        for child in node.children:
+            visit(child, parent, opened_by)
 
-    index = 0
-    while index < len(tokens):
-        token, is_op, substitutions = tokens[index]
-        following = tokens[index + 1] if index + 1 < len(tokens) else Token("")
-        if not is_op:
-            if token.startswith("#"):  # an unquoted '#' starting a word starts a comment
-                while index < len(tokens) and not tokens[index].is_("\n", True):
-                    index += 1
-                continue
-            current.words.append(token)
-            current.substitutions.extend(substitutions)
-        elif token == "\n" and heredoc_ends:
-            index = _skip_heredoc_bodies(tokens, index + 1, heredoc_ends)
-            heredoc_ends = []
-            close("\n")
-            current = Segment(opened_by="\n")
-            continue
-        elif token in REDIRECTIONS:
-            target = following[0] if not following[1] else ""
-            if token in ("<<", "<<-") and target:
-                heredoc_ends.append(target)
-            if current.words and current.words[-1].isdigit():
-                current.words.pop()  # the file descriptor of `2>`, not an argument
-            current.redirects.append((token, target))
-            index += 1 if following[1] else 2
-            continue
-        elif token == "(" and following.is_(")", True):  # `name()` starts a function body
-            close("()")
-            current = Segment(opened_by="()")
-            index += 2
-            continue
-        elif token in OPENERS:
-            close(token)
-            stack.append(current)
-            current = Segment(opened_by=token, parent=current)
-        elif token == ")":
-            close(")")
-            current = stack.pop() if stack else Segment(opened_by=")")
-        else:
-            close(token)
-            current = Segment(opened_by=token)
-        index += 1
-    close("")
+    visit(root, None, "")
+    _link_pipelines(root, by_node)
     return segments
 
 
-def _skip_heredoc_bodies(tokens: list[Token], index: int, ends: list[str]) -> int:
-    """Here-document lines are data: skip each body up to its delimiter line."""
-    for end in ends:
-        line_start = True
-        while index < len(tokens):
-            token = tokens[index]
-            index += 1
-            if line_start and token.is_(end, False) and (index == len(tokens) or tokens[index].is_("\n", True)):
-                index += 1
-                break
-            line_start = token.is_("\n", True)
-    return index
+def _link_pipelines(root, by_node: dict[int, Segment]) -> None:
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.type == "pipeline" and not _inside_pipeline(node):
+            stages = [by_node.get(stage.id) for stage in _stages(node)]
+            for index, segment in enumerate(stages):
+                if segment is not None:
+                    segment.pipeline, segment.stage = stages, index
+        stack.extend(node.children)
+
+
+def _inside_pipeline(node) -> bool:
+    parent = node.parent
+    while parent is not None and parent.type in _STATEMENT_WRAPPERS:
+        parent = parent.parent
+    return parent is not None and parent.type == "pipeline"
+
+
+def function_definitions(text: str) -> list[tuple[str, object]]:
+    """(name, body node) of each function the command line defines."""
+    found, stack = [], [tree(text)]
+    while stack:
+        node = stack.pop()
+        if node.type == "function_definition":
+            name = node.child_by_field_name("name")
+            found.append((_text(name) if name is not None else "", node.child_by_field_name("body")))
+        stack.extend(node.children)
+    return found
 
 
 def command_words(words: list[str]) -> list[str]:

@@ -15,9 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .parse import (APPEND_REDIRECTIONS, ENV_ASSIGNMENT, PIPES, WRITE_REDIRECTIONS, Segment, command_words,
-                    has_short_flag, split_commands, split_options)
-from . import parse
+from .parse import (APPEND_REDIRECTIONS, ENV_ASSIGNMENT, PIPES, WRITE_REDIRECTIONS, Segment, command_words,  # noqa: F401
+                    function_definitions, has_short_flag, split_commands, split_options)
 
 DANGEROUS = "dangerous"
 CAUTION = "caution"
@@ -122,6 +121,23 @@ FIND_AGE_SIZE = {
 }
 MAX_DEPTH = 4
 
+# the option letters after which each interpreter takes its program as the next word
+INLINE_CODE_OPTION = {"python": "c", "perl": "eE", "ruby": "e", "node": "ep", "php": "r"}
+_QUOTED = r"""(?P<q>['"])(?P<path>[^'"]*)(?P=q)"""
+# calls that hand a string to a shell: its text is checked as a command line
+SHELL_OUT_CALL = re.compile(
+    r"""\b(?:os\.system|os\.popen|subprocess\.(?:run|call|check_call|check_output|Popen|getoutput)|system|exec|"""
+    r"""execSync|spawnSync|shell_exec|passthru|`)\s*\(?\s*(?P<q>['"])(?P<code>[^'"]+)(?P=q)""")
+# calls that delete a directory tree; the argument is a quoted path or a home-directory expression
+EXPANDED_HOME = re.compile(r"""os\.path\.expanduser\(\s*['"]~/?['"]\s*\)|Path\.home\(\)|os\.environ\[\s*['"]HOME['"]\s*\]"""
+                           r"""|\$ENV\{\s*['"]?HOME['"]?\s*\}|Dir\.home|ENV\[\s*['"]HOME['"]\s*\]|os\.homedir\(\)""")
+TREE_DELETE_CALL = re.compile(
+    r"""(?P<call>shutil\.rmtree|rmtree|remove_tree|FileUtils\.rm_rf|FileUtils\.rm_r|FileUtils\.remove_dir|"""
+    r"""rmSync|rmdirSync|fs\.rm)\s*\(?\s*(?P<arg>""" + _QUOTED + r"""|""" + EXPANDED_HOME.pattern + r""")""")
+FILE_DELETE_CALL = re.compile(
+    r"""(?P<call>os\.remove|os\.unlink|unlink|File\.delete|fs\.unlinkSync|FileUtils\.rm|Path)\s*\(?\s*(?:glob\s*\(?\s*)?"""
+    + _QUOTED)
+
 
 class _Checker:
     def __init__(self) -> None:
@@ -133,15 +149,12 @@ class _Checker:
     def check_text(self, text: str, depth: int) -> None:
         if depth > MAX_DEPTH or not text.strip():
             return
-        tokens = parse.lex(text.replace("\\\n", ""))
-        segments = parse.segments(tokens)
-        self.check_fork_bomb(tokens)
+        segments = split_commands(text)
+        self.check_fork_bomb(text)
         cwd: str | None = None  # what the current directory is known to be; None: unknown
-        for position, segment in enumerate(segments):
+        for segment in segments:
             words = command_words(segment.words)
-            for inner in segment.substitutions:
-                self.check_text(inner, depth + 1)
-            if words and words[0].startswith("$(") and segment.substitutions:
+            if segment.name_type == "command_substitution" and segment.substitutions:
                 self.check_runs_output(segment.substitutions[0])
             self.check_redirects(segment.redirects)
             self.check_history_settings(segment.words)
@@ -149,22 +162,37 @@ class _Checker:
                 continue
             name, args = words[0].rsplit("/", 1)[-1], words[1:]
             if name == "cd" or name == "pushd":
-                cwd = self.cd_target(args, segment.followed_by)
+                if segment.parent is None:
+                    cwd = self.cd_target(args, segment.followed_by)
                 continue
-            if name == "find" and self.pipes_into_rm(segments, position):
+            if name == "find" and self.pipes_into_rm(segment):
                 args = args + ["-delete"]  # `find ... | xargs rm` deletes what find prints
+            wrappers = segment.words[:len(segment.words) - len(words)]
+            if "xargs" in (w.rsplit("/", 1)[-1] for w in wrappers):
+                args = args + self.piped_words(segment)  # `echo / | xargs rm -rf` runs `rm -rf /`
             self.check_command(name, args, depth, cwd, segment)
-            self.check_pipe_to_shell(name, args, segment, segments, position, depth)
+            self.check_pipe_to_shell(name, args, segment, segments, depth)
 
     @staticmethod
-    def pipes_into_rm(segments: list[Segment], position: int) -> bool:
-        for later in segments[position + 1:]:
-            if later.opened_by not in PIPES:
+    def pipes_into_rm(segment: Segment) -> bool:
+        for later in segment.downstream():
+            if later is None:
                 return False
-            words = later.words
-            if words[:1] == ["xargs"] and command_words(words)[:1] == ["rm"]:
+            if later.words[:1] == ["xargs"] and command_words(later.words)[:1] == ["rm"]:
                 return True
         return False
+
+    @staticmethod
+    def piped_words(segment: Segment) -> list[str]:
+        """The words `echo` or `printf` feeds into this stage of a pipeline."""
+        upstream = segment.upstream()
+        source = upstream[-1] if upstream else None
+        if source is None:
+            return []
+        words = command_words(source.words)
+        if words[:1] in (["echo"], ["printf"]):
+            return [w for w in words[1:] if not w.startswith("-") and "%" not in w]
+        return []
 
     @staticmethod
     def cd_target(args: list[str], followed_by: str) -> str | None:
@@ -184,6 +212,8 @@ class _Checker:
             self.check_text(" ".join(args), depth + 1)
         elif name == "watch":  # watch hands its words to sh -c
             self.check_text(" ".join(w for w in args if not w.startswith("-") and not w.isdigit()), depth + 1)
+        if name in INTERPRETERS and name not in SHELLS:
+            self.check_interpreter_code(name, args, depth)
         handler = getattr(self, "rule_" + name.replace("-", "_").replace(".", "_"), None)
         if name.startswith("mkfs") or name in ("mke2fs", "mkswap", "mkntfs", "wipefs", "blkdiscard"):
             handler = self.rule_format_device
@@ -196,6 +226,29 @@ class _Checker:
                 if index + 1 < len(args):
                     self.check_text(args[index + 1], depth + 1)
                 return
+
+    def check_interpreter_code(self, name: str, args: list[str], depth: int) -> None:
+        """`python -c`, `perl -e`, `ruby -e`, `node -e`, `php -r`: the calls in the code that delete or run a shell."""
+        code = None
+        for index, arg in enumerate(args):
+            if arg.startswith("-") and not arg.startswith("--") and arg[-1:] in INLINE_CODE_OPTION.get(name.rstrip("0123456789."), ""):
+                code = args[index + 1] if index + 1 < len(args) else None
+                break
+        if not code:
+            return
+        for call in SHELL_OUT_CALL.finditer(code):
+            self.check_text(call.group("code"), depth + 1)
+        for call in TREE_DELETE_CALL.finditer(code):
+            target = call.group("path")
+            kind = HOME if EXPANDED_HOME.fullmatch(call.group("arg")) else target_kind(target) if target is not None else None
+            if kind in WHOLE_TREE:
+                self.flag(DANGEROUS, "interpreter-delete", f"{name} {call.group('call')} deletes {kind}")
+            else:
+                self.flag(CAUTION, "interpreter-delete", f"{name} {call.group('call')} deletes a directory tree")
+        for call in FILE_DELETE_CALL.finditer(code):
+            target = call.group("path")
+            if target is not None and (is_system_file(target) or target_kind(target) in WHOLE_TREE | {CWD_ALL}):
+                self.flag(DANGEROUS, "interpreter-delete", f"{name} {call.group('call')} deletes {target}")
 
     # -- deleting
     def rule_rm(self, args: list[str], cwd: str | None, **_) -> None:
@@ -484,26 +537,55 @@ class _Checker:
 
     # -- running code from elsewhere
     def check_pipe_to_shell(self, name: str, args: list[str], segment: Segment,
-                            segments: list[Segment], position: int, depth: int) -> None:
+                            segments: list[Segment], depth: int) -> None:
         if name not in INTERPRETERS and name not in ("source", "."):
             return
-        for inner in segments[position + 1:]:  # `bash <(curl URL)`
-            fetcher = command_words(inner.words)[:1]
-            if inner.parent is segment and inner.opened_by == "<(" and fetcher and fetcher[0] in DOWNLOADERS:
-                self.flag(DANGEROUS, "pipe-to-shell", f"{name} runs code downloaded by {fetcher[0]}")
+        for inner in segments:  # `bash <(curl URL)`, `bash <(echo ... | base64 -d)`
+            if inner.parent is segment and inner.opened_by == "<(":
+                if self.fetches_or_decodes(inner):
+                    self.flag(DANGEROUS, "pipe-to-shell", f"{name} runs code fetched or decoded by {inner.words[0]}")
         if segment.opened_by not in PIPES or not self.reads_code_from_stdin(name, args):
             return
-        upstream = []
-        for earlier in reversed(segments[:position]):
-            upstream.append(earlier)
-            if earlier.opened_by not in PIPES:
-                break
+        upstream = [earlier for earlier in segment.upstream() if earlier is not None]
         for earlier in upstream:
             words = command_words(earlier.words)
-            if words and words[0].rsplit("/", 1)[-1] in DOWNLOADERS:
+            program = words[0].rsplit("/", 1)[-1] if words else ""
+            if program in DOWNLOADERS:
                 self.flag(DANGEROUS, "pipe-to-shell", f"{words[0]} ... | {name} runs code straight from the network")
-            elif words and words[0] in ("echo", "printf") and earlier is segments[position - 1]:
+            elif self.decodes(words):
+                self.flag(DANGEROUS, "decode-to-shell", f"{words[0]} ... | {name} runs code that was hidden in an encoding")
+        source = segment.upstream()[-1] if segment.upstream() else None
+        if source is not None:
+            words = command_words(source.words)
+            if words[:1] in (["echo"], ["printf"]):
                 self.check_text(" ".join(a for a in words[1:] if not a.startswith("-")), depth + 1)
+
+    @staticmethod
+    def decodes(words: list[str]) -> bool:
+        """A stage that turns encoded or compressed bytes back into text (code, if a shell reads it)."""
+        if not words:
+            return False
+        program, args = words[0].rsplit("/", 1)[-1], words[1:]
+        options, _ = split_options(args)
+        if program in ("base64", "base32", "basenc"):
+            return "--decode" in options or has_short_flag(options, "dD")
+        if program == "xxd":
+            return has_short_flag(options, "r") or "-revert" in options
+        if program == "openssl":
+            return "-d" in args or "-base64" in args and "-d" in args
+        if program in ("uudecode", "gunzip", "zcat", "bunzip2", "bzcat", "unxz", "xzcat", "zstdcat", "rev"):
+            return True
+        if program in ("gzip", "bzip2", "xz", "zstd"):
+            return "--decompress" in options or has_short_flag(options, "d")
+        return False
+
+    def fetches_or_decodes(self, segment: Segment) -> bool:
+        stages = [s for s in (segment.pipeline or [segment]) if s is not None]
+        for stage in stages:
+            words = command_words(stage.words)
+            if words and (words[0].rsplit("/", 1)[-1] in DOWNLOADERS or self.decodes(words)):
+                return True
+        return False
 
     @staticmethod
     def reads_code_from_stdin(name: str, args: list[str]) -> bool:
@@ -517,19 +599,24 @@ class _Checker:
         return True
 
     def check_runs_output(self, code: str) -> None:
-        """`$(curl URL)` as the command itself runs whatever the server sends."""
+        """`$(curl URL)` as the command itself, or as `eval`'s or `sh -c`'s code, runs what the server sends."""
         for segment in split_commands(code):
+            if segment.parent is not None:
+                continue
             words = command_words(segment.words)
             if words and words[0].rsplit("/", 1)[-1] in DOWNLOADERS:
                 self.flag(DANGEROUS, "pipe-to-shell", f"runs the output of {words[0]} as a command")
+            elif self.decodes(words):
+                self.flag(DANGEROUS, "decode-to-shell", f"runs the output of {words[0]} (decoded code) as a command")
 
-    def check_fork_bomb(self, tokens: list[Token]) -> None:
-        for index in range(len(tokens) - 2):
-            name, is_op, _ = tokens[index]
-            if is_op or not tokens[index + 1].is_("(", True) or not tokens[index + 2].is_(")", True):
+    def check_fork_bomb(self, text: str) -> None:
+        if "(" not in text:
+            return
+        for name, body in function_definitions(text):
+            if body is None:
                 continue
-            body = tokens[index + 3:]
-            for at in range(len(body) - 2):
-                if body[at].is_(name, False) and body[at + 1].text in PIPES and body[at + 1].op and body[at + 2].is_(name, False):
+            for segment in split_commands(body.text.decode("utf-8", "replace")):
+                stages = [s for s in segment.pipeline if s is not None]
+                if segment.stage == 0 and sum(1 for s in stages if s.words[:1] == [name]) >= 2:
                     self.flag(DANGEROUS, "fork-bomb", f"{name}() calls itself twice per call until the machine runs out of processes")
                     return

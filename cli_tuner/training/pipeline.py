@@ -20,6 +20,7 @@ from ..checks.plan import Plan
 from ..config import TUNER_KEY, LoadedConfig, canonical_hash, dump_yaml
 from ..errors import CheckpointGateFailed, CliTunerError, Interrupted
 from ..evaluation import evaluate as evaluation
+from ..evaluation.report import GateSettings
 from ..paths import (FINAL_DIR, PREPARED_DIR, PROGRESS_FILE, PROVENANCE_FILE, REHEARSAL_MODEL_DIR, REPO_ROOT,
                      RESOLVED_CONFIG, TRAIN_LOG)
 from . import measurements, rehearsal, run_folder, tracking
@@ -174,10 +175,12 @@ def check_final(plan: Plan, final: Path, provenance: Provenance) -> list[str]:
         say("checkpoint check skipped: no test split (set cli_tuner.test_file)")
         return []
     sample = REHEARSAL_CHECK_SAMPLES if plan.mode == "rehearse" else None
-    report = evaluation.evaluate(final, test_file=test_files[0], sample_size=sample, device=plan.machine.torch_device)
+    settings = GateSettings.from_tuner(loaded.tuner)
+    baseline = plan.mode == "full" and bool(loaded.tuner.get("baseline", True))  # the base model sets the bar
+    report = evaluation.evaluate(final, test_file=test_files[0], sample_size=sample, baseline=baseline,
+                                 device=plan.machine.torch_device)
     console.show(report.renderable(console.is_terminal()))
-    reasons = report.gate(min_syntax_rate=float(loaded.tuner.get("min_syntax_rate", 0.9)),
-                          allow_dangerous=bool(loaded.tuner.get("allow_dangerous_answers", False)))
+    reasons = report.gate(settings)
     gated = plan.mode == "full"
     provenance.update(checkpoint_check={"summary": report.summary, "gate_failures": reasons, "gated": gated})
     if reasons and not gated:
