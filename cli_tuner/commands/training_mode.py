@@ -18,7 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def train(mode: str, args: argparse.Namespace, loaded: LoadedConfig,
           rehearsal_options: pipeline.RehearsalOptions | None = None) -> int:
-    plan = preflight.prepare(mode, loaded, output_root=args.output_root, check_environment=not args.skip_checks)
+    if not args.verbose:
+        console.hold_library_logs()  # libraries' warnings go to train.log, not between the bars
+    with console.phase("data check") as check:
+        plan = preflight.prepare(mode, loaded, output_root=args.output_root, check_environment=not args.skip_checks)
+        check.done("passed")
     console.say(f"data verified: {len(plan.verified.files)} files, data sha256 {plan.verified.data_sha256[:16]}...")
     options.show_findings(plan)
     pipeline.run(plan, options.run_options(args), rehearsal_options)
