@@ -112,3 +112,28 @@ def test_full_mode_checks_the_final_adapter_and_enforces_the_gate(rehearsal, tmp
     assert record["checkpoint_check"]["gated"] is True and record["checkpoint_check"]["gate_failures"]
     assert (full_run / "phase2-final" / "adapter_model.safetensors").is_file()
     assert (full_run / "phase2-final" / "eval.json").is_file()
+
+
+LINE_BUDGET = 60
+
+
+def test_the_console_shows_one_bar_per_phase_and_axolotls_log_goes_to_train_log(rehearsal):
+    """Off a terminal (captured here, like CI or `docker logs`): milestone lines, no carriage
+    returns, none of Axolotl's banner, config dump or library warnings; train.log has them all."""
+    result, _, (run,) = rehearsal
+    console_text = result.stdout + result.stderr
+    assert len(console_text.splitlines()) < LINE_BUDGET, console_text
+    assert "\r" not in result.stdout
+    for line in ("[cli-tuner] data check: passed", "[cli-tuner] preparation: started",
+                 "[cli-tuner] preparation: done", "[cli-tuner] training: started, 5 steps",
+                 "[cli-tuner] training: 1/5 steps (20%), loss", "[cli-tuner] training: step 5/5, loss",
+                 "[cli-tuner] checkpoint check: 8 prompts answered"):
+        assert line in result.stdout, line
+    for axolotl_only in ("#@@", '"axolotl_config_path"', "[axolotl.train]", "Tokenizing Prompts", "wandb:",
+                         "Loading weights"):
+        assert axolotl_only not in console_text, axolotl_only
+    log = (run / "train.log").read_text()
+    for line in ("#@@", '"axolotl_config_path"', "[axolotl.train] Starting trainer", "Tokenizing Prompts"):
+        assert line in log, line
+    progress = json.loads((run / "progress.json").read_text())
+    assert progress["tokens_per_second"] > 0 and progress["step"] == 5
