@@ -36,7 +36,7 @@ def test_rehearse_succeeds_and_says_which_tokenizer(rehearsal):
     result, _, runs = rehearsal
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"rehearsal tokenizer: real tokenizer from {QWEN_TOKENIZER}" in result.stdout
-    assert "W&B: no WANDB_API_KEY, logging offline" in result.stdout or "wandb" in result.stdout.lower()
+    assert "W&B: no WANDB_API_KEY, logging offline" in result.stdout or "W&B: WANDB_MODE=offline" in result.stdout
     assert len(runs) == 1 and runs[0].name.startswith("rehearse-")
 
 

@@ -111,6 +111,7 @@ def prepare_rehearsal(options: RehearsalOptions, loaded: LoadedConfig, facts, ru
 
 # A tqdm line of Axolotl's preprocessing or model loading: "Tokenizing Prompts (num_proc=2):  50%|██ | 110/220 [...]"
 TQDM_LINE = re.compile(r"(?P<what>[A-Z][^:|\r\n]{2,80}?):\s+\d+%\|[^|]*\|\s*(?P<done>\d+)/(?P<total>\d+)")
+PROGRESS_BAR = re.compile(r"\d+%\|[^|]*\|\s*\d+/\d+")  # any tqdm redraw, with or without a description
 POLL_SECONDS = 0.5
 LOG_TAIL_LINES = 15
 
@@ -248,7 +249,7 @@ def log_tail(log_path: Path, count: int = LOG_TAIL_LINES) -> list[str]:
         lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return []
-    lines = [l.rstrip() for l in lines if l.strip() and not TQDM_LINE.search(l)]
+    lines = [l.rstrip() for l in lines if l.strip() and not PROGRESS_BAR.search(l)]
     return lines[-count:]
 
 
