@@ -43,6 +43,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="refuse to continue from checkpoints found in the run folder")
     parser.add_argument("--skip-checks", action="store_true",
                         help="skip the environment checks before training (not recommended)")
+    parser.add_argument("--verbose", action="store_true", default=env_flag("CLI_TUNER_VERBOSE"),
+                        help="stream Axolotl's full log to the console as it comes (env CLI_TUNER_VERBOSE=1); "
+                             "by default it goes to the run's train.log and the console shows one bar per phase")
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def load_config(args: argparse.Namespace, last_overlays: tuple[str, ...] = ()) -> LoadedConfig:
@@ -60,7 +67,7 @@ def load_config(args: argparse.Namespace, last_overlays: tuple[str, ...] = ()) -
 
 def run_options(args: argparse.Namespace) -> RunOptions:
     return RunOptions(output_root=Path(args.output_root), run_id=args.run_id, new_run=args.new_run,
-                      resume=not args.no_resume)
+                      resume=not args.no_resume, verbose=args.verbose)
 
 
 def show_findings(plan: Plan) -> None:

@@ -19,7 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def train(mode: str, args: argparse.Namespace, loaded: LoadedConfig,
           rehearsal_options: pipeline.RehearsalOptions | None = None, before=None, after=None) -> int:
     """`before(plan)` runs after preflight and before any model loads; `after(plan, run_dir)` after training."""
-    plan = preflight.prepare(mode, loaded, output_root=args.output_root, check_environment=not args.skip_checks)
+    if not args.verbose:
+        console.hold_library_logs()  # libraries' warnings go to train.log, not between the bars
+    with console.phase("data check") as check:
+        plan = preflight.prepare(mode, loaded, output_root=args.output_root, check_environment=not args.skip_checks)
+        check.done("passed")
     console.say(f"data verified: {len(plan.verified.files)} files, data sha256 {plan.verified.data_sha256[:16]}...")
     options.show_findings(plan)
     if before is not None:

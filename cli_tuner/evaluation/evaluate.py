@@ -42,10 +42,11 @@ def _scored(replies: list[str], conversations: list[dict]) -> tuple[dict, list[d
 
 def evaluate(checkpoint_dir: Path, test_file: Path | None = None, sample_size: int | None = None,
              max_new_tokens: int = 64, base_model: str | None = None, baseline: bool = False,
-             device: str = "cpu") -> EvalReport:
+             device: str = "cpu", on_progress=None) -> EvalReport:
     """Generate on the test split with the adapter (and, with baseline, without it), score, write eval.json.
 
-    `device` is the torch device of the machine the plan detected (cuda, mps or cpu)."""
+    `device` is the torch device of the machine the plan detected (cuda, mps or cpu); `on_progress`,
+    if given, is called with (prompts answered, prompts in all) after each batch."""
     checkpoint_dir = Path(checkpoint_dir)
     if sample_size is not None and sample_size < 1:
         raise UsageError(f"--sample-size {sample_size}: score at least one example")
@@ -62,7 +63,7 @@ def evaluate(checkpoint_dir: Path, test_file: Path | None = None, sample_size: i
     model = load_model(base, checkpoint_dir, files.provenance.get("resolved_config") or {}, device)
     load_seconds = time.monotonic() - started
     started = time.monotonic()
-    replies = generate(model, tokenizer, conversations, max_new_tokens, BATCH_SIZE[device])
+    replies = generate(model, tokenizer, conversations, max_new_tokens, BATCH_SIZE[device], on_progress)
     generate_seconds = time.monotonic() - started
     summary, examples = _scored(replies, conversations)
 

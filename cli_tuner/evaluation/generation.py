@@ -124,8 +124,10 @@ def _eos_ids(model, tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def generate(model, tokenizer, conversations: list[dict], max_new_tokens: int, batch_size: int) -> list[str]:
-    """Greedy replies, in the order of `conversations`; prompts of similar length share a batch."""
+def generate(model, tokenizer, conversations: list[dict], max_new_tokens: int, batch_size: int,
+             on_progress=None) -> list[str]:
+    """Greedy replies, in the order of `conversations`; prompts of similar length share a batch.
+    `on_progress(done, total)` after each batch."""
     import torch
     from transformers import GenerationConfig
 
@@ -145,4 +147,6 @@ def generate(model, tokenizer, conversations: list[dict], max_new_tokens: int, b
         new_tokens = output[:, inputs["input_ids"].shape[1]:]
         for i, text in zip(batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
             replies[i] = text
+        if on_progress is not None:
+            on_progress(min(start + batch_size, len(order)), len(order))
     return replies

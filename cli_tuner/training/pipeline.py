@@ -8,10 +8,12 @@ the trainer in its own process, and records every outcome in provenance.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +44,7 @@ class RunOptions:
     run_id: str | None = None     # the folder name; default mode-confighash-datahash
     new_run: bool = False         # a fresh folder even when this config and data finished before
     resume: bool = True           # continue from the newest complete checkpoint
+    verbose: bool = False         # stream Axolotl's log to the console, not only to train.log
 
 
 @dataclass(frozen=True)
@@ -107,17 +110,101 @@ def prepare_rehearsal(options: RehearsalOptions, loaded: LoadedConfig, facts, ru
                  "model_dir": str(model_dir)}
 
 
-def run_training(resolved_path: Path, run_dir: Path, env: dict) -> tuple[int, int | None]:
-    """Run `axolotl train` in its own session; (exit code, signal we received or None)."""
+# A tqdm line of Axolotl's preprocessing or model loading: "Tokenizing Prompts (num_proc=2):  50%|██ | 110/220 [...]"
+TQDM_LINE = re.compile(r"(?P<what>[A-Z][^:|\r\n]{2,80}?):\s+\d+%\|[^|]*\|\s*(?P<done>\d+)/(?P<total>\d+)")
+PROGRESS_BAR = re.compile(r"\d+%\|[^|]*\|\s*\d+/\d+")  # any tqdm redraw, with or without a description
+POLL_SECONDS = 0.5
+LOG_TAIL_LINES = 15
+
+
+class TrainingView:
+    """What the console shows of `axolotl train` when its log goes only to train.log: a
+    preparation phase (tokenizing, packing, loading the model) until the trainer's first
+    progress.json, then a training phase driven by progress.json (step, loss, tokens/s)."""
+
+    def __init__(self, progress_path: Path):
+        self.progress_path = progress_path
+        self.stale = _mtime(progress_path)  # a resumed run's old file must not end preparation
+        self.preparation = console.phase("preparation", detail="Axolotl tokenizes and packs the data, loads the model")
+        self.training = None
+        self.progress: dict = {}
+
+    def saw(self, line: str) -> None:
+        """A line of the trainer's output (from the reader thread): names the preparation step."""
+        if self.training is None:
+            found = None
+            for found in TQDM_LINE.finditer(line):
+                pass
+            if found:
+                self.preparation.update(detail=f"{found['what'].strip()} {found['done']}/{found['total']}")
+
+    def poll(self) -> None:
+        mtime = _mtime(self.progress_path)
+        if mtime is None or mtime == self.stale:
+            self.preparation.update()
+            return
+        progress = progress_of(self.progress_path.parent)
+        if not progress.get("max_steps"):
+            return
+        self.progress = progress
+        if self.training is None:
+            self.preparation.done("done")
+            self.training = console.phase("training", total=progress["max_steps"], unit="steps", every_percent=10)
+        self.training.update(completed=progress.get("step") or 0, total=progress["max_steps"],
+                             detail=training_detail(progress))
+
+    def finish(self, returncode: int) -> None:
+        self.poll()
+        if self.training is None:
+            self.preparation.done("done" if returncode == 0 else "failed")
+            return
+        step, total = self.progress.get("step"), self.progress.get("max_steps")
+        detail = training_detail(self.progress)
+        self.training.done(f"step {step}/{total}" + (f", {detail}" if detail else "")
+                           + ("" if returncode == 0 else ", stopped"))
+
+
+def training_detail(progress: dict) -> str:
+    parts = []
+    if isinstance(progress.get("train_loss"), (int, float)):
+        parts.append(f"loss {progress['train_loss']:.4g}")
+    if isinstance(progress.get("tokens_per_second"), (int, float)):
+        parts.append(f"{progress['tokens_per_second']:,.0f} tokens/s")
+    return ", ".join(parts)
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def write_held_library_logs(log_path: Path) -> None:
+    """This process's library warnings (held off the console) into the run's log."""
+    held = console.held_library_logs()
+    if held:
+        with open(log_path, "a", encoding="utf-8") as log:
+            log.writelines(f"[cli-tuner, this process] {line}\n" for line in held)
+
+
+def run_training(resolved_path: Path, run_dir: Path, env: dict, verbose: bool = False) -> tuple[int, int | None]:
+    """Run `axolotl train` in its own session; (exit code, signal we received or None).
+
+    Its whole output goes to train.log; the console gets it too with `verbose`, else the
+    preparation and training bars, and on failure the log's last lines."""
     env = dict(env)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.setdefault("PYTHONUNBUFFERED", "1")
     command = [sys.executable, "-m", "axolotl.cli.main", "train", str(resolved_path), "--launcher", "python"]
     received: list[int] = []
-    with open(run_dir / TRAIN_LOG, "a", encoding="utf-8") as log:
+    log_path = run_dir / TRAIN_LOG
+    write_held_library_logs(log_path)
+    with open(log_path, "a", encoding="utf-8", buffering=1) as log:
         # Own session: a terminal's Ctrl-C reaches only us, and we decide what the trainer hears.
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                  text=True, errors="replace", start_new_session=True)
+        view = None if verbose else TrainingView(run_dir / PROGRESS_FILE)
 
         def on_signal(signum, _frame):
             received.append(signum)
@@ -127,16 +214,52 @@ def run_training(resolved_path: Path, run_dir: Path, env: dict) -> tuple[int, in
             else:
                 child.kill()
 
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        try:
+        def read_output():
             for line in child.stdout:
                 log.write(line)
-                console.stream(line)
-            child.wait()
+                if view is None:
+                    console.stream(line)
+                else:
+                    view.saw(line)
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        reader = threading.Thread(target=read_output, name="trainer-output", daemon=True)
+        reader.start()
+        try:
+            while True:
+                try:
+                    child.wait(timeout=POLL_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    if view is not None:
+                        view.poll()
+            reader.join()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+        if view is not None:
+            view.finish(child.returncode)
+    if child.returncode != 0 and not received and not verbose:
+        show_log_tail(log_path)
     return child.returncode, (received[0] if received else None)
+
+
+def log_tail(log_path: Path, count: int = LOG_TAIL_LINES) -> list[str]:
+    """The log's last lines that say something: no progress-bar redraws, no blank lines."""
+    try:
+        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    lines = [l.rstrip() for l in lines if l.strip() and not PROGRESS_BAR.search(l)]
+    return lines[-count:]
+
+
+def show_log_tail(log_path: Path) -> None:
+    tail = log_tail(log_path)
+    if tail:
+        console.problem(f"last lines of {log_path}:")
+        for line in tail:
+            console.problem(f"  {line[:300]}")
 
 
 def last_error_line(log_path: Path) -> str:
@@ -177,8 +300,12 @@ def check_final(plan: Plan, final: Path, provenance: Provenance) -> list[str]:
     sample = REHEARSAL_CHECK_SAMPLES if plan.mode == "rehearse" else None
     settings = GateSettings.from_tuner(loaded.tuner)
     baseline = plan.mode == "full" and bool(loaded.tuner.get("baseline", True))  # the base model sets the bar
-    report = evaluation.evaluate(final, test_file=test_files[0], sample_size=sample, baseline=baseline,
-                                 device=plan.machine.torch_device)
+    with console.phase("checkpoint check", unit="prompts") as bar:
+        report = evaluation.evaluate(final, test_file=test_files[0], sample_size=sample, baseline=baseline,
+                                     device=plan.machine.torch_device,
+                                     on_progress=lambda done, total: bar.update(completed=done, total=total))
+        bar.done(f"{report.summary.get('n')} prompts answered")
+    write_held_library_logs(final.parent / TRAIN_LOG)
     console.show(report.renderable(console.is_terminal()))
     reasons = report.gate(settings)
     gated = plan.mode == "full"
@@ -225,7 +352,7 @@ def run(plan: Plan, options: RunOptions, rehearsal_options: RehearsalOptions | N
         **extra,
     )
     measurements.write_inputs(plan, cfg, run_dir)  # the plugin's MFU needs them and may not import checks/
-    returncode, received = run_training(resolved_path, run_dir, env)
+    returncode, received = run_training(resolved_path, run_dir, env, verbose=options.verbose)
     progress = progress_of(run_dir)
     outcome = {"steps": {"planned": progress.get("max_steps") or cfg.get("max_steps"), "completed": progress.get("step")},
                "metrics": {"train_loss": progress.get("train_loss"), "eval_loss": progress.get("eval_loss"),

@@ -31,6 +31,7 @@ def training_environment(cfg: dict, run_dir: Path, say=console.say) -> tuple[dic
         return env, summary
     if env.get("WANDB_MODE") in ("offline", "disabled"):
         summary["wandb"] = env["WANDB_MODE"]
+        say(f"W&B: WANDB_MODE={env['WANDB_MODE']}" + (f", logging to {run_dir}/wandb" if env["WANDB_MODE"] == "offline" else ""))
     elif env.get("WANDB_API_KEY"):
         summary["wandb"] = "online"
     else:

@@ -1,0 +1,43 @@
+"""`export`: merge a finished run's adapter into its base model, write model cards, optionally push."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from .. import console
+from ..training import export as exporting
+from . import options as shared
+
+NAME = "export"
+HELP = "merge the final adapter into the base model, write a model card, optionally push to the Hub"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, help="a finished run folder (or its phase2-final/)")
+    parser.add_argument("--output", default=None, help="export folder (default: RUN/export)")
+    parser.add_argument("--base-model", default=None,
+                        help="base model folder or hub id to merge into (default: provenance's base_model)")
+    parser.add_argument("--no-merge", action="store_true", help="export only the adapter with its model card")
+    parser.add_argument("--push-to", default=None, metavar="REPO_ID",
+                        help="push to this Hugging Face model repo (needs HF_TOKEN; created private if missing)")
+    parser.add_argument("--push", choices=exporting.PUSH_KINDS, default=exporting.MERGED_DIR,
+                        help="what to push: the adapter or the merged model (default %(default)s)")
+    parser.add_argument("--public", action="store_true", help="create the repo public (default private)")
+    parser.add_argument("--verbose", action="store_true", default=shared.env_flag("CLI_TUNER_VERBOSE"),
+                        help="show the libraries' warnings and loading bars (default: into RUN/export/export.log)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.verbose:
+        console.hold_library_logs()
+    options = exporting.ExportOptions(
+        output=Path(args.output) if args.output else None, base_model=args.base_model, merge=not args.no_merge,
+        push_to=args.push_to, push=args.push, private=not args.public, token=os.environ.get("HF_TOKEN") or None)
+    secrets = tuple(v for v in (os.environ.get("WANDB_API_KEY"),) if v)
+    result = exporting.export(Path(args.run), options, say=console.say, secrets=secrets)
+    if result.pushed:
+        console.say(f"pushed {args.push}/ to {result.pushed}")
+    console.out(str(result.folder))
+    return 0

@@ -1,0 +1,83 @@
+"""The console's phases: a live bar on a terminal, a few plain lines elsewhere; the log tail on failure."""
+
+from __future__ import annotations
+
+from cli_tuner import cli, console
+from cli_tuner.training import pipeline
+
+
+def test_off_a_terminal_a_phase_prints_milestones_not_a_line_per_update(capsys):
+    bar = console.Phase("training", total=1000, unit="steps", live=False, every_percent=10)
+    for step in range(1, 1001):
+        bar.update(completed=step, detail="loss 1.0")
+    bar.done("step 1000/1000")
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert "\r" not in out and "\x1b" not in out
+    assert lines[0] == "[cli-tuner] training: started, 1000 steps"
+    milestones = [l for l in lines if "% )" in l or "%)" in l]
+    assert [l.split(": ", 1)[1].split(" (")[0] for l in milestones] == [f"{n}/1000 steps" for n in range(100, 1000, 100)]
+    assert "loss 1.0" in milestones[0] and "ETA" in milestones[0]
+    assert lines[-1].startswith("[cli-tuner] training: step 1000/1000 (")
+    assert len(lines) == 11
+
+
+def test_a_silent_phase_prints_a_heartbeat(capsys, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(console.time, "monotonic", lambda: clock[0])
+    bar = console.Phase("preparation", live=False, heartbeat_s=60)
+    bar.update(detail="Tokenizing Prompts 10/220")
+    clock[0] += 61
+    bar.update()
+    bar.update()
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "[cli-tuner] preparation: still running, Tokenizing Prompts 10/220, elapsed 1:01"
+    assert len(out) == 2
+
+
+def test_a_phase_left_by_an_error_says_failed(capsys):
+    try:
+        with console.Phase("data check", live=False):
+            raise ValueError("boom")
+    except ValueError:
+        pass
+    assert capsys.readouterr().out.splitlines()[-1].startswith("[cli-tuner] data check: failed (")
+
+
+def test_the_trainer_s_tqdm_lines_name_the_preparation_step():
+    found = pipeline.TQDM_LINE.search("Tokenizing Prompts (num_proc=2):  50%|█████     | 110/220 [00:00<00:00, 340 examples/s]")
+    assert (found["what"], found["done"], found["total"]) == ("Tokenizing Prompts (num_proc=2)", "110", "220")
+    assert pipeline.TQDM_LINE.search("[2026-12-01] [INFO] [axolotl.train] Starting trainer...") is None
+
+
+def test_the_log_tail_skips_progress_bars_and_blank_lines(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text("start\n\n 60%|██████    | 3/5 [00:02<00:01,  1.75it/s]\nTraceback (most recent call last):\n"
+                   "ValueError: base_model not found\n")
+    assert pipeline.log_tail(log, 3) == ["start", "Traceback (most recent call last):", "ValueError: base_model not found"]
+
+
+def test_verbose_is_an_option_of_the_training_modes_and_an_environment_switch(monkeypatch):
+    for mode in ("smoke", "full", "rehearse"):
+        assert cli.build_parser().parse_args([mode]).verbose is False
+        assert cli.build_parser().parse_args([mode, "--verbose"]).verbose is True
+    monkeypatch.setenv("CLI_TUNER_VERBOSE", "1")
+    assert cli.build_parser().parse_args(["rehearse"]).verbose is True
+
+
+def test_a_failed_trainer_leaves_its_last_lines_and_the_log_path_on_stderr(tmp_path, capsys):
+    """Real `axolotl train` on a config whose base model does not exist: it fails in preparation."""
+    import os
+
+    config = tmp_path / "resolved_config.yaml"
+    config.write_text(f"base_model: {tmp_path / 'no-such-model'}\ndatasets:\n  - path: {tmp_path / 'none.jsonl'}\n"
+                      f"    type: chat_template\noutput_dir: {tmp_path}\nmicro_batch_size: 1\nnum_epochs: 1\n")
+    returncode, received = pipeline.run_training(config, tmp_path, dict(os.environ))
+    captured = capsys.readouterr()
+    assert returncode != 0 and received is None
+    assert "[cli-tuner] preparation: failed (" in captured.out
+    assert "training:" not in captured.out
+    assert f"last lines of {tmp_path / 'train.log'}:" in captured.err
+    tail = captured.err.splitlines()[1:]
+    assert 0 < len(tail) <= pipeline.LOG_TAIL_LINES and tail[-1].strip() in (tmp_path / "train.log").read_text()
+    assert len(captured.out.splitlines()) <= 3, captured.out  # none of Axolotl's own lines
