@@ -9,7 +9,7 @@ import yaml
 
 from cli_tuner import data
 from cli_tuner.config import canonical_hash
-from conftest import QWEN_TOKENIZER, data_sets, make_locked_data, run_folders
+from conftest import data_sets, make_locked_data, optional_reference, run_folders
 
 pytestmark = pytest.mark.slow
 
@@ -26,22 +26,30 @@ def rehearsal(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("rehearse")
     files = make_locked_data(root / "data")
-    result = run_entrypoint("rehearse", *data_sets(files), "--tokenizer", str(QWEN_TOKENIZER),
-                            "--output-root", str(root / "outputs"), env={"WANDB_API_KEY": ""})
+    # The real Qwen tokenizer when the reference data is here; else the job's own local tokenizer,
+    # what a fresh clone offline gets.
+    tokenizer = optional_reference("qwen")
+    chosen = ["--tokenizer", str(tokenizer)] if tokenizer else []
+    result = run_entrypoint("rehearse", *data_sets(files), *chosen, "--output-root", str(root / "outputs"),
+                            env={"WANDB_API_KEY": "", "HF_HUB_OFFLINE": "1"})
     runs = run_folders(root / "outputs")
-    return result, files, runs
+    return result, files, runs, tokenizer
 
 
 def test_rehearse_succeeds_and_says_which_tokenizer(rehearsal):
-    result, _, runs = rehearsal
+    result, _, runs, tokenizer = rehearsal
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert f"rehearsal tokenizer: real tokenizer from {QWEN_TOKENIZER}" in result.stdout
+    if tokenizer:
+        assert f"rehearsal tokenizer: real tokenizer from {tokenizer}" in result.stdout
+    else:
+        assert ("rehearsal tokenizer: small local BPE tokenizer" in result.stdout
+                and "pass --tokenizer DIR to use it" in result.stdout), result.stdout[-3000:]
     assert "W&B: no WANDB_API_KEY, logging offline" in result.stdout or "wandb" in result.stdout.lower()
     assert len(runs) == 1 and runs[0].name.startswith("rehearse-")
 
 
 def test_checkpoints_and_adapter_exist(rehearsal):
-    _, _, (run,) = rehearsal
+    _, _, (run,), _ = rehearsal
     checkpoint = run / "checkpoint-5"
     for name in ("adapter_model.safetensors", "adapter_config.json", "optimizer.pt", "trainer_state.json"):
         assert (checkpoint / name).is_file(), name
@@ -52,7 +60,7 @@ def test_checkpoints_and_adapter_exist(rehearsal):
 
 
 def test_provenance_is_complete_and_honest(rehearsal):
-    _, files, (run,) = rehearsal
+    _, files, (run,), _ = rehearsal
     record = json.loads((run / "provenance.json").read_text())
     assert PROVENANCE_KEYS <= set(record), PROVENANCE_KEYS - set(record)
     assert record["status"] == "succeeded" and record["error"] is None and record["mode"] == "rehearse"
@@ -78,7 +86,7 @@ def test_provenance_is_complete_and_honest(rehearsal):
 
 
 def test_phase2_final_and_checkpoint_check(rehearsal):
-    _, _, (run,) = rehearsal
+    _, _, (run,), _ = rehearsal
     final = run / "phase2-final"
     assert (final / "adapter_model.safetensors").is_file() and (final / "eval.json").is_file()
     evaluation = json.loads((final / "eval.json").read_text())
@@ -94,7 +102,7 @@ def test_full_mode_checks_the_final_adapter_and_enforces_the_gate(rehearsal, tmp
     """
     from conftest import run_entrypoint
 
-    _, files, (run,) = rehearsal
+    _, files, (run,), _ = rehearsal
     cpu = ["load_in_4bit=false", "adapter=lora", "bnb_config_kwargs=null", "bf16=false", "tf32=false",
            "optimizer=adamw_torch", "gradient_checkpointing=false", "max_steps=2", "warmup_steps=1",
            "save_steps=2", "eval_steps=2", "gradient_accumulation_steps=1", f"base_model={run / 'rehearsal-model'}",
