@@ -42,7 +42,10 @@ TORCH_PIN=$(mktemp)
 trap 'rm -f "$LOG" "$TORCH_PIN"' EXIT
 
 fail() { echo "error: $*" >&2; exit 5; }
-torch_version() { .venv/bin/python -c 'import torch; print(torch.__version__)' 2>/dev/null; }
+# From the package metadata: importing torch takes seconds; the last line imports it once.
+torch_version() { .venv/bin/python -c 'from importlib.metadata import version; print(version("torch"))' 2>/dev/null; }
+step=$SECONDS
+say() { echo "setup: $* ($((SECONDS - step)) s)"; step=$SECONDS; }
 torch_ok() { [ "$(torch_version | cut -d+ -f1)" = "$TORCH_VERSION" ]; }
 
 # ---- uv: on PATH (0.5 or newer), or bootstrapped from PyPI with pip
@@ -78,9 +81,11 @@ install_with_uv() {
     # The configured indexes and find-links first (a local wheel, an offline mirror), then the PyTorch index.
     uv_install "torch==$TORCH_VERSION$TORCH_BUILD" -c "$LOCK" 2>"$LOG" \
       || uv_install "torch==$TORCH_VERSION$TORCH_BUILD" -c "$LOCK" --index "$TORCH_INDEX_URL" || return 1
+    say "torch $(torch_version) installed with uv"
   fi
   echo "torch==$(torch_version)" >"$TORCH_PIN"  # the torch in place stays; nothing may swap it for another build
-  uv_install -e "$TARGET" -c "$LOCK" -c "$TORCH_PIN"
+  uv_install -e "$TARGET" -c "$LOCK" -c "$TORCH_PIN" || return 1
+  say "cli-tuner and the pinned packages$([ "$DEV" = 1 ] && echo ", dev tools") installed with uv"
 }
 
 PIP=(.venv/bin/python -m pip install --disable-pip-version-check -q)
@@ -91,9 +96,11 @@ install_with_pip() {
     # One retry: where that index is unreachable (an offline mirror), pip falls back to the others quickly.
     "${PIP[@]}" --retries 1 --timeout 15 "torch==$TORCH_VERSION$TORCH_BUILD" -c "$LOCK" \
       --extra-index-url "$TORCH_INDEX_URL" || return 1
+    say "torch $(torch_version) installed with pip"
   fi
   echo "torch==$(torch_version)" >"$TORCH_PIN"
-  "${PIP[@]}" -e "$TARGET" -c "$LOCK" -c "$TORCH_PIN"
+  "${PIP[@]}" -e "$TARGET" -c "$LOCK" -c "$TORCH_PIN" || return 1
+  say "cli-tuner and the pinned packages$([ "$DEV" = 1 ] && echo ", dev tools") installed with pip"
 }
 
 INSTALLER=pip
