@@ -8,9 +8,14 @@ prints bash for setup.sh: `UV_PIP_ARGS+=(...)` for what uv takes as `uv pip inst
 `export NAME=...` for what it takes from the environment. Lists go in as options rather than UV_*
 variables because an option given on the command line (setup.sh adds `-c requirements-lock.txt`)
 replaces the variable instead of adding to it. A UV_* variable (or SSL_CERT_FILE, ...) that is
-already set wins over the pip setting it stands for. Without extra indexes pip's choice is uv's
-default; with them, pip takes the best version across all indexes, so uv is told to do the same
-(`--index-strategy unsafe-best-match`) unless UV_INDEX_STRATEGY says otherwise.
+already set wins over the pip setting it stands for.
+
+With extra indexes pip takes the best version across all of them and, for a version on several,
+the wheel that fits this Python best. uv is told the first (`--index-strategy unsafe-best-match`,
+unless UV_INDEX_STRATEGY says otherwise), but for a version on several indexes it takes the files
+of the first index listed. So the main index (pip's index-url, else PyPI) is listed first, ahead
+of the extras: a partial mirror then only fills in what the main index lacks. (Listed after it,
+a mirror holding only multiprocess's py310 wheel gave Python 3.11 that wheel, which fails there.)
 
 `--from FILE` reads saved `pip config list` output instead of running pip (the tests use it).
 """
@@ -45,6 +50,7 @@ FLAG_OPTIONS = {"no-index": "--no-index"}
 IGNORED = {"disable-pip-version-check", "no-input", "root-user-action", "progress-bar", "quiet", "verbose",
            "no-color", "retries", "cache-dir", "no-cache-dir", "require-virtualenv", "break-system-packages",
            "no-warn-script-location", "user", "log"}
+PYPI = "https://pypi.org/simple"
 # Later sections win: pip reads PIP_* variables over the [install] section over [global].
 SECTION_RANK = {"global": 0, "install": 1, ":env:": 2}
 
@@ -84,18 +90,24 @@ def translate(settings: dict[str, str], environ: dict[str, str]) -> tuple[list[s
     args: list[str] = []
     env: dict[str, str] = {}
     notes: list[str] = []
+    lists: dict[str, list[str]] = {}
     for option, (flag, variable, separator) in LIST_OPTIONS.items():
         if environ.get(variable):  # the user's uv setting, kept: the option would hide it
-            raw, separator = environ[variable], separator or " "
-            values = raw.split(separator) if separator != " " else raw.split()
+            raw = environ[variable]
+            values = raw.split(separator) if separator and separator != " " else raw.split()
         elif option in settings:
             values = settings[option].split()  # pip separates list items with whitespace
         else:
             continue
-        for value in filter(None, (v.strip() for v in values)):
-            args += [flag, value]
-    has_extra = "extra-index-url" in settings or bool(environ.get("UV_INDEX"))
-    if has_extra and not environ.get("UV_INDEX_STRATEGY"):
+        lists[option] = [v.strip() for v in values if v.strip()]
+    extras = lists.get("extra-index-url", [])
+    if extras:
+        main_index = (lists.get("index-url") or [PYPI])[0]
+        lists["extra-index-url"] = [main_index] + [url for url in extras if url != main_index]
+    for option, values in lists.items():
+        for value in values:
+            args += [LIST_OPTIONS[option][0], value]
+    if extras and not environ.get("UV_INDEX_STRATEGY"):
         args += ["--index-strategy", "unsafe-best-match"]
     for option, flag in FLAG_OPTIONS.items():
         if settings.get(option, "").lower() in {"1", "true", "yes", "on"}:

@@ -123,6 +123,16 @@ def test_cli_tuner_elsewhere_asks_for_a_config(tmp_path):
                                      "pass --config with an existing YAML file")
 
 
+def test_multiprocess_starts_a_spawn_pool():
+    """datasets' save_to_disk (Axolotl's data preparation) starts a multiprocess spawn pool.
+    multiprocess ships one pure wheel per Python minor; its py310 wheel, which an installer can
+    pick for 3.11, fails right here (fork_exec() takes exactly 23 arguments (21 given))."""
+    import multiprocess
+
+    with multiprocess.get_context("spawn").Pool(1) as pool:
+        assert pool.map(abs, [-1, -2]) == [1, 2]
+
+
 # ---- scripts/setup.sh and its pip-to-uv translation
 
 def pip_to_uv():
@@ -148,7 +158,8 @@ global.find-links='/opt/wheels /opt/global-only'
 def test_pip_settings_become_uv_options_and_variables():
     module = pip_to_uv()
     args, env, notes = module.translate(module.parse(PIP_CONFIG_LIST.splitlines()), environ={})
-    assert args == ["--index", "file:///opt/pypi/simple", "--index", "file:///opt/pypi-more/simple",
+    assert args == ["--index", "https://pypi.org/simple",  # the main index first: see pip_to_uv's docstring
+                    "--index", "file:///opt/pypi/simple", "--index", "file:///opt/pypi-more/simple",
                     "--find-links", "/opt/wheels",  # PIP_FIND_LINKS wins over the config file, as in pip
                     "--constraint", "/etc/xdg/pip/constraints.txt",
                     "--index-strategy", "unsafe-best-match"]  # pip's rule: the best version of all indexes
@@ -162,7 +173,7 @@ def test_a_uv_setting_of_the_user_wins_and_unknown_pip_settings_are_named():
                                                              "global.prefer-binary='true'"])
     args, env, notes = module.translate(settings, environ={"UV_FIND_LINKS": "/a,/b", "SSL_CERT_FILE": "/mine.pem",
                                                            "UV_INDEX_STRATEGY": "first-index"})
-    assert args[:2] == ["--default-index", "https://mirror.example/simple"]
+    assert args[:4] == ["--default-index", "https://mirror.example/simple", "--index", "https://mirror.example/simple"]
     assert args[args.index("--find-links"):][:4] == ["--find-links", "/a", "--find-links", "/b"]
     assert "--index-strategy" not in args and "SSL_CERT_FILE" not in env
     assert notes == ["note: pip setting prefer-binary='true' has no uv counterpart here; uv ignores it"]
@@ -183,7 +194,7 @@ def test_the_helper_reads_a_saved_pip_config_list(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "pip_to_uv.py"), "--from", str(saved)],
                             capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 0 and result.stderr == ""
-    assert "UV_PIP_ARGS+=(--index file:///opt/pypi/simple" in result.stdout
+    assert "UV_PIP_ARGS+=(--index https://pypi.org/simple --index file:///opt/pypi/simple" in result.stdout
     assert "export SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" in result.stdout
 
 
