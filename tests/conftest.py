@@ -27,13 +27,15 @@ class Reference:
     files: tuple[str, ...]  # what the tests read
     hub_id: str | None = None  # a tokenizer can also come from the Hugging Face cache
     source: str = ""  # where else to get it
+    hub_note: str = ""  # what the hub asks first
 
 
 REFERENCES = {
     "qwen": Reference("the Qwen2.5-Coder-7B-Instruct tokenizer", "tokenizers/qwen2.5-coder-7b-instruct",
                       ("tokenizer.json", "tokenizer_config.json"), "Qwen/Qwen2.5-Coder-7B-Instruct"),
     "mistral": Reference("the Mistral-7B-Instruct-v0.2 tokenizer", "tokenizers/mistral-7b-instruct-v0.2",
-                         ("tokenizer.json", "tokenizer_config.json"), "mistralai/Mistral-7B-Instruct-v0.2"),
+                         ("tokenizer.json", "tokenizer_config.json"), "mistralai/Mistral-7B-Instruct-v0.2",
+                         hub_note="a gated repo: accept its terms on huggingface.co and `hf auth login` first"),
     "nl2bash": Reference("the NL2Bash corpus", "nl2bash", ("all.nl", "all.cm"),
                          source="data/bash/ of github.com/TellinaTool/nl2bash (MIT)"),
 }
@@ -81,7 +83,8 @@ def how_to_get(key: str, hub: bool = True) -> str:
     ways = [f"set {SHARED_DATA_ENV}=DIR where DIR/{ref.folder}/ holds {', '.join(ref.files)}"
             + (f" (from {ref.source})" if ref.source else "")]
     if hub and ref.hub_id:
-        ways.append(f"run `hf download {ref.hub_id} {' '.join(ref.files)}`")
+        ways.append(f"run `hf download {ref.hub_id} {' '.join(ref.files)}`"
+                    + (f" ({ref.hub_note})" if ref.hub_note else ""))
     return f"{ref.title} is not in {looked}; to run this test, " + " or ".join(ways)
 
 
