@@ -123,6 +123,15 @@ def test_cli_tuner_elsewhere_asks_for_a_config(tmp_path):
                                      "pass --config with an existing YAML file")
 
 
+def test_the_files_the_job_reads_from_the_checkout_are_found_from_any_folder(tmp_path):
+    """The smoke overlay and doctor's requirements.txt sit beside the package, not in the current folder."""
+    console_script()  # skips unless this checkout is installed in the venv
+    probe = "import cli_tuner.platform as p, cli_tuner.runner as r; print(r.SMOKE_OVERLAY); print(p.REQUIREMENTS)"
+    shown = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONPATH": ""}).stdout.split()
+    assert shown == [str(REPO / "configs" / "axolotl_smoke_test.yaml"), str(REPO / "requirements.txt")]
+
+
 def test_multiprocess_starts_a_spawn_pool():
     """datasets' save_to_disk (Axolotl's data preparation) starts a multiprocess spawn pool.
     multiprocess ships one pure wheel per Python minor; its py310 wheel, which an installer can
