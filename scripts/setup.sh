@@ -1,22 +1,120 @@
 #!/usr/bin/env bash
-# Make the pinned environment in .venv/ at the repo root (CPU torch). Idempotent: a complete
-# .venv is reused. Usage: bash scripts/setup.sh [--dev]
+# Make the pinned environment in .venv/ at the repo root (CPU torch) and install cli-tuner into it,
+# editable, so `.venv/bin/cli-tuner` runs this checkout. Idempotent: an existing .venv is completed,
+# not rebuilt. Usage: bash scripts/setup.sh [--dev]     (--dev adds pytest and the linters)
+#
+# Installer: uv, from PATH or else `pip install uv==UV_VERSION` into a cache folder of its own
+# (~/.cache/cli-tuner/uv-VERSION; not a system install). uv does not read pip's settings, so
+# scripts/pip_to_uv.py passes on this machine's index, find-links, constraint and certificate
+# settings. Without uv, or when uv fails, pip installs the same requirements with the same lock.
+# Settings: PYTHON (python3.11), CLI_TUNER_INSTALLER=pip (skip uv), CLI_TUNER_UV_DIR (where uv is
+# bootstrapped), TORCH_INDEX_URL (the PyTorch CPU wheel index).
+# Exit codes: 2 bad option, 5 wrong Python or an install that failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+started=$SECONDS
+
+DEV=0
+case "${1:-}" in
+  "") ;;
+  --dev) DEV=1 ;;
+  *) echo "error: unknown option '$1'; usage: bash scripts/setup.sh [--dev]" >&2; exit 2 ;;
+esac
+
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
-"$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
-  || { echo "error: Python 3.11 is required (axolotl 0.19.0 supports 3.11; found $("$PYTHON" -V))" >&2; exit 5; }
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null \
+  || { echo "error: Python 3.11 is required (axolotl 0.19.0 supports 3.11; found $("$PYTHON" -V 2>&1 || echo none)); install it or set PYTHON=/path/to/python3.11" >&2; exit 5; }
+PYTHON=$("$PYTHON" -c 'import sys; print(sys.executable)')
 
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+TORCH_VERSION=2.13.0  # = torch in requirements.txt (tests/test_packaging.py checks)
+UV_VERSION=0.13.9
+TORCH_INDEX_URL=${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}
+# PyPI's Linux x86-64 torch is a multi-GB CUDA build; the CPU build is torch==VERSION+cpu, on the
+# PyTorch index (or a local wheel folder). Elsewhere (macOS) PyPI's wheel is the CPU one.
+TORCH_BUILD=""
+[ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ] && TORCH_BUILD="+cpu"
+TARGET="."
+[ "$DEV" = 1 ] && TARGET=".[dev]"
+LOCK=requirements-lock.txt
+LOG=$(mktemp)
+TORCH_PIN=$(mktemp)
+trap 'rm -f "$LOG" "$TORCH_PIN"' EXIT
+
+fail() { echo "error: $*" >&2; exit 5; }
+# From the package metadata: importing torch takes seconds; the last line imports it once.
+torch_version() { .venv/bin/python -c 'from importlib.metadata import version; print(version("torch"))' 2>/dev/null; }
+step=$SECONDS
+say() { echo "setup: $* ($((SECONDS - step)) s)"; step=$SECONDS; }
+torch_ok() { [ "$(torch_version | cut -d+ -f1)" = "$TORCH_VERSION" ]; }
+
+# ---- uv: on PATH (0.5 or newer), or bootstrapped from PyPI with pip
+UV=""
+find_uv() {
+  [ "${CLI_TUNER_INSTALLER:-uv}" = pip ] && return 1
+  local found version
+  if found=$(command -v uv); then
+    version=$("$found" --version 2>/dev/null | awk '{print $2}')
+    if [ -n "$version" ] && [ "$(printf '%s\n' 0.5.0 "$version" | sort -V | head -1)" = 0.5.0 ]; then
+      UV=$found; return 0
+    fi
+  fi
+  local home=${CLI_TUNER_UV_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cli-tuner/uv-$UV_VERSION}
+  if [ ! -x "$home/bin/uv" ]; then
+    rm -rf "$home.partial"
+    PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install --disable-pip-version-check -q \
+      --target "$home.partial" "uv==$UV_VERSION" >"$LOG" 2>&1 || {
+      echo "note: could not install uv $UV_VERSION with pip ($(grep -m1 -i error "$LOG" || tail -1 "$LOG")); using pip" >&2
+      rm -rf "$home.partial"; return 1; }
+    rm -rf "$home"; mkdir -p "$(dirname "$home")"; mv "$home.partial" "$home"
+  fi
+  UV=$home/bin/uv
+}
+
+UV_PIP_ARGS=()
+uv_install() { "$UV" pip install -q --python .venv/bin/python "${UV_PIP_ARGS[@]}" "$@"; }
+install_with_uv() {
+  export UV_PYTHON_DOWNLOADS=never  # use $PYTHON, never download one
+  eval "$("$PYTHON" scripts/pip_to_uv.py --python "$PYTHON")"
+  [ -x .venv/bin/python ] || "$UV" venv -q --seed --python "$PYTHON" .venv || return 1
+  if ! torch_ok; then
+    # The configured indexes and find-links first (a local wheel, an offline mirror), then the PyTorch index.
+    uv_install "torch==$TORCH_VERSION$TORCH_BUILD" -c "$LOCK" 2>"$LOG" \
+      || uv_install "torch==$TORCH_VERSION$TORCH_BUILD" -c "$LOCK" --index "$TORCH_INDEX_URL" || return 1
+    say "torch $(torch_version) installed with uv"
+  fi
+  echo "torch==$(torch_version)" >"$TORCH_PIN"  # the torch in place stays; nothing may swap it for another build
+  uv_install -e "$TARGET" -c "$LOCK" -c "$TORCH_PIN" || return 1
+  say "cli-tuner and the pinned packages$([ "$DEV" = 1 ] && echo ", dev tools") installed with uv"
+}
+
 PIP=(.venv/bin/python -m pip install --disable-pip-version-check -q)
-# torch first, CPU build: PyPI's default torch 2.13.0 wheel is a multi-GB CUDA 13 build.
-if ! .venv/bin/python -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' 2>/dev/null; then
-  # One retry: where that index is unreachable (an offline mirror), pip falls back to the others quickly.
-  "${PIP[@]}" --retries 1 --timeout 15 torch==2.13.0 --extra-index-url "${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}"
+install_with_pip() {
+  [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv || return 1
+  .venv/bin/python -m pip --version >/dev/null 2>&1 || .venv/bin/python -m ensurepip -q || return 1
+  if ! torch_ok; then
+    # One retry: where that index is unreachable (an offline mirror), pip falls back to the others quickly.
+    "${PIP[@]}" --retries 1 --timeout 15 "torch==$TORCH_VERSION$TORCH_BUILD" -c "$LOCK" \
+      --extra-index-url "$TORCH_INDEX_URL" || return 1
+    say "torch $(torch_version) installed with pip"
+  fi
+  echo "torch==$(torch_version)" >"$TORCH_PIN"
+  "${PIP[@]}" -e "$TARGET" -c "$LOCK" -c "$TORCH_PIN" || return 1
+  say "cli-tuner and the pinned packages$([ "$DEV" = 1 ] && echo ", dev tools") installed with pip"
+}
+
+INSTALLER=pip
+if find_uv; then
+  if install_with_uv; then
+    INSTALLER="uv $("$UV" --version | awk '{print $2}')"
+  else
+    echo "note: the uv install failed (above); trying pip with the same lock" >&2
+    install_with_pip || fail "installing the pinned packages failed (above); check the network and pip's index settings (pip config list), then run bash scripts/setup.sh again"
+  fi
+else
+  install_with_pip || fail "installing the pinned packages failed (above); check the network and pip's index settings (pip config list), then run bash scripts/setup.sh again"
 fi
-"${PIP[@]}" -r requirements.txt -c requirements-lock.txt
-if [ "${1:-}" = "--dev" ]; then
-  "${PIP[@]}" -r requirements-dev.txt
-fi
-echo "environment ready: .venv ($(.venv/bin/python -c 'import axolotl, torch; print("axolotl", axolotl.__version__, "torch", torch.__version__)' 2>/dev/null | tail -1))"
+
+.venv/bin/cli-tuner --help >/dev/null \
+  || fail ".venv/bin/cli-tuner does not run; remove .venv and run bash scripts/setup.sh again"
+echo "environment ready: .venv ($(.venv/bin/python -c 'import axolotl, torch; print("axolotl", axolotl.__version__, "torch", torch.__version__)' 2>/dev/null | tail -1); .venv/bin/cli-tuner; $INSTALLER, $((SECONDS - started)) s)"

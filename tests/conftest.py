@@ -1,21 +1,122 @@
-"""Shared fixtures: paths to the repo and to the real tokenizer/corpus files beside it."""
+"""Shared fixtures: paths to the repo, and to the reference data (real tokenizers, NL2Bash corpus) when present."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-# ../shared/data beside the checkout; CLI_TUNER_SHARED_DATA or /shared/data (compose's test service) elsewhere.
-SHARED_DATA = next((Path(p) for p in (os.environ.get("CLI_TUNER_SHARED_DATA"), REPO.parent / "shared" / "data", "/shared/data")
-                    if p and Path(p).is_dir()), REPO.parent / "shared" / "data")
-QWEN_TOKENIZER = SHARED_DATA / "tokenizers" / "qwen2.5-coder-7b-instruct"
-MISTRAL_TOKENIZER = SHARED_DATA / "tokenizers" / "mistral-7b-instruct-v0.2"
-NL2BASH = SHARED_DATA / "nl2bash"
+
+# Reference data: the real tokenizers and the NL2Bash corpus. None of it ships with the repo; a
+# fresh clone skips the tests that need it (CI turns the skip into a failure, see REQUIRE_SWITCH).
+SHARED_DATA_ENV = "CLI_TUNER_SHARED_DATA"
+REQUIRE_SWITCH = "CLI_TUNER_REQUIRE_REFERENCE_DATA"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One piece of reference data: where it sits in a shared data folder, and on the hub."""
+
+    title: str
+    folder: str  # inside a shared data folder
+    files: tuple[str, ...]  # what the tests read
+    hub_id: str | None = None  # a tokenizer can also come from the Hugging Face cache
+    source: str = ""  # where else to get it
+    hub_note: str = ""  # what the hub asks first
+
+
+REFERENCES = {
+    "qwen": Reference("the Qwen2.5-Coder-7B-Instruct tokenizer", "tokenizers/qwen2.5-coder-7b-instruct",
+                      ("tokenizer.json", "tokenizer_config.json"), "Qwen/Qwen2.5-Coder-7B-Instruct"),
+    "mistral": Reference("the Mistral-7B-Instruct-v0.2 tokenizer", "tokenizers/mistral-7b-instruct-v0.2",
+                         ("tokenizer.json", "tokenizer_config.json"), "mistralai/Mistral-7B-Instruct-v0.2",
+                         hub_note="a gated repo: accept its terms on huggingface.co and `hf auth login` first"),
+    "nl2bash": Reference("the NL2Bash corpus", "nl2bash", ("all.nl", "all.cm"),
+                         source="data/bash/ of github.com/TellinaTool/nl2bash (MIT)"),
+}
+
+
+def shared_data_folders() -> list[Path]:
+    """$CLI_TUNER_SHARED_DATA alone when it is set, else ../shared/data beside the checkout, then
+    /shared/data (where compose's test service mounts it)."""
+    chosen = os.environ.get(SHARED_DATA_ENV)
+    if chosen:
+        return [Path(chosen)]
+    return [REPO.parent / "shared" / "data", Path("/shared/data")]
+
+
+def in_hf_cache(hub_id: str, files: tuple[str, ...], cache_dir: str | Path | None = None) -> Path | None:
+    """The cached snapshot folder of hub_id's main revision when it holds every one of files."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = [try_to_load_from_cache(hub_id, name, cache_dir=cache_dir) for name in files]
+    if not all(isinstance(path, str) for path in found):
+        return None  # not cached (None) or cached as missing on the hub
+    folders = {Path(path).parent for path in found}
+    return folders.pop() if len(folders) == 1 else None
+
+
+def find_reference(key: str, hub: bool = True) -> Path | None:
+    """The folder holding reference `key`, or None. hub=False: only the shared data folders."""
+    ref = REFERENCES[key]
+    for root in shared_data_folders():
+        folder = root / ref.folder
+        if all((folder / name).is_file() for name in ref.files):
+            return folder
+    if hub and ref.hub_id:
+        return in_hf_cache(ref.hub_id, ref.files)
+    return None
+
+
+def how_to_get(key: str, hub: bool = True) -> str:
+    ref = REFERENCES[key]
+    looked = ", ".join(str(root / ref.folder) for root in shared_data_folders())
+    if hub and ref.hub_id:
+        looked += f", the Hugging Face cache ({ref.hub_id})"
+    ways = [f"set {SHARED_DATA_ENV}=DIR where DIR/{ref.folder}/ holds {', '.join(ref.files)}"
+            + (f" (from {ref.source})" if ref.source else "")]
+    if hub and ref.hub_id:
+        ways.append(f"run `hf download {ref.hub_id} {' '.join(ref.files)}`"
+                    + (f" ({ref.hub_note})" if ref.hub_note else ""))
+    return f"{ref.title} is not in {looked}; to run this test, " + " or ".join(ways)
+
+
+def require_reference(key: str, hub: bool = True) -> Path:
+    """The folder of reference `key`; skips the test without it, or fails it under REQUIRE_SWITCH."""
+    folder = find_reference(key, hub=hub)
+    if folder is not None:
+        return folder
+    reason = how_to_get(key, hub=hub)
+    if os.environ.get(REQUIRE_SWITCH) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_SWITCH}=1: missing reference data is a failure)", pytrace=False)
+    pytest.skip(reason)
+
+
+def optional_reference(key: str) -> Path | None:
+    """For a test that runs either way: the folder, or None (under REQUIRE_SWITCH, a failure)."""
+    folder = find_reference(key)
+    if folder is None and os.environ.get(REQUIRE_SWITCH) == "1":
+        require_reference(key)
+    return folder
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "requires_reference_data(*keys, hub=True): needs the named reference data "
+                            f"({', '.join(REFERENCES)}); skipped without it, failed when {REQUIRE_SWITCH}=1")
+
+
+def pytest_runtest_setup(item):
+    for marker in item.iter_markers("requires_reference_data"):
+        for key in marker.args:
+            require_reference(key, hub=marker.kwargs.get("hub", True))
+
 
 # Nothing in the tests may reach the hub; fail fast instead of waiting on timeouts.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -31,25 +132,19 @@ def run_folders(output_root: Path) -> list[Path]:
     return sorted(p for p in output_root.iterdir() if p.is_dir() and p.name != PREPARED_DIR)
 
 
-def require(path: Path) -> Path:
-    if not path.exists():
-        pytest.fail(f"{path} is missing: tests need ../shared/data beside the repo")
-    return path
-
-
 @pytest.fixture
 def qwen_tokenizer_dir() -> Path:
-    return require(QWEN_TOKENIZER)
+    return require_reference("qwen")
 
 
 @pytest.fixture
 def mistral_tokenizer_dir() -> Path:
-    return require(MISTRAL_TOKENIZER)
+    return require_reference("mistral")
 
 
 @pytest.fixture
 def nl2bash_dir() -> Path:
-    return require(NL2BASH)
+    return require_reference("nl2bash")
 
 
 def run_entrypoint(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -127,11 +127,15 @@ def test_nl2bash_rows_pair_each_description_with_its_command(tmp_path):
     assert [r["messages"][1]["content"] for r in rows] == ["ls", "date"]  # the pair with no description is left out
 
 
-def test_tokenizer_dir_prefers_explicit_then_map_then_shared_default():
+def test_tokenizer_dir_prefers_explicit_then_map_then_shared_default(tmp_path, monkeypatch):
     qwen = "Qwen/Qwen2.5-Coder-7B-Instruct"
     assert chat_lengths.tokenizer_dir_for(qwen, qwen, {}, explicit="/x") == "/x"
     assert chat_lengths.tokenizer_dir_for(qwen, qwen, {qwen: "/mapped"}) == "/mapped"
-    assert chat_lengths.tokenizer_dir_for(qwen, qwen, {}) == str(chat_lengths.DEFAULT_TOKENIZER_DIRS[qwen])
+    # The shared default when that folder exists, else the hub id (a fresh clone has no ../shared).
+    monkeypatch.setitem(chat_lengths.DEFAULT_TOKENIZER_DIRS, qwen, tmp_path)
+    assert chat_lengths.tokenizer_dir_for(qwen, qwen, {}) == str(tmp_path)
+    monkeypatch.setitem(chat_lengths.DEFAULT_TOKENIZER_DIRS, qwen, tmp_path / "absent")
+    assert chat_lengths.tokenizer_dir_for(qwen, qwen, {}) == qwen
     assert chat_lengths.tokenizer_dir_for("org/unknown", "org/unknown", {}) == "org/unknown"
 
 

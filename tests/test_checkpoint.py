@@ -220,10 +220,10 @@ def tiny_run(tmp_path_factory):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
 
-    from conftest import QWEN_TOKENIZER, require
+    from conftest import require_reference
 
     root = tmp_path_factory.mktemp("tiny-run")
-    tokenizer = AutoTokenizer.from_pretrained(str(require(QWEN_TOKENIZER)))
+    tokenizer = AutoTokenizer.from_pretrained(str(require_reference("qwen")))
     config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)

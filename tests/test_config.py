@@ -201,14 +201,14 @@ def test_target_hardware_checks(capsys, locked_data, target, sets, expected):
 
 
 @pytest.mark.parametrize("config, tokenizer", [
-    ("axolotl_config.yaml", "qwen2.5-coder-7b-instruct"),
-    ("training_config_h100.yaml", "mistral-7b-instruct-v0.2"),
-    ("training_config_m4.yaml", "mistral-7b-instruct-v0.2"),
+    ("axolotl_config.yaml", "qwen"),
+    ("training_config_h100.yaml", "mistral"),
+    ("training_config_m4.yaml", "mistral"),
 ])
 def test_every_shipped_config_validates_with_data_report_and_memory(capsys, config, tokenizer):
-    from conftest import SHARED_DATA, require
+    from conftest import require_reference
 
-    tokenizer_dir = require(SHARED_DATA / "tokenizers" / tokenizer)
+    tokenizer_dir = require_reference(tokenizer)
     code = cli.main(["validate", "--config", str(REPO / "configs" / config), "--tokenizer", str(tokenizer_dir)])
     output = capsys.readouterr()
     assert code == 0, output.err

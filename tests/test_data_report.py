@@ -10,7 +10,7 @@ from cli_tuner import data
 from cli_tuner.checks import data_report
 from cli_tuner.config import load
 from cli_tuner.errors import ConfigError
-from conftest import QWEN_TOKENIZER, REPO, data_sets
+from conftest import REPO, data_sets, require_reference
 
 A5000 = REPO / "configs" / "axolotl_config.yaml"
 H100 = REPO / "configs" / "training_config_h100.yaml"
@@ -54,7 +54,9 @@ def dirty(tmp_path) -> dict:
     return files
 
 
-def load_config(files, *extra: str, config=A5000, tokenizer=QWEN_TOKENIZER):
+def load_config(files, *extra: str, config=A5000, tokenizer=None):
+    """The config pointed at files; the tokenizer is the real Qwen one unless given (skipped without it)."""
+    tokenizer = tokenizer or require_reference("qwen")
     sets = [s for s in data_sets(files) if s != "--set"] + [f"tokenizer_config={tokenizer}", *extra]
     return load(config, sets=sets)
 
@@ -97,10 +99,10 @@ def test_allow_dangerous_and_drop_strategy_turn_errors_into_warnings(dirty):
     assert any(w.startswith(f"{dirty['train']}:7: ") and "Axolotl drops this example" in w for w in report.warnings)
 
 
-def test_lengths_match_what_axolotl_tokenizes(tmp_path):
+def test_lengths_match_what_axolotl_tokenizes(qwen_tokenizer_dir):
     from cli_tuner import tokenizer as tokenizer_module
 
-    tokenizer = tokenizer_module.load(str(QWEN_TOKENIZER))
+    tokenizer = tokenizer_module.load(str(qwen_tokenizer_dir))
     examples = [data_report.Example("train", f"x:{i}", [{"role": "user", "content": p}, {"role": "assistant", "content": a}],
                                     prompt=p, answer=a)
                 for i, (p, a) in enumerate([("list files", "ls -la"), ("show the date", "date +%F"), ("long", LONG_ANSWER)])]
@@ -116,8 +118,8 @@ def test_lengths_match_what_axolotl_tokenizes(tmp_path):
         assert lengths.prompt == len(prompt_ids) == len(ids) - len(tokenizer(example.answer)["input_ids"]) - 2
 
 
-def test_shipped_sample_data_is_clean():
-    loaded = load(A5000, sets=[f"tokenizer_config={QWEN_TOKENIZER}"])
+def test_shipped_sample_data_is_clean(qwen_tokenizer_dir):
+    loaded = load(A5000, sets=[f"tokenizer_config={qwen_tokenizer_dir}"])
     report = data_report.build(loaded)
     assert report.errors == [] and report.warnings == []
     train = report.splits["train"]
@@ -137,7 +139,12 @@ def test_check_writes_json_beside_the_manifest_and_does_not_raise(dirty, capsys)
     assert out.splitlines()[0].startswith("split") and "error:" in out
 
 
-def test_system_turn_rejected_by_mistral_template_is_an_error(tmp_path, mistral_tokenizer_dir):
+@pytest.mark.requires_reference_data("mistral", hub=False)
+def test_system_turn_rejected_by_mistral_template_is_an_error(tmp_path):
+    """The original (Dec 2023) v0.2 template of the shared copy; the hub's current one accepts a system turn."""
+    from conftest import find_reference
+
+    mistral_tokenizer_dir = find_reference("mistral", hub=False)
     files = {name: tmp_path / f"{name}.jsonl" for name in ("train", "val", "test")}
     write_lines(files["train"], [chat("list files", "ls"), chat("show date", "date", system="You write Bash.")])
     write_lines(files["val"], [chat("show uptime", "uptime")])
@@ -150,9 +157,9 @@ def test_system_turn_rejected_by_mistral_template_is_an_error(tmp_path, mistral_
     assert report.splits["train"]["tokens"]["max"] < 40
 
 
-def test_cli_exits_3_with_the_first_error_and_the_count(entrypoint, dirty):
+def test_cli_exits_3_with_the_first_error_and_the_count(entrypoint, dirty, qwen_tokenizer_dir):
     result = entrypoint("data-report", *data_sets(dirty), "--set", "sequence_len=64",
-                        "--tokenizer", str(QWEN_TOKENIZER))
+                        "--tokenizer", str(qwen_tokenizer_dir))
     assert result.returncode == 3, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: data report: {dirty['train']}:")
@@ -166,8 +173,8 @@ def test_cli_without_a_tokenizer_offline_is_a_config_error(entrypoint, locked_da
     assert "set `tokenizer_config:` to a local folder" in result.stderr and "--tokenizer" in result.stderr
 
 
-def test_missing_train_entry_is_a_config_error(dirty):
-    loaded = load_config(dirty)
+def test_missing_train_entry_is_a_config_error(dirty, tmp_path):
+    loaded = load_config(dirty, tokenizer=tmp_path / "never-loaded")  # refused before any tokenizer loads
     loaded.axolotl["datasets"] = []
     with pytest.raises(ConfigError, match="no `datasets:` train file"):
         data_report.build(loaded)

@@ -24,10 +24,11 @@ def read_pairs(path):
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    from conftest import NL2BASH
+    from conftest import require_reference
 
+    corpus = require_reference("nl2bash")
     out = tmp_path_factory.mktemp("nl2bash")
-    summary = nl2bash.convert(NL2BASH / "all.nl", NL2BASH / "all.cm", out, seed=42)
+    summary = nl2bash.convert(corpus / "all.nl", corpus / "all.cm", out, seed=42)
     return out, summary
 
 

@@ -10,7 +10,7 @@ import yaml
 
 from cli_tuner import data
 from cli_tuner.config import canonical_hash
-from conftest import QWEN_TOKENIZER, data_sets, make_locked_data, run_folders
+from conftest import data_sets, make_locked_data, optional_reference, run_folders
 
 pytestmark = pytest.mark.slow
 
@@ -27,22 +27,30 @@ def rehearsal(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("rehearse")
     files = make_locked_data(root / "data")
-    result = run_entrypoint("rehearse", *data_sets(files), "--tokenizer", str(QWEN_TOKENIZER),
-                            "--output-root", str(root / "outputs"), env={"WANDB_API_KEY": ""})
+    # The real Qwen tokenizer when the reference data is here; else the job's own local tokenizer,
+    # what a fresh clone offline gets.
+    tokenizer = optional_reference("qwen")
+    chosen = ["--tokenizer", str(tokenizer)] if tokenizer else []
+    result = run_entrypoint("rehearse", *data_sets(files), *chosen, "--output-root", str(root / "outputs"),
+                            env={"WANDB_API_KEY": "", "HF_HUB_OFFLINE": "1"})
     runs = run_folders(root / "outputs")
-    return result, files, runs
+    return result, files, runs, tokenizer
 
 
 def test_rehearse_succeeds_and_says_which_tokenizer(rehearsal):
-    result, _, runs = rehearsal
+    result, _, runs, tokenizer = rehearsal
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert f"rehearsal tokenizer: real tokenizer from {QWEN_TOKENIZER}" in result.stdout
+    if tokenizer:
+        assert f"rehearsal tokenizer: real tokenizer from {tokenizer}" in result.stdout
+    else:
+        assert ("rehearsal tokenizer: small local BPE tokenizer" in result.stdout
+                and "pass --tokenizer DIR to use it" in result.stdout), result.stdout[-3000:]
     assert "W&B: no WANDB_API_KEY, logging offline" in result.stdout or "W&B: WANDB_MODE=offline" in result.stdout
     assert len(runs) == 1 and runs[0].name.startswith("rehearse-")
 
 
 def test_checkpoints_and_adapter_exist(rehearsal):
-    _, _, (run,) = rehearsal
+    _, _, (run,), _ = rehearsal
     checkpoint = run / "checkpoint-5"
     for name in ("adapter_model.safetensors", "adapter_config.json", "optimizer.pt", "trainer_state.json"):
         assert (checkpoint / name).is_file(), name
@@ -53,7 +61,7 @@ def test_checkpoints_and_adapter_exist(rehearsal):
 
 
 def test_provenance_is_complete_and_honest(rehearsal):
-    _, files, (run,) = rehearsal
+    _, files, (run,), _ = rehearsal
     record = json.loads((run / "provenance.json").read_text())
     assert PROVENANCE_KEYS <= set(record), PROVENANCE_KEYS - set(record)
     assert record["status"] == "succeeded" and record["error"] is None and record["mode"] == "rehearse"
@@ -80,7 +88,7 @@ def test_provenance_is_complete_and_honest(rehearsal):
 
 def test_the_plugin_measures_the_run_without_gpu_memory_on_cpu(rehearsal):
     """measurements.json from inside the real `axolotl train`: GPU fields null, tokens and time real."""
-    _, _, (run,) = rehearsal
+    _, _, (run,), _ = rehearsal
     record = json.loads((run / "measurements.json").read_text())
     assert record["device"] == "cpu" and record["gpu_memory"] is None and "no CUDA" in record["gpu_memory_note"]
     assert record["steps_measured"] == 5 and record["micro_batches_per_step"] == 2
@@ -93,7 +101,7 @@ def test_the_plugin_measures_the_run_without_gpu_memory_on_cpu(rehearsal):
 
 
 def test_phase2_final_and_checkpoint_check(rehearsal):
-    _, _, (run,) = rehearsal
+    _, _, (run,), _ = rehearsal
     final = run / "phase2-final"
     assert (final / "adapter_model.safetensors").is_file() and (final / "eval.json").is_file()
     evaluation = json.loads((final / "eval.json").read_text())
@@ -109,7 +117,7 @@ def test_full_mode_checks_the_final_adapter_and_enforces_the_gate(rehearsal, tmp
     """
     from conftest import run_entrypoint
 
-    _, files, (run,) = rehearsal
+    _, files, (run,), _ = rehearsal
     cpu = ["load_in_4bit=false", "adapter=lora", "bnb_config_kwargs=null", "bf16=false", "tf32=false",
            "optimizer=adamw_torch", "gradient_checkpointing=false", "max_steps=2", "warmup_steps=1",
            "save_steps=2", "eval_steps=2", "gradient_accumulation_steps=1", f"base_model={run / 'rehearsal-model'}",
@@ -135,7 +143,7 @@ LINE_BUDGET = 60
 def test_the_console_shows_one_bar_per_phase_and_axolotls_log_goes_to_train_log(rehearsal):
     """Off a terminal (captured here, like CI or `docker logs`): milestone lines, no carriage
     returns, none of Axolotl's banner, config dump or library warnings; train.log has them all."""
-    result, _, (run,) = rehearsal
+    result, _, (run,), _ = rehearsal
     console_text = result.stdout + result.stderr
     assert len(console_text.splitlines()) < LINE_BUDGET, console_text
     assert "\r" not in result.stdout
