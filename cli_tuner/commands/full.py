@@ -12,4 +12,4 @@ add_arguments = training_mode.add_arguments
 
 
 def run(args: argparse.Namespace) -> int:
-    return training_mode.train(NAME, args, training_mode.load(args))
+    return training_mode.run_mode(NAME, args)

@@ -43,6 +43,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="refuse to continue from checkpoints found in the run folder")
     parser.add_argument("--skip-checks", action="store_true",
                         help="skip the environment checks before training (not recommended)")
+    parser.add_argument("--on-finish", choices=("auto", "stop", "idle", "exit"), default=os.environ.get("ON_FINISH") or None,
+                        help="when the run ends: stop the RunPod pod, stay up idle, or exit (env ON_FINISH; "
+                             "default: cli_tuner.on_finish, else auto = stop on RunPod for full and TRAIN_MODE starts)")
+    parser.add_argument("--unattended", action="store_true",
+                        help="started by the container's TRAIN_MODE (set for you): a restart may follow, so errors "
+                             "no restart can fix follow --on-finish too")
 
 
 def load_config(args: argparse.Namespace, last_overlays: tuple[str, ...] = ()) -> LoadedConfig:

@@ -14,4 +14,4 @@ add_arguments = training_mode.add_arguments
 
 def run(args: argparse.Namespace) -> int:
     # Last among the overlays, so a user overlay cannot stretch a smoke run; --set still wins.
-    return training_mode.train(NAME, args, training_mode.load(args, last_overlays=(str(SMOKE_OVERLAY),)))
+    return training_mode.run_mode(NAME, args, last_overlays=(str(SMOKE_OVERLAY),))

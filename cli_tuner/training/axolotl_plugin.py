@@ -1,20 +1,27 @@
 """Axolotl plugin loaded inside the training process (`plugins:` in the resolved config).
 
-It adds what Axolotl does not do: a checkpoint on SIGTERM/SIGINT (`callbacks.graceful_stop`) and
+It adds what Axolotl does not do: a checkpoint on SIGTERM/SIGINT (`callbacks.graceful_stop`), a
+checkpoint every N minutes (`callbacks.timed_checkpoint`, N from the job's environment) and
 `progress.json` for the parent process (`callbacks.progress`). It runs inside the trainer, so it
 imports only its callbacks, which import only `paths` and `atomic` of the package.
 """
 
 from __future__ import annotations
 
+import os
+
 from axolotl.integrations.base import BasePlugin
 
+from ..paths import CHECKPOINT_MINUTES_ENV
 from .callbacks.graceful_stop import GracefulStopCallback
 from .callbacks.progress import ProgressCallback
+from .callbacks.timed_checkpoint import TimedCheckpointCallback
 
 
 class CliTunerPlugin(BasePlugin):
     def add_callbacks_post_trainer(self, cfg, trainer):
         stopper = GracefulStopCallback()
         progress = ProgressCallback(cfg.output_dir)
-        return [stopper, progress]
+        # The job always sets it; a bare `axolotl train` with this plugin gets no timed checkpoints.
+        timed = TimedCheckpointCallback(float(os.environ.get(CHECKPOINT_MINUTES_ENV) or 0))
+        return [stopper, timed, progress]
