@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from .. import console
 from ..checks import preflight
@@ -36,20 +35,19 @@ def run_mode(mode: str, args: argparse.Namespace, last_overlays: tuple[str, ...]
              rehearsal_options: pipeline.RehearsalOptions | None = None) -> int:
     """Load and train, then do what the finish setting says (stop the pod, stay up, exit)."""
     configured = None
-    with lifecycle.job_pid_file(Path(args.output_root)):
-        try:
-            loaded = load(args, last_overlays)
-            configured = loaded.tuner.get("on_finish")
-            lifecycle.resolve_finish(args.on_finish, configured, mode, args.unattended)  # a typo fails now, not at the end
-            train(mode, args, loaded, rehearsal_options)
-        except CliTunerError as exc:
-            if lifecycle.applies(exc, args.unattended):
-                finish = _finish(args, configured, mode)
-                what = "already finished" if isinstance(exc, AlreadyFinished) else f"exit {exc.exit_code}"
-                # After the error line is shown (cli.main), so the log's last error says why.
-                exc.then = lambda code: lifecycle.carry_out(finish, code, what)
-            raise
-        return lifecycle.carry_out(_finish(args, configured, mode), 0, "succeeded")
+    try:
+        loaded = load(args, last_overlays)
+        configured = loaded.tuner.get("on_finish")
+        lifecycle.resolve_finish(args.on_finish, configured, mode, args.unattended)  # a typo fails now, not at the end
+        train(mode, args, loaded, rehearsal_options)
+    except CliTunerError as exc:
+        if lifecycle.applies(exc, args.unattended):
+            finish = _finish(args, configured, mode)
+            what = "already finished" if isinstance(exc, AlreadyFinished) else f"exit {exc.exit_code}"
+            # After the error line is shown (cli.main), so the log's last error says why.
+            exc.then = lambda code: lifecycle.carry_out(finish, code, what)
+        raise
+    return lifecycle.carry_out(_finish(args, configured, mode), 0, "succeeded")
 
 
 def _finish(args: argparse.Namespace, configured, mode: str) -> lifecycle.Finish:

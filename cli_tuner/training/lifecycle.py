@@ -22,7 +22,7 @@ from typing import Iterator
 
 from .. import atomic, console
 from ..errors import CheckpointGateFailed, CliTunerError, ConfigError, Interrupted, RunFolderBusy, TrainingFailed
-from ..paths import CHECKPOINT_MINUTES_ENV, job_pid_file
+from ..paths import CHECKPOINT_MINUTES_ENV, job_pid_file as pid_file_path
 from .attempts import DEFAULT_MAX_IDENTICAL_FAILURES
 
 FINISH_CHOICES = ("auto", "stop", "idle", "exit")
@@ -172,7 +172,7 @@ def carry_out(finish: Finish, exit_code: int, what: str, say=console.say, env=os
 def job_pid_file(output_root: Path) -> Iterator[Path | None]:
     """`.job-<pid>.pid` in the output root while this job runs: the container's start script
     forwards a pod stop (SIGTERM) to it, also when the job was started from a terminal."""
-    path = job_pid_file(Path(output_root), os.getpid())
+    path = pid_file_path(Path(output_root), os.getpid())
     try:
         atomic.write_text(path, f"{os.getpid()}\n")
     except CliTunerError:

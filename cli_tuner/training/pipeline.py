@@ -197,8 +197,9 @@ def run(plan: Plan, options: RunOptions, rehearsal_options: RehearsalOptions | N
     folder = run_folder.open_run(Path(options.output_root), identity, options.run_id, options.new_run,
                                  resume=options.resume, say=say)
     try:
-        attempt = attempts.begin(folder.path, settings.max_identical_failures)
-        return _run_locked(plan, options, rehearsal_options, settings, identity, folder, attempt)
+        with lifecycle.job_pid_file(Path(options.output_root)):
+            attempt = attempts.begin(folder.path, settings.max_identical_failures)
+            return _run_locked(plan, options, rehearsal_options, settings, identity, folder, attempt)
     finally:
         folder.lock.release()
 
