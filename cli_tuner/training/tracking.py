@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import console
 
-SECRET_VARIABLES = ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+SECRET_VARIABLES = ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "RUNPOD_API_KEY")
 
 
 def load_env_file(path: Path | str = ".env") -> bool:
