@@ -26,11 +26,10 @@ START = REPO / "docker" / "start.sh"
 def test_a_pod_stop_reaches_a_job_started_from_the_terminal_which_checkpoints_on_a_timer_too(tmp_path):
     files = make_locked_data(tmp_path / "data")
     outputs = tmp_path / "outputs"
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "python").symlink_to(sys.executable)
     env = {k: v for k, v in os.environ.items() if k not in ("TRAIN_MODE", "PUBLIC_KEY", "RUNPOD_POD_ID")}
-    env.update(PATH=f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin", OUTPUT_ROOT=str(outputs), WANDB_MODE="offline")
+    # The venv's own bin first, as /opt/venv/bin is in the image (a symlinked python would lose the venv).
+    env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}/usr/bin{os.pathsep}/bin", OUTPUT_ROOT=str(outputs),
+               WANDB_MODE="offline")
     start_log = tmp_path / "start.log"
     container = subprocess.Popen(["bash", str(START)], env=env, stdout=start_log.open("w"), stderr=subprocess.STDOUT,
                                  cwd="/", start_new_session=True)
