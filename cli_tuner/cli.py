@@ -24,7 +24,8 @@ examples:
   TRAIN_MODE=full python entrypoint.py                 # what the container runs on a pod
 
 exit codes: 0 ok, 1 unexpected, 2 usage, 3 data integrity, 4 invalid config,
-            5 environment/resources, 6 checkpoint gate failed, 130 interrupted
+            5 environment/resources, 6 checkpoint gate failed,
+            7 refused: the run failed the same way too often, 130 interrupted
 """
 
 
@@ -50,7 +51,8 @@ def _command_from_env(argv: list[str]) -> list[str]:
         return argv
     if mode not in MODES:
         raise UsageError(f"TRAIN_MODE={mode!r} is not a mode; use one of {', '.join(MODES)}")
-    return [mode]
+    # Nobody is at a terminal and the container may be started again: errors follow --on-finish.
+    return [mode] if mode == "validate" else [mode, "--unattended"]
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in exc.details:
             console.problem(line)
         console.error(exc.message)
-        return exc.exit_code
+        return exc.then(exc.exit_code) if exc.then else exc.exit_code
     except KeyboardInterrupt:
         console.error("interrupted")
         return EXIT_INTERRUPTED

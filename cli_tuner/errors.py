@@ -12,6 +12,7 @@ EXIT_DATA = 3
 EXIT_CONFIG = 4
 EXIT_ENVIRONMENT = 5
 EXIT_CHECKPOINT_GATE = 6
+EXIT_REFUSED = 7  # the run failed the same way too often; starting it again would only bill
 EXIT_INTERRUPTED = 130
 
 
@@ -29,6 +30,10 @@ class CliTunerError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    # Set by a command when something must follow the error line (stop the pod, stay up): called
+    # with the exit code after the line is shown, returns the code to exit with.
+    then = None
 
 
 class UsageError(CliTunerError):
@@ -61,3 +66,23 @@ class Interrupted(CliTunerError):
     """Training stopped on SIGTERM/SIGINT; the last checkpoint is kept for resume."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+class TrainingFailed(CliTunerError):
+    """`axolotl train` exited non-zero: maybe transient (a restart resumes), maybe not (attempts cap it)."""
+
+    exit_code = EXIT_UNEXPECTED
+
+
+class AlreadyFinished(UsageError):
+    """The run folder holds a run that ended (succeeded or failed the gate); it is never retrained."""
+
+
+class RunFolderBusy(UsageError):
+    """Another live process holds the run folder's lock."""
+
+
+class RepeatedFailure(CliTunerError):
+    """The run's last attempts failed with the same error: a restart would fail again."""
+
+    exit_code = EXIT_REFUSED

@@ -33,3 +33,15 @@ REHEARSAL_MODEL_DIR = "rehearsal-model"
 PREPARED_DIR = "prepared"                 # beside the run folders: tokenized data, keyed by data hash
 DATA_REPORT_FILE = "data_report.json"
 CALIBRATION_FILE = "calibration.json"     # in the output root: smoke's measurements, keyed by config, data, GPU
+LOCK_FILE = "run.lock"                    # flock'd by the one process training in the folder; names it
+ATTEMPTS_FILE = "attempts.json"           # every start of the run and how it ended
+# In the output root, one per running training job: start.sh forwards a pod stop to these pids.
+JOB_PID_GLOB = ".job-*.pid"
+
+
+def job_pid_file(output_root: Path, pid: int) -> Path:
+    return Path(output_root) / f".job-{pid}.pid"
+
+
+# Environment the job sets for the trainer process (read by the Axolotl plugin there).
+CHECKPOINT_MINUTES_ENV = "CLI_TUNER_CHECKPOINT_EVERY_MINUTES"

@@ -3,7 +3,10 @@
 #   - arguments given:       run that entrypoint command and exit with its code
 #                            (docker run IMAGE validate --config ...; compose's `command:`)
 #   - TRAIN_MODE set:        run that mode (the entrypoint reads TRAIN_MODE) and exit with its code
-#   - neither:               stay up for RunPod's web terminal, with sshd when PUBLIC_KEY holds a key
+#   - neither:               stay up for RunPod's web terminal, with sshd when PUBLIC_KEY holds a key;
+#                            a pod stop (SIGTERM/SIGINT to this script) is forwarded to every training
+#                            job started from the terminal or SSH (each writes OUTPUT_ROOT/.job-PID.pid),
+#                            and the script waits for them to checkpoint and exit
 # In every case the host's NVIDIA driver is checked first against CLI_TUNER_MIN_DRIVER, and sshd is
 # started when PUBLIC_KEY is set, so a training pod can be watched over SSH too.
 set -euo pipefail
@@ -58,4 +61,29 @@ log "TRAIN_MODE is empty: the container stays up for the web terminal and SSH."
 log "  cd $APP_DIR && python entrypoint.py --help   # the commands"
 log "  python entrypoint.py doctor                  # GPU, driver and package checks"
 log "  python entrypoint.py smoke                   # 10-step run into ${OUTPUT_ROOT:-outputs}"
-exec sleep infinity
+
+# Jobs started from a terminal are not our children: tini delivers a pod stop to this script only,
+# and without forwarding it the trainer would die with the container, without a checkpoint.
+JOBS_ROOT=${OUTPUT_ROOT:-$APP_DIR/outputs}
+forward_stop() {
+  local signal=$1 file pid pids=()
+  for file in "$JOBS_ROOT"/.job-*.pid; do
+    [ -e "$file" ] || continue
+    pid=$(head -c 32 "$file" 2>/dev/null | tr -cd '0-9') || true
+    if [ -n "$pid" ] && kill -s "$signal" "$pid" 2>/dev/null; then
+      pids+=("$pid")
+    fi
+  done
+  log "SIG$signal: forwarded to ${#pids[@]} training job(s) ${pids[*]:-}; waiting for their checkpoints"
+  for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.5; done
+  done
+  if [ -n "${sleeper:-}" ]; then kill "$sleeper" 2>/dev/null || true; fi
+  if [ "$signal" = INT ]; then exit 130; fi
+  exit 143
+}
+trap 'forward_stop TERM' TERM
+trap 'forward_stop INT' INT
+sleep infinity &
+sleeper=$!
+wait "$sleeper"

@@ -131,10 +131,21 @@ def test_full_mode_checks_the_final_adapter_and_enforces_the_gate(rehearsal, tmp
     assert "checkpoint check failed" in result.stderr.strip().splitlines()[-1]
     (full_run,) = run_folders(tmp_path / "outputs")
     record = json.loads((full_run / "provenance.json").read_text())
-    assert record["status"] == "succeeded" and record["mode"] == "full"
+    # Trained, but not a success: the gate's failure is the run's final status, in both copies.
+    assert record["status"] == "failed_gate" and record["mode"] == "full"
+    assert record["error"].startswith("checkpoint check failed: ")
+    assert json.loads((full_run / "phase2-final" / "provenance.json").read_text())["status"] == "failed_gate"
+    assert [a["outcome"] for a in json.loads((full_run / "attempts.json").read_text())] == ["failed_gate"]
     assert record["checkpoint_check"]["gated"] is True and record["checkpoint_check"]["gate_failures"]
     assert (full_run / "phase2-final" / "adapter_model.safetensors").is_file()
     assert (full_run / "phase2-final" / "eval.json").is_file()
+    # Started again (a RunPod restart, unattended, no key): already finished, never retrained.
+    again = run_entrypoint("full", *data_sets(files), *sets, "--skip-checks", "--unattended",
+                           "--output-root", str(tmp_path / "outputs"), env={"RUNPOD_POD_ID": "pod123", "RUNPOD_API_KEY": ""})
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines()[-1] == (f"error: {full_run}: already finished (status failed_gate); its "
+                                                     f"outputs are kept: pass --new-run to train again")
+    assert "on finish (already finished): cannot stop pod pod123: RUNPOD_API_KEY is not set" in again.stdout
 
 
 LINE_BUDGET = 60

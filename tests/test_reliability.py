@@ -40,7 +40,9 @@ START_TIMEOUT = 400  # seconds until training is under way on a busy two-core ru
 # Recognizable fakes: if either string shows up in a file or the log, a secret leaked.
 FAKE_WANDB_KEY = "feedfacecafebeef0123456789abcdefd00dfeed"
 FAKE_HF_TOKEN = "hf_CliTunerFakeTokenThatMustNotLeak0123"
-SECRET_ENV = {"WANDB_API_KEY": FAKE_WANDB_KEY, "HF_TOKEN": FAKE_HF_TOKEN, "WANDB_MODE": "offline",
+FAKE_RUNPOD_KEY = "rpa_CliTunerFakeRunpodKeyThatMustNotLeak42"
+SECRETS = [FAKE_WANDB_KEY, FAKE_HF_TOKEN, FAKE_RUNPOD_KEY]
+SECRET_ENV = {"WANDB_API_KEY": FAKE_WANDB_KEY, "HF_TOKEN": FAKE_HF_TOKEN, "RUNPOD_API_KEY": FAKE_RUNPOD_KEY, "WANDB_MODE": "offline",
               "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
@@ -217,14 +219,18 @@ def test_a_killed_run_resumes_from_its_newest_complete_checkpoint_and_leaks_no_s
     assert training_steps_logged(second.stdout) == KILL_STEPS - newest  # continued, did not start over
     assert_consistent_success(run_dir, files, KILL_STEPS, f"checkpoint-{newest}", "running")
 
-    leaks = files_holding(tmp_path / "outputs", [FAKE_WANDB_KEY, FAKE_HF_TOKEN])
-    leaks += files_holding(tmp_path / "prepared", [FAKE_WANDB_KEY, FAKE_HF_TOKEN])
+    leaks = files_holding(tmp_path / "outputs", SECRETS)
+    leaks += files_holding(tmp_path / "prepared", SECRETS)
     logs = first_log.read_text() + errors_of(first_log).read_text() + second.stdout + second.stderr
-    leaks += [f"captured log: {s[:8]}..." for s in (FAKE_WANDB_KEY, FAKE_HF_TOKEN) if s in logs]
+    leaks += [f"captured log: {s[:8]}..." for s in SECRETS if s in logs]
     assert leaks == []
     # W&B really ran, offline, with the key in its environment.
     assert (run_dir / "wandb").is_dir()
-    assert json.loads((run_dir / "provenance.json").read_text())["tracking"]["wandb"] == "offline"
+    tracking = json.loads((run_dir / "provenance.json").read_text())["tracking"]
+    assert tracking["wandb"] == "offline"
+    # One W&B run across the kill and the restart: both offline runs carry the run folder's id.
+    offline = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline) == 2 and all(p.name.endswith("-" + tracking["wandb_run_id"]) for p in offline), offline
 
     # Set aside, not deleted, and not mistaken by the trainer's checkpoint rotation for one of its own.
     asides = [p for p in run_dir.iterdir() if "checkpoint-99" in p.name]

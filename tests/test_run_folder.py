@@ -16,7 +16,15 @@ from safetensors.numpy import save_file
 
 from cli_tuner.training import run_folder
 from cli_tuner.errors import EXIT_ENVIRONMENT, EXIT_USAGE, EnvironmentProblem, UsageError
-from cli_tuner.training.run_folder import Identity, checkpoint_problem, open_run
+from cli_tuner.training.run_folder import Identity, checkpoint_problem, open_run as open_locked
+
+
+def open_run(*args, **kwargs):
+    """The decision tests open one folder several times in one process: each lets go of the run
+    lock at once (the lock itself is tested in test_lifecycle.py)."""
+    folder = open_locked(*args, **kwargs)
+    folder.lock.release()
+    return folder
 
 IDENTITY = Identity("rehearse", "c" * 64, "d" * 64)
 
@@ -206,7 +214,7 @@ def test_a_finished_run_is_never_overwritten(tmp_path):
     for resume in (True, False):
         with pytest.raises(UsageError) as caught:
             open_run(tmp_path, IDENTITY, None, new_run=False, resume=resume, say=Said())
-        assert caught.value.message == (f"{run_dir} already holds a finished run; its outputs are kept: "
+        assert caught.value.message == (f"{run_dir}: already finished (status succeeded); its outputs are kept: "
                                         "pass --new-run to train again")
     assert snapshot(run_dir) == before
 

@@ -41,4 +41,4 @@ def check_calibration(args: argparse.Namespace, plan: Plan) -> calibration.Decis
 
 
 def run(args: argparse.Namespace) -> int:
-    return training_mode.train(NAME, args, training_mode.load(args), before=lambda plan: check_calibration(args, plan))
+    return training_mode.run_mode(NAME, args, before=lambda plan: check_calibration(args, plan))

@@ -46,6 +46,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", default=env_flag("CLI_TUNER_VERBOSE"),
                         help="stream Axolotl's full log to the console as it comes (env CLI_TUNER_VERBOSE=1); "
                              "by default it goes to the run's train.log and the console shows one bar per phase")
+    parser.add_argument("--on-finish", choices=("auto", "stop", "idle", "exit"), default=os.environ.get("ON_FINISH") or None,
+                        help="when the run ends: stop the RunPod pod, stay up idle, or exit (env ON_FINISH; "
+                             "default: cli_tuner.on_finish, else auto = stop on RunPod for full and TRAIN_MODE starts)")
+    parser.add_argument("--unattended", action="store_true",
+                        help="started by the container's TRAIN_MODE (set for you): a restart may follow, so errors "
+                             "no restart can fix follow --on-finish too")
 
 
 def env_flag(name: str) -> bool:

@@ -25,4 +25,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     rehearsal = RehearsalOptions(tokenizer=args.tokenizer, steps=args.steps, save_steps=args.save_steps,
                                  packing=args.packing)
-    return training_mode.train(NAME, args, training_mode.load(args), rehearsal)
+    return training_mode.run_mode(NAME, args, rehearsal_options=rehearsal)

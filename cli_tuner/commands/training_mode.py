@@ -7,7 +7,8 @@ import argparse
 from .. import console
 from ..checks import preflight
 from ..config import LoadedConfig
-from ..training import pipeline, tracking
+from ..errors import AlreadyFinished, CliTunerError
+from ..training import lifecycle, pipeline, tracking
 from . import options
 
 
@@ -37,3 +38,30 @@ def train(mode: str, args: argparse.Namespace, loaded: LoadedConfig,
 def load(args: argparse.Namespace, last_overlays: tuple[str, ...] = ()) -> LoadedConfig:
     tracking.load_env_file()  # before the config, so nothing reads the environment without .env
     return options.load_config(args, last_overlays)
+
+
+def run_mode(mode: str, args: argparse.Namespace, last_overlays: tuple[str, ...] = (),
+             rehearsal_options: pipeline.RehearsalOptions | None = None, before=None, after=None) -> int:
+    """Load and train (with `train`'s hooks), then do what the finish setting says (stop the pod, stay up, exit)."""
+    configured = None
+    try:
+        loaded = load(args, last_overlays)
+        configured = loaded.tuner.get("on_finish")
+        lifecycle.resolve_finish(args.on_finish, configured, mode, args.unattended)  # a typo fails now, not at the end
+        train(mode, args, loaded, rehearsal_options, before=before, after=after)
+    except CliTunerError as exc:
+        if lifecycle.applies(exc, args.unattended):
+            finish = _finish(args, configured, mode)
+            what = "already finished" if isinstance(exc, AlreadyFinished) else f"exit {exc.exit_code}"
+            # After the error line is shown (cli.main), so the log's last error says why.
+            exc.then = lambda code: lifecycle.carry_out(finish, code, what)
+        raise
+    return lifecycle.carry_out(_finish(args, configured, mode), 0, "succeeded")
+
+
+def _finish(args: argparse.Namespace, configured, mode: str) -> lifecycle.Finish:
+    try:
+        return lifecycle.resolve_finish(args.on_finish, configured, mode, args.unattended)
+    except CliTunerError as exc:
+        console.problem(f"{exc.message}; using exit")
+        return lifecycle.Finish("exit", "fallback")

@@ -1,6 +1,7 @@
 """Axolotl plugin loaded inside the training process (`plugins:` in the resolved config).
 
-It adds what Axolotl does not do: a checkpoint on SIGTERM/SIGINT (`callbacks.graceful_stop`),
+It adds what Axolotl does not do: a checkpoint on SIGTERM/SIGINT (`callbacks.graceful_stop`), a
+checkpoint every N minutes (`callbacks.timed_checkpoint`, N from the job's environment),
 `progress.json` for the parent process (`callbacks.progress`) and `measurements.json`, the GPU's
 measured peak memory and speed (`callbacks.measurements`). It runs inside the trainer, so it
 imports only its callbacks, which import only `paths` and `atomic` of the package.
@@ -8,11 +9,15 @@ imports only its callbacks, which import only `paths` and `atomic` of the packag
 
 from __future__ import annotations
 
+import os
+
 from axolotl.integrations.base import BasePlugin
 
+from ..paths import CHECKPOINT_MINUTES_ENV
 from .callbacks.graceful_stop import GracefulStopCallback
 from .callbacks.measurements import MeasurementsCallback
 from .callbacks.progress import ProgressCallback
+from .callbacks.timed_checkpoint import TimedCheckpointCallback
 
 
 class CliTunerPlugin(BasePlugin):
@@ -20,4 +25,6 @@ class CliTunerPlugin(BasePlugin):
         stopper = GracefulStopCallback()
         progress = ProgressCallback(cfg.output_dir)
         measurements = MeasurementsCallback(cfg.output_dir, trainer)
-        return [stopper, progress, measurements]
+        # The job always sets it; a bare `axolotl train` with this plugin gets no timed checkpoints.
+        timed = TimedCheckpointCallback(float(os.environ.get(CHECKPOINT_MINUTES_ENV) or 0))
+        return [stopper, timed, progress, measurements]

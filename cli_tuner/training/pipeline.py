@@ -20,12 +20,12 @@ from pathlib import Path
 from .. import atomic, console, data
 from ..checks.plan import Plan
 from ..config import TUNER_KEY, LoadedConfig, canonical_hash, dump_yaml
-from ..errors import CheckpointGateFailed, CliTunerError, Interrupted
+from ..errors import CheckpointGateFailed, Interrupted, TrainingFailed
 from ..evaluation import evaluate as evaluation
 from ..evaluation.report import GateSettings
 from ..paths import (FINAL_DIR, PREPARED_DIR, PROGRESS_FILE, PROVENANCE_FILE, REHEARSAL_MODEL_DIR, REPO_ROOT,
                      RESOLVED_CONFIG, TRAIN_LOG)
-from . import measurements, rehearsal, run_folder, tracking
+from . import attempts, lifecycle, measurements, rehearsal, run_folder, tracking
 from .provenance import Provenance
 
 PLUGIN = "cli_tuner.training.axolotl_plugin.CliTunerPlugin"
@@ -72,7 +72,8 @@ def prepared_dataset_path(cfg: dict, output_root: Path, data_sha256: str) -> str
 def identity_of(mode: str, loaded: LoadedConfig, verified: data.VerifiedData,
                 rehearsal_options: RehearsalOptions | None = None) -> run_folder.Identity:
     options = rehearsal_options.as_record() if mode == "rehearse" and rehearsal_options else {}
-    config_hash = canonical_hash({"axolotl": loaded.axolotl, TUNER_KEY: loaded.tuner, "options": options})
+    config_hash = canonical_hash({"axolotl": loaded.axolotl, TUNER_KEY: lifecycle.identity_tuner(loaded.tuner),
+                                  "options": options})
     return run_folder.Identity(mode, config_hash, verified.data_sha256)
 
 
@@ -188,11 +189,14 @@ def write_held_library_logs(log_path: Path) -> None:
             log.writelines(f"[cli-tuner, this process] {line}\n" for line in held)
 
 
-def run_training(resolved_path: Path, run_dir: Path, env: dict, verbose: bool = False) -> tuple[int, int | None]:
+def run_training(resolved_path: Path, run_dir: Path, env: dict, verbose: bool = False,
+                 pass_fds: tuple[int, ...] = ()) -> tuple[int, int | None]:
     """Run `axolotl train` in its own session; (exit code, signal we received or None).
 
     Its whole output goes to train.log; the console gets it too with `verbose`, else the
-    preparation and training bars, and on failure the log's last lines."""
+    preparation and training bars, and on failure the log's last lines. `pass_fds`: the run
+    lock, so the folder stays locked while a trainer orphaned by a killed parent still writes
+    into it."""
     env = dict(env)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -203,7 +207,7 @@ def run_training(resolved_path: Path, run_dir: Path, env: dict, verbose: bool = 
     with open(log_path, "a", encoding="utf-8", buffering=1) as log:
         # Own session: a terminal's Ctrl-C reaches only us, and we decide what the trainer hears.
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                                 text=True, errors="replace", start_new_session=True)
+                                 text=True, errors="replace", start_new_session=True, pass_fds=pass_fds)
         view = None if verbose else TrainingView(run_dir / PROGRESS_FILE)
 
         def on_signal(signum, _frame):
@@ -317,63 +321,103 @@ def check_final(plan: Plan, final: Path, provenance: Provenance) -> list[str]:
 
 def run(plan: Plan, options: RunOptions, rehearsal_options: RehearsalOptions | None = None) -> Path:
     """Train the plan's config in its run folder; returns the run folder. Raises the job's errors."""
-    mode, loaded, verified, facts = plan.mode, plan.loaded, plan.verified, plan.facts
+    mode, loaded, verified = plan.mode, plan.loaded, plan.verified
+    settings = lifecycle.RunSettings.from_tuner(loaded.tuner)
     identity = identity_of(mode, loaded, verified, rehearsal_options)
     folder = run_folder.open_run(Path(options.output_root), identity, options.run_id, options.new_run,
                                  resume=options.resume, say=say)
+    try:
+        with lifecycle.job_pid_file(Path(options.output_root)):
+            attempt = attempts.begin(folder.path, settings.max_identical_failures)
+            return _run_locked(plan, options, rehearsal_options, settings, identity, folder, attempt)
+    finally:
+        folder.lock.release()
+
+
+def _run_locked(plan: Plan, options: RunOptions, rehearsal_options, settings, identity, folder, attempt) -> Path:
+    mode, loaded, verified, facts = plan.mode, plan.loaded, plan.verified, plan.facts
     run_dir = folder.path.resolve()
     say(f"run folder: {run_dir}")
-    cfg = write_slices(loaded, run_dir) if mode == "smoke" else dict(loaded.axolotl)
-    extra: dict = {}
-    if mode == "rehearse":
-        cfg, extra["rehearsal"] = prepare_rehearsal(rehearsal_options or RehearsalOptions(), loaded, facts, run_dir, cfg)
-    cfg["output_dir"] = str(run_dir)
-    cfg["dataset_prepared_path"] = prepared_dataset_path(cfg, Path(options.output_root).resolve(), verified.data_sha256)
-    cfg["plugins"] = sorted(set(cfg.get("plugins") or []) | {PLUGIN})
-    if folder.resume_from is not None:
-        cfg["resume_from_checkpoint"] = str(folder.resume_from)
-    resolved_path = atomic.write_text(run_dir / RESOLVED_CONFIG, dump_yaml(cfg))
-    env, tracking_summary = tracking.training_environment(cfg, run_dir, say=say)
+    # Until a line below decides otherwise, an ending is a failure with its exception named.
+    status, error, final = "failed", None, None
+    provenance = None
+    try:
+        with lifecycle.signals_interrupt():  # a stop outside the trainer (rehearsal model, evaluation)
+            cfg = write_slices(loaded, run_dir) if mode == "smoke" else dict(loaded.axolotl)
+            extra: dict = {}
+            if mode == "rehearse":
+                cfg, extra["rehearsal"] = prepare_rehearsal(rehearsal_options or RehearsalOptions(), loaded, facts, run_dir, cfg)
+            cfg["output_dir"] = str(run_dir)
+            cfg["dataset_prepared_path"] = prepared_dataset_path(cfg, Path(options.output_root).resolve(), verified.data_sha256)
+            cfg["plugins"] = sorted(set(cfg.get("plugins") or []) | {PLUGIN})
+            if folder.resume_from is not None:
+                cfg["resume_from_checkpoint"] = str(folder.resume_from)
+            resolved_path = atomic.write_text(run_dir / RESOLVED_CONFIG, dump_yaml(cfg))
+            env, tracking_summary = tracking.training_environment(
+                cfg, run_dir, say=say, identity_key=f"{identity.config_sha256}|{identity.data_sha256}")
+            env, trainer_record = lifecycle.trainer_environment(env, settings)
 
-    provenance = Provenance.start(
-        run_dir, plan.machine.as_record(),
-        run_id=run_dir.name, mode=mode,
-        base_model=cfg.get("base_model"), requested_base_model=loaded.base_model,
-        config={"path": str(loaded.path), "overlays": [str(p) for p in loaded.overlays], "sets": loaded.sets,
-                "sha256": identity.config_sha256, "resolved_path": RESOLVED_CONFIG,
-                "resolved_sha256": canonical_hash(cfg)},
-        resolved_config=cfg,
-        data={"data_sha256": verified.data_sha256, "files": verified.files,
-              "test_file": str(loaded.split_files()["test"][0]) if loaded.split_files()["test"] else None},
-        resumed_from=folder.resume_from.name if folder.resume_from else None,
-        previous_attempt=(folder.previous or {}).get("status"),
-        tracking=tracking_summary,
-        steps={"planned": cfg.get("max_steps"), "completed": None},
-        **extra,
-    )
-    measurements.write_inputs(plan, cfg, run_dir)  # the plugin's MFU needs them and may not import checks/
-    returncode, received = run_training(resolved_path, run_dir, env, verbose=options.verbose)
-    progress = progress_of(run_dir)
-    outcome = {"steps": {"planned": progress.get("max_steps") or cfg.get("max_steps"), "completed": progress.get("step")},
-               "metrics": {"train_loss": progress.get("train_loss"), "eval_loss": progress.get("eval_loss"),
-                           "train_runtime_s": progress.get("train_runtime")},
-               "last_checkpoint": progress.get("last_checkpoint"), "measurements": measurements.summary(run_dir)}
-    if received is not None:
-        provenance.finish("interrupted", f"signal {received} at step {progress.get('step')}", **outcome)
-        raise Interrupted(f"interrupted by signal {received} at step {progress.get('step')}; "
-                          f"start the same command again to resume from {progress.get('last_checkpoint') or 'the start'}")
-    if returncode != 0:
-        reason = last_error_line(run_dir / TRAIN_LOG)
-        provenance.finish("failed", f"axolotl train exited {returncode}: {reason}", **outcome)
-        raise CliTunerError(f"training failed (axolotl exit {returncode}): {reason}; full log: {run_dir / TRAIN_LOG}")
-    provenance.finish("succeeded", None, **outcome)
-    say(f"training finished: step {progress.get('step')}, train loss {progress.get('train_loss')}, "
-        f"eval loss {progress.get('eval_loss')}")
-    if mode in ("full", "rehearse"):
-        final = publish_final(run_dir)
-        reasons = check_final(plan, final, provenance)
-        atomic.write_json(final / "provenance.json", provenance.record)  # now with the check's summary
-        if reasons:
-            raise CheckpointGateFailed(f"{final}: checkpoint check failed: {'; '.join(reasons)}")
-        say(f"final adapter: {final}")
-    return run_dir
+            provenance = Provenance.start(
+                run_dir, plan.machine.as_record(),
+                run_id=run_dir.name, mode=mode,
+                base_model=cfg.get("base_model"), requested_base_model=loaded.base_model,
+                config={"path": str(loaded.path), "overlays": [str(p) for p in loaded.overlays], "sets": loaded.sets,
+                        "sha256": identity.config_sha256, "resolved_path": RESOLVED_CONFIG,
+                        "resolved_sha256": canonical_hash(cfg)},
+                resolved_config=cfg,
+                data={"data_sha256": verified.data_sha256, "files": verified.files,
+                      "test_file": str(loaded.split_files()["test"][0]) if loaded.split_files()["test"] else None},
+                resumed_from=folder.resume_from.name if folder.resume_from else None,
+                previous_attempt=(folder.previous or {}).get("status"),
+                attempt=len(attempt.history),
+                tracking=tracking_summary,
+                trainer=trainer_record,
+                steps={"planned": cfg.get("max_steps"), "completed": None},
+                **extra,
+            )
+            measurements.write_inputs(plan, cfg, run_dir)  # the plugin's MFU needs them and may not import checks/
+            returncode, received = run_training(resolved_path, run_dir, env, verbose=options.verbose,
+                                                pass_fds=(folder.lock.fileno(),))
+            progress = progress_of(run_dir)
+            if received is not None:
+                status, error = "interrupted", f"signal {received} at step {progress.get('step')}"
+                raise Interrupted(f"interrupted by signal {received} at step {progress.get('step')}; "
+                                  f"start the same command again to resume from {progress.get('last_checkpoint') or 'the start'}")
+            if returncode != 0:
+                reason = last_error_line(run_dir / TRAIN_LOG)
+                error = f"axolotl train exited {returncode}: {reason}"
+                raise TrainingFailed(f"training failed (axolotl exit {returncode}): {reason}; full log: {run_dir / TRAIN_LOG}")
+            say(f"training finished: step {progress.get('step')}, train loss {progress.get('train_loss')}, "
+                f"eval loss {progress.get('eval_loss')}")
+            if mode in ("full", "rehearse"):
+                final = publish_final(run_dir)
+                reasons = check_final(plan, final, provenance)
+                if reasons:
+                    status, error = "failed_gate", f"checkpoint check failed: {'; '.join(reasons)}"
+                    raise CheckpointGateFailed(f"{final}: checkpoint check failed: {'; '.join(reasons)}")
+                say(f"final adapter: {final}")
+        status = "succeeded"
+        return run_dir
+    except (Interrupted, KeyboardInterrupt) as exc:
+        if status == "failed":  # a signal outside training
+            status, error = "interrupted", str(exc) or "interrupted"
+        raise
+    except BaseException as exc:
+        if error is None:
+            error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        # Every ending is final in provenance, whatever raised: succeeded, failed (with the error),
+        # interrupted, or failed_gate.
+        if provenance is not None:
+            progress = progress_of(run_dir)
+            provenance.finish(
+                status, None if status == "succeeded" else error,
+                steps={"planned": progress.get("max_steps") or provenance.record["steps"]["planned"],
+                       "completed": progress.get("step")},
+                metrics={"train_loss": progress.get("train_loss"), "eval_loss": progress.get("eval_loss"),
+                         "train_runtime_s": progress.get("train_runtime")},
+                last_checkpoint=progress.get("last_checkpoint"), measurements=measurements.summary(run_dir))
+            if final is not None and final.is_dir():
+                atomic.write_json(final / PROVENANCE_FILE, provenance.record)  # with the check and the status
+        attempt.end(status, None if status == "succeeded" else error)

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import atomic, console
-from ..errors import EnvironmentProblem, UsageError
-from ..paths import IDENTITY_FILE, PROVENANCE_FILE as PROVENANCE
+from ..errors import AlreadyFinished, EnvironmentProblem, UsageError
+from ..paths import IDENTITY_FILE, LOCK_FILE, PROVENANCE_FILE as PROVENANCE
+from . import run_lock
 
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
@@ -92,6 +93,7 @@ class RunFolder:
     identity: Identity
     resume_from: Path | None
     previous: dict | None
+    lock: run_lock.RunLock | None = None
 
 
 def _read_record(path: Path) -> dict | None:
@@ -112,7 +114,6 @@ def _make_folder(path: Path, what: str, fix: str) -> None:
 
 
 def _create(path: Path, identity: Identity) -> None:
-    _make_folder(path, "run folder", "mount a writable volume there or choose another --output-root")
     atomic.write_json(path / IDENTITY_FILE, identity.record())
 
 
@@ -124,17 +125,38 @@ def _next_free(root: Path, base: str) -> Path:
     raise UsageError(f"{root}: too many runs named {base}-N; pass --run-id")
 
 
+FINISHED = ("succeeded", "failed_gate")  # the run ended: training again would not change it
+
+
 def open_run(root: Path, identity: Identity, run_id: str | None, new_run: bool, resume: bool, say=console.say) -> RunFolder:
-    """Pick the run folder and decide: fresh start, resume, or refuse."""
+    """Pick the run folder, lock it, and decide: fresh start, resume, or refuse.
+
+    The returned folder holds the run lock (`folder.lock`); the caller releases it when training
+    ends. It is taken before anything in the folder is read or moved, so a second start can
+    neither mix into the run nor set aside a checkpoint the first is still writing.
+    """
     root = Path(root)
     _make_folder(root, "output folder", "mount a writable volume there")
     path = root / (run_id or identity.default_run_id())
     if new_run and path.exists():
         path = _next_free(root, path.name)
-    if not path.exists() or not any(path.iterdir()):
-        _create(path, identity)
-        return RunFolder(path, identity, None, None)
+    if path.exists() and _contents(path):
+        _refuse_other_or_finished(path, identity)  # before the lock: a refused folder is left as it was
+    _make_folder(path, "run folder", "mount a writable volume there or choose another --output-root")
+    lock = run_lock.acquire(path, say=say)
+    try:
+        return _decide(path, identity, resume, lock, say)
+    except BaseException:
+        lock.release()
+        raise
 
+
+def _contents(path: Path) -> list[Path]:
+    return [p for p in path.iterdir() if p.name != LOCK_FILE]
+
+
+def _refuse_other_or_finished(path: Path, identity: Identity) -> dict:
+    """The folder's record, unless the folder is someone else's, another run's, or finished."""
     previous = _read_record(path)
     if previous is None:
         raise UsageError(f"{path} exists, is not empty and has no {PROVENANCE}; choose another --run-id or empty it")
@@ -143,8 +165,17 @@ def open_run(root: Path, identity: Identity, run_id: str | None, new_run: bool, 
             f"{path} holds another run (mode {previous.get('mode')}, config {str(previous.get('config', {}).get('sha256'))[:8]}, "
             f"data {str(previous.get('data', {}).get('data_sha256'))[:8]}); refusing to mix runs: use --new-run or another --run-id"
         )
-    if previous.get("status") == "succeeded":
-        raise UsageError(f"{path} already holds a finished run; its outputs are kept: pass --new-run to train again")
+    if previous.get("status") in FINISHED:
+        raise AlreadyFinished(f"{path}: already finished (status {previous.get('status')}); its outputs are kept: "
+                              f"pass --new-run to train again")
+    return previous
+
+
+def _decide(path: Path, identity: Identity, resume: bool, lock, say) -> RunFolder:
+    if not _contents(path):
+        _create(path, identity)
+        return RunFolder(path, identity, None, None, lock)
+    previous = _refuse_other_or_finished(path, identity)
     if not resume:
         raise UsageError(f"{path} holds an unfinished run; drop --no-resume to continue it, or pass --new-run")
     checkpoint = newest_complete_checkpoint(path, say=say)
@@ -152,4 +183,4 @@ def open_run(root: Path, identity: Identity, run_id: str | None, new_run: bool, 
         say(f"{path.name}: unfinished run without a usable checkpoint; starting it again from step 0")
     else:
         say(f"{path.name}: resuming from {checkpoint.name} (status was {previous.get('status')})")
-    return RunFolder(path, identity, checkpoint, previous)
+    return RunFolder(path, identity, checkpoint, previous, lock)
