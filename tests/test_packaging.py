@@ -110,7 +110,7 @@ def test_cli_tuner_locks_data_in_another_folder(tmp_path):
     write_chat_split(tmp_path / "mine" / "train.jsonl", 5)
     result = run_script("lock-data", "--data-dir", "mine", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    manifest = json.loads((tmp_path / "mine" / "provenance.json").read_text())
+    manifest = json.loads((tmp_path / "mine" / "manifest.json").read_text())
     expected = hashlib.sha256((tmp_path / "mine" / "train.jsonl").read_bytes()).hexdigest()
     assert manifest["files"]["train.jsonl"]["sha256"] == expected and manifest["files"]["train.jsonl"]["lines"] == 5
 
@@ -126,7 +126,7 @@ def test_cli_tuner_elsewhere_asks_for_a_config(tmp_path):
 def test_the_files_the_job_reads_from_the_checkout_are_found_from_any_folder(tmp_path):
     """The smoke overlay and doctor's requirements.txt sit beside the package, not in the current folder."""
     console_script()  # skips unless this checkout is installed in the venv
-    probe = "import cli_tuner.platform as p, cli_tuner.runner as r; print(r.SMOKE_OVERLAY); print(p.REQUIREMENTS)"
+    probe = "import cli_tuner.paths as p; print(p.SMOKE_OVERLAY); print(p.REQUIREMENTS)"
     shown = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONPATH": ""}).stdout.split()
     assert shown == [str(REPO / "configs" / "axolotl_smoke_test.yaml"), str(REPO / "requirements.txt")]
