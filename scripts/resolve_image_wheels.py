@@ -18,6 +18,7 @@ other used to surface only at the end. This script finds them first, without bui
 
     python scripts/resolve_image_wheels.py                      # Dockerfile.cuda
     python scripts/resolve_image_wheels.py --dockerfile Dockerfile.cpu-validate
+    python scripts/resolve_image_wheels.py --build-arg TORCH_CUDA=cu130   # as docker build would
 
 Exit 0 when everything resolves; 1 with one line per problem otherwise. Needs network access to the
 indexes and the `packaging` module. pip's own configuration (pip.conf, PIP_INDEX_URL,
@@ -68,10 +69,10 @@ TARGET_ENV = {
 
 # --- the Dockerfile and the pin files, as data -----------------------------------------------------
 
-def dockerfile_args(path: Path) -> dict[str, str]:
-    """First default of each ARG, with ${NAME} references to earlier ARGs substituted."""
+def dockerfile_args(path: Path, overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """First default of each ARG (or its --build-arg value), with ${NAME} references substituted."""
     text = re.sub(r"\\\n", " ", path.read_text())
-    found: dict[str, str] = {}
+    found: dict[str, str] = dict(overrides or {})
     for line in text.splitlines():
         keyword, _, rest = line.strip().partition(" ")
         if keyword.upper() != "ARG":
@@ -92,9 +93,9 @@ def pins(path: Path) -> dict[str, str]:
     return result
 
 
-def torch_build(dockerfile: Path, flavours: dict) -> tuple[str, str, str, list[str]]:
+def torch_build(dockerfile: Path, flavours: dict, overrides: dict[str, str] | None = None) -> tuple[str, str, str, list[str]]:
     """(requirement, index URL, flavour, problems) for the torch the Dockerfile installs."""
-    args = dockerfile_args(dockerfile)
+    args = dockerfile_args(dockerfile, overrides)
     problems = []
     version, index = args.get("TORCH_VERSION", ""), args.get("TORCH_INDEX_URL", "")
     flavour = index.rstrip("/").rsplit("/", 1)[-1]
@@ -106,9 +107,13 @@ def torch_build(dockerfile: Path, flavours: dict) -> tuple[str, str, str, list[s
     if flavours.get("torch") != pinned:
         problems.append(f"{FLAVOURS.name} lists the flavours of torch {flavours.get('torch')}, "
                         f"requirements.txt pins {pinned}: update the table from its sources")
-    if flavour not in flavours.get("flavours", {}):
+    entry = flavours.get("flavours", {}).get(flavour)
+    if entry is None:
         problems.append(f"{dockerfile.name}: PyTorch publishes no {flavour} build of torch {version} "
                         f"(published: {', '.join(flavours.get('flavours', {}))}; {FLAVOURS.relative_to(REPO)})")
+    elif "CLI_TUNER_MIN_DRIVER" in args and args["CLI_TUNER_MIN_DRIVER"] != str(entry.get("min_driver")):
+        problems.append(f"{dockerfile.name}: CLI_TUNER_MIN_DRIVER={args['CLI_TUNER_MIN_DRIVER']}, but the {flavour} "
+                        f"build needs driver {entry.get('min_driver')} ({FLAVOURS.relative_to(REPO)})")
     return f"torch=={version}+{flavour}", index, flavour, problems
 
 
@@ -221,6 +226,8 @@ def merge(torch_items: list[dict], lock_items: list[dict]) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dockerfile", type=Path, default=REPO / "Dockerfile.cuda")
+    parser.add_argument("--build-arg", action="append", default=[], metavar="NAME=VALUE",
+                        help="as docker build's: overrides that ARG's default (repeatable)")
     parser.add_argument("--torch-index", help="resolve torch from this index instead of the Dockerfile's "
                         "(with --torch-requirement: a rehearsal where the torch index is unreachable)")
     parser.add_argument("--torch-requirement", help="instead of torch==VERSION+FLAVOUR")
@@ -230,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     dockerfile = args.dockerfile if args.dockerfile.is_absolute() else Path.cwd() / args.dockerfile
     flavours = json.loads(FLAVOURS.read_text())
-    requirement, index, flavour, problems = torch_build(dockerfile, flavours)
+    overrides = dict(arg.partition("=")[::2] for arg in args.build_arg)
+    requirement, index, flavour, problems = torch_build(dockerfile, flavours, overrides)
     requirement, index = args.torch_requirement or requirement, args.torch_index or index
     lock = pins(REPO / "requirements-lock.txt")
     for name, version in pins(REPO / "requirements.txt").items():
@@ -250,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         lock_items, error = pip_resolve(lock_lines, args.lock_index, deps=False, work=work, name="lock")
         if error:
             problems.append(f"requirements-lock.txt does not resolve from {args.lock_index}: {error}")
-    docker_args = dockerfile_args(dockerfile)
+    docker_args = dockerfile_args(dockerfile, overrides)
     if "FLASH_ATTN_VERSION" in docker_args:
         problem = flash_attn_sdist(docker_args["FLASH_ATTN_VERSION"], docker_args.get("FLASH_ATTN_SHA256", ""))
         if problem:

@@ -495,6 +495,9 @@ def test_resolver_reads_the_dockerfiles_and_refuses_an_unpublished_flavour(tmp_p
     result = run(sys.executable, str(RESOLVE_SCRIPT), "--dockerfile", str(bad), timeout=30)
     assert result.returncode == 1 and "PyTorch publishes no cu128 build of torch 2.13.0" in result.stderr
     assert time.monotonic() - started < 20
+    # --build-arg overrides a default, as docker build's does; the driver must follow the flavour.
+    assert resolve.torch_build(CUDA, flavours, {"TORCH_CUDA": "cu130", "CLI_TUNER_MIN_DRIVER": "580"})[2:] == ("cu130", [])
+    assert any("needs driver 580" in p for p in resolve.torch_build(CUDA, flavours, {"TORCH_CUDA": "cu130"})[3])
     args = resolve.dockerfile_args(CUDA)
     assert args["FLASH_ATTN_VERSION"] == one_default(CUDA, "FLASH_ATTN_VERSION")
     assert args["FLASH_ATTN_SHA256"] == one_default(CUDA, "FLASH_ATTN_SHA256")
@@ -527,7 +530,12 @@ def test_cpu_image_drops_only_locked_indirect_packages_after_pip_check():
     assert len(deps_runs) == 1
     run_text = deps_runs[0]
     assert run_text.index("pip check") < run_text.index("pip uninstall -y -r /opt/cli-tuner-requirements/cpu-image-excludes.txt")
-    assert "import torch, triton, bitsandbytes, axolotl.kernels.lora" in run_text
+    # The byte-code warm-up imports what validate and rehearse need, so a broken import fails the build.
+    warm_up = next(c for c in re.findall(r"python -c '(import [^']+)'", run_text) if "axolotl" in c)
+    for module in ("torch", "triton", "bitsandbytes", "axolotl.train", "axolotl.kernels.lora"):
+        assert re.search(rf"[ ,]{re.escape(module)}(,|$)", warm_up), module
+    assert "--no-compile" in run_text and "strip --strip-debug" in run_text
+    assert "apt-get purge -y --auto-remove binutils" in run_text and "rm -rf /var/lib/apt/lists/*" in run_text
     # The test stage puts the whole lock back before pytest runs.
     test_stage = CPU.read_text().split("FROM deps AS test", 1)[1].split("FROM deps AS cpu", 1)[0]
     assert "-r /opt/cli-tuner-requirements/requirements.txt" in test_stage and "pip check" in test_stage
