@@ -87,7 +87,8 @@ fi
 
 say "building $TAG from Dockerfile.cpu-validate on $BASE_IMAGE"
 start=$(date +%s)
-buildah bud --isolation chroot --layers "${mounts[@]}" "${build_args[@]}" \
+# --format docker: the OCI format drops SHELL (bash -o pipefail), which Docker honours.
+buildah bud --isolation chroot --layers --format docker "${mounts[@]}" "${build_args[@]}" \
   -f Dockerfile.cpu-validate --target cpu -t "$TAG" .
 build_s=$(( $(date +%s) - start ))
 size_bytes=$(podman image inspect --format '{{.Size}}' "$TAG")
