@@ -16,21 +16,29 @@ APP_DIR=$(dirname "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")")
 
 log() { printf '[start] %s\n' "$*"; }
 
-# The torch in this image is a CUDA 12.8 build: an older driver fails at the first CUDA call with a
-# message that does not say which driver is needed. nvidia-smi is there when the NVIDIA runtime
-# mounted the GPU; without it the job's own checks report the missing GPU.
+# The image sets NVIDIA_DISABLE_REQUIRE=1, so the NVIDIA container toolkit starts it on any driver;
+# this is where a too-old one is caught, in one line that names the driver needed. Without the check
+# it would fail at the first CUDA call with a message that does not say which driver is needed.
+# CLI_TUNER_MIN_DRIVER and CLI_TUNER_TORCH_CUDA come from the image (Dockerfile.cuda's TORCH_CUDA,
+# docker/torch_flavours.json). nvidia-smi is there when the NVIDIA runtime mounted the GPU; without
+# it the job's own checks report the missing GPU.
 check_driver() {
-  local minimum=${CLI_TUNER_MIN_DRIVER:-570} version
+  local minimum=${CLI_TUNER_MIN_DRIVER:-525} flavour=${CLI_TUNER_TORCH_CUDA:-cu126} version cuda major
   command -v nvidia-smi >/dev/null 2>&1 || return 0
   version=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n 1) || return 0
   [ -n "$version" ] || return 0
+  # cu126 -> CUDA 12.6; under minor version compatibility any driver of CUDA 12.0 or newer runs it.
+  cuda=${flavour#cu}
+  cuda="${cuda%?}.${cuda: -1}"
+  major=${cuda%%.*}
   if [ "${version%%.*}" -lt "${minimum%%.*}" ]; then
-    printf 'error: NVIDIA driver %s is older than %s, which this image needs (its torch is a CUDA 12.8 build); ' \
-      "$version" "$minimum" >&2
-    printf 'use a host with driver %s or newer (on RunPod: filter pods by CUDA version 12.8 or newer)\n' "$minimum" >&2
+    printf 'error: NVIDIA driver %s is older than %s, which this image needs (its torch is the %s build, CUDA %s); ' \
+      "$version" "$minimum" "$flavour" "$cuda" >&2
+    printf 'use a host with driver %s or newer (on RunPod: filter pods by CUDA version %s.0 or newer)\n' \
+      "$minimum" "$major" >&2
     return 5
   fi
-  log "NVIDIA driver $version (needs >= $minimum)"
+  log "NVIDIA driver $version (needs >= $minimum for the $flavour build of torch)"
 }
 
 start_sshd() {

