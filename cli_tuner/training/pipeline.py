@@ -20,6 +20,7 @@ from ..checks.plan import Plan
 from ..config import TUNER_KEY, LoadedConfig, canonical_hash, dump_yaml
 from ..errors import CheckpointGateFailed, CliTunerError, Interrupted
 from ..evaluation import evaluate as evaluation
+from ..facts import gpus
 from ..paths import (FINAL_DIR, PREPARED_DIR, PROGRESS_FILE, PROVENANCE_FILE, REHEARSAL_MODEL_DIR, REPO_ROOT,
                      RESOLVED_CONFIG, TRAIN_LOG)
 from . import rehearsal, run_folder, tracking
@@ -100,9 +101,14 @@ def prepare_rehearsal(options: RehearsalOptions, loaded: LoadedConfig, facts, ru
         tokenizer, description = rehearsal.choose_tokenizer(options.tokenizer, loaded.tokenizer_source, texts)
         say(f"rehearsal tokenizer: {description}")
         rehearsal.build_model(facts, tokenizer, model_dir)
-    cfg, changes = rehearsal.rehearsal_config(cfg, model_dir, options.steps, options.save_steps, options.packing)
-    say("rehearsal changes for CPU: " + "; ".join(changes))
-    return cfg, {"tokenizer": description, "changes": changes, "architecture": facts.model_type,
+    kept = frozenset(assignment.split("=", 1)[0].strip() for assignment in loaded.sets)
+    target = gpus.KNOWN_GPUS.get(str(loaded.target or "").lower())
+    cfg, divergences = rehearsal.rehearsal_config(cfg, model_dir, options.steps, options.save_steps, options.packing,
+                                                  kept=kept, pod_device=target.kind if target else "cuda")
+    say(f"rehearsal differs from the pod in {len(divergences)} ways; everything else runs as configured:")
+    for divergence in divergences:
+        say(f"  {rehearsal.describe(divergence)}")
+    return cfg, {"tokenizer": description, "divergences": divergences, "architecture": facts.model_type,
                  "model_dir": str(model_dir)}
 
 
