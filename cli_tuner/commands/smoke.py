@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..paths import SMOKE_OVERLAY
 from . import training_mode
 
 NAME = "smoke"
@@ -13,5 +12,4 @@ add_arguments = training_mode.add_arguments
 
 
 def run(args: argparse.Namespace) -> int:
-    # Last among the overlays, so a user overlay cannot stretch a smoke run; --set still wins.
-    return training_mode.train(NAME, args, training_mode.load(args, last_overlays=(str(SMOKE_OVERLAY),)))
+    return training_mode.train(NAME, args, training_mode.load(args, last_overlays=training_mode.mode_overlays(NAME)))

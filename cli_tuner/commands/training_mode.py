@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from .. import console
-from ..checks import preflight
+from .. import console, data
+from ..checks import data_report, preflight, steps
+from ..errors import DataError
+from ..paths import SMOKE_OVERLAY
 from ..config import LoadedConfig
-from ..training import pipeline, tracking
+from ..training import pipeline, rehearsal, tracking
 from . import options
 
 
@@ -21,8 +23,54 @@ def train(mode: str, args: argparse.Namespace, loaded: LoadedConfig,
     plan = preflight.prepare(mode, loaded, output_root=args.output_root, check_environment=not args.skip_checks)
     console.say(f"data verified: {len(plan.verified.files)} files, data sha256 {plan.verified.data_sha256[:16]}...")
     options.show_findings(plan)
+    report = check_data(plan, args.output_root, rehearsal_options)
+    if mode == "smoke":
+        size_smoke_slice(plan.loaded, report)
     pipeline.run(plan, options.run_options(args), rehearsal_options)
     return 0
+
+
+def check_data(plan, output_root: str, rehearsal_options: pipeline.RehearsalOptions | None) -> data_report.DataReport:
+    """validate's data checks, before any model loads (cached by data hash in the output root)."""
+    tokenizer = name = None
+    if rehearsal_options is not None:
+        # The rehearsal's tokenizer: --tokenizer, the config's, or the local BPE it will train with.
+        texts = [r.data.get("text") or " ".join(m["content"] for m in r.data.get("messages", []))
+                 for path in plan.loaded.training_files() for r in data.read_records(path)]
+        tokenizer, name = rehearsal.choose_tokenizer(rehearsal_options.tokenizer, plan.loaded.tokenizer_source, texts)
+    report, cached = preflight.check_training_data(plan, output_root, tokenizer=tokenizer, tokenizer_name=name)
+    if cached:
+        console.say(f"data checks: passed before for data sha256 {plan.verified.data_sha256[:16]}... "
+                    f"and these settings ({len(report.warnings)} warnings); not repeated")
+    else:
+        data_report.show(report)
+    data_report.raise_for_errors(report)
+    return report
+
+
+def size_smoke_slice(loaded: LoadedConfig, report: data_report.DataReport) -> None:
+    """The smoke slice must hold one full optimizer step of this config's packing, micro batch and
+    accumulation; grow it past cli_tuner.train_examples when it does not."""
+    asked = int(loaded.tuner.get("train_examples") or 0)
+    if not asked:
+        return
+    needed = steps.examples_for_one_step(loaded.axolotl, report.train_lengths, at_least=asked)
+    need = steps.need_for_one_step(loaded.axolotl)
+    train = ", ".join(str(p) for p in loaded.split_files()["train"])
+    if needed is None:
+        raise DataError(f"{train}: {len(report.train_lengths)} examples ({sum(report.train_lengths)} tokens) are "
+                        f"fewer than one optimizer step of {loaded.path} takes ({need.describe()}); smoke needs "
+                        "more training data, or --set gradient_accumulation_steps / micro_batch_size lower")
+    if needed != asked:
+        console.say(f"smoke slice: {needed} train examples, not {asked}: one optimizer step of this config "
+                    f"takes {need.describe()}")
+        loaded.tuner["train_examples"] = needed
+
+
+def mode_overlays(mode: str) -> tuple[str, ...]:
+    """A mode's own overlays, applied after the user's (so a user overlay cannot stretch a smoke
+    run); --set still wins over them."""
+    return (str(SMOKE_OVERLAY),) if mode == "smoke" else ()
 
 
 def load(args: argparse.Namespace, last_overlays: tuple[str, ...] = ()) -> LoadedConfig:

@@ -73,10 +73,12 @@ def identity_of(mode: str, loaded: LoadedConfig, verified: data.VerifiedData,
     return run_folder.Identity(mode, config_hash, verified.data_sha256)
 
 
-def write_slices(loaded: LoadedConfig, run_dir: Path) -> dict:
-    """Smoke runs train on the first N examples; the slices live in the run folder."""
+def write_slices(loaded: LoadedConfig, run_dir: Path, limits: dict | None = None) -> dict:
+    """Smoke runs train on the first N examples (a rehearsal evaluates on the first few); the
+    slices live in the run folder."""
     cfg = dict(loaded.axolotl)
-    limits = {"datasets": loaded.tuner.get("train_examples"), "test_datasets": loaded.tuner.get("val_examples")}
+    if limits is None:
+        limits = {"datasets": loaded.tuner.get("train_examples"), "test_datasets": loaded.tuner.get("val_examples")}
     for key, limit in limits.items():
         if not limit:
             continue
@@ -200,6 +202,8 @@ def run(plan: Plan, options: RunOptions, rehearsal_options: RehearsalOptions | N
     run_dir = folder.path.resolve()
     say(f"run folder: {run_dir}")
     cfg = write_slices(loaded, run_dir) if mode == "smoke" else dict(loaded.axolotl)
+    if mode == "rehearse":
+        cfg = write_slices(loaded, run_dir, {"test_datasets": rehearsal.VAL_EXAMPLES})
     extra: dict = {}
     if mode == "rehearse":
         cfg, extra["rehearsal"] = prepare_rehearsal(rehearsal_options or RehearsalOptions(), loaded, facts, run_dir, cfg)

@@ -123,6 +123,9 @@ REASONS = {
                                   "inference shortcut off (the NF4 weights and 4-bit matmul are unchanged)",
 }
 AUTO = "auto"  # shown for a key the pod leaves to Axolotl
+# Evaluation on CPU costs a vocabulary-wide logit row per token of every validation example; the
+# rehearsal proves the eval path on the first few (same files, format and pipeline).
+VAL_EXAMPLES = 4
 
 
 def _divergence(key: str, pod, rehearsal, reason: str) -> dict:
@@ -181,6 +184,10 @@ def rehearsal_config(full: dict, model_dir: Path, steps: int, save_steps: int | 
         if key not in kept:
             change(key, value, REASONS["steps"])
 
+    if cfg.get("test_datasets"):
+        divergences.append(_divergence("test_datasets", "every example", f"the first {VAL_EXAMPLES} of each file",
+                                       "evaluation on CPU costs a vocabulary-wide logit row per token; "
+                                       "the eval path is the same on a few examples"))
     divergences.append(_divergence("device", pod_device, "cpu", REASONS["device"]))
     divergences.append(_divergence("TrainingArguments.use_cpu", False, True, REASONS["use_cpu"]))
     if cfg.get("load_in_4bit") or cfg.get("adapter") == "qlora":
