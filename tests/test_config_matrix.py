@@ -4,6 +4,7 @@ step; the CPU rehearsal differs from the pod only where the pinned list says, wi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -143,11 +144,11 @@ FOUR_BIT = {"bitsandbytes Linear4bit.support_avx512bf16_for_cpu"}
 # The only ways each shipped config's rehearsal may differ from its pod run. A new divergence fails here.
 ALLOWED = {
     ("axolotl_config.yaml", None): ALWAYS | LORA_KERNELS | FOUR_BIT | {"tf32", "warmup_steps"},
-    ("axolotl_config.yaml", "packing.yaml"): ALWAYS | LORA_KERNELS | FOUR_BIT | {"tf32", "attn_implementation",
+    ("axolotl_config.yaml", "packing.yaml"): ALWAYS | LORA_KERNELS | FOUR_BIT | {"tf32", "attn_implementation", "multipack_real_batches",
                                                                                  "sequence_len"},
-    ("training_config_h100.yaml", None): ALWAYS | LORA_KERNELS | FOUR_BIT | {"tf32", "attn_implementation",
+    ("training_config_h100.yaml", None): ALWAYS | LORA_KERNELS | FOUR_BIT | {"tf32", "attn_implementation", "multipack_real_batches",
                                                                              "sequence_len"},
-    ("training_config_h100.yaml", "packing.yaml"): ALWAYS | LORA_KERNELS | FOUR_BIT | {"tf32", "attn_implementation",
+    ("training_config_h100.yaml", "packing.yaml"): ALWAYS | LORA_KERNELS | FOUR_BIT | {"tf32", "attn_implementation", "multipack_real_batches",
                                                                                        "sequence_len"},
     ("training_config_m4.yaml", None): ALWAYS | LORA_KERNELS,
 }
@@ -182,3 +183,40 @@ def test_user_set_step_keys_survive_the_rehearsal(tmp_path):
     cfg, divergences = rehearsal.rehearsal_config(loaded.axolotl, tmp_path, 4, None, "config",
                                                   kept=frozenset({"save_steps"}))
     assert cfg["save_steps"] == 2 and "save_steps" not in {d["key"] for d in divergences}
+
+
+# ----------------------------------------------------------------------------- figures in the comments
+
+def comment_figures(path: Path) -> dict:
+    text = path.read_text(encoding="utf-8")
+    found = {"peak": re.search(r"estimate-memory: peak (\d+\.\d) GiB of (\d+\.\d) GiB usable", text),
+             "tokens": re.search(r"throughput model: ([\d,]+) tokens/s", text),
+             "minutes": re.search(r"tokens/s, (\d+) min for (\d+) steps", text),
+             "step": re.search(r"(\d+\.\d) s per optimizer step", text)}
+    return {k: v.groups() for k, v in found.items() if v}
+
+
+@pytest.mark.parametrize("config_path", CONFIGS, ids=ids)
+def test_time_and_memory_figures_in_the_comments_are_the_estimators(config_path):
+    from cli_tuner.checks import memory
+
+    loaded = config.load(config_path)
+    facts, gpu = preflight.resolve_facts(loaded), preflight.resolve_target(loaded)
+    figures = comment_figures(config_path)
+    assert {"peak", "tokens"} <= set(figures), figures
+    estimate = memory.estimate(loaded.axolotl, facts, gpu)
+    assert figures["peak"] == (f"{estimate.total_gib:.1f}", f"{estimate.capacity_gib:.1f}")
+    tokens_per_s = memory.estimate_tokens_per_second(facts, gpu, loaded.axolotl)
+    assert figures["tokens"][0] == f"{tokens_per_s:,.0f}"
+    cfg = loaded.axolotl
+    step_tokens = int(cfg["sequence_len"]) * int(cfg["micro_batch_size"]) * int(cfg["gradient_accumulation_steps"])
+    if "minutes" in figures:
+        minutes, steps_said = figures["minutes"]
+        assert int(steps_said) == cfg["max_steps"]
+        assert minutes == f"{cfg['max_steps'] * step_tokens / tokens_per_s / 60:.0f}"
+    if "step" in figures:
+        assert figures["step"][0] == f"{step_tokens / tokens_per_s:.1f}"
+    # A figure that is not the estimator's must say it is a budget.
+    for line in config_path.read_text(encoding="utf-8").splitlines():
+        if re.search(r"\d+-\d+ (h|GB|min)", line):
+            assert "Budget" in line, line

@@ -105,8 +105,10 @@ REASONS = {
                   "does not train on two CPU cores in a minute",
     "tokenizer_config": "saved with the tiny model (the base model's tokenizer, or a local BPE when unreachable)",
     "attn_implementation": "flash-attn is CUDA-only; Axolotl isolates packed examples under sdpa too "
-                           "(attn_decontaminates_packing: block-diagonal mask from the restarting position_ids), "
-                           "and packs micro_batch_size rows of sequence_len instead of one longer row",
+                           "(attn_decontaminates_packing: block-diagonal mask from the restarting position_ids)",
+    "multipack_real_batches": "keeps the pod's batching under sdpa: one packed bin of micro_batch_size x "
+                              "sequence_len tokens per micro batch, as flash attention gets (Axolotl's default "
+                              "for sdpa is micro_batch_size bins of sequence_len)",
     "flash_attention": "flash-attn is CUDA-only (sdpa instead)",
     "tf32": "TF32 is a CUDA matmul mode (Ampere and newer); transformers refuses tf32 without it",
     "lora_kernel": "Axolotl's LoRA kernels (auto-enabled on the pod) are Triton/CUDA-only; on CPU they fail "
@@ -159,6 +161,11 @@ def rehearsal_config(full: dict, model_dir: Path, steps: int, save_steps: int | 
     change("tokenizer_config", str(model_dir), REASONS["tokenizer_config"])
     if cfg.get("attn_implementation") in FLASH_ATTENTION:
         change("attn_implementation", "sdpa", REASONS["attn_implementation"])
+        if cfg.get("sample_packing") and cfg.get("multipack_real_batches") is None:
+            # The pod's batching: flash attention gets one bin of micro_batch_size x sequence_len per
+            # micro batch; under sdpa Axolotl would switch to micro_batch_size bins of sequence_len.
+            divergences.append(_divergence("multipack_real_batches", AUTO, False, REASONS["multipack_real_batches"]))
+            cfg["multipack_real_batches"] = False
     if cfg.get("flash_attention"):
         change("flash_attention", None, REASONS["flash_attention"])
         cfg.setdefault("attn_implementation", "sdpa")
