@@ -59,7 +59,7 @@ def test_data_checks_are_cached_by_data_hash_and_settings(tmp_path, qwen_tokeniz
     out = tmp_path / "out"
     plan = planned(files, qwen_tokenizer_dir)
     first, cached = preflight.check_training_data(plan, out)
-    assert not cached and list((out / preflight.DATA_CHECKS_DIR).glob("*.json"))
+    assert not cached and list((out / "prepared" / preflight.DATA_CHECKS_DIR).glob("*.json"))
     calls = []
     monkeypatch.setattr("cli_tuner.checks.data_report.check", lambda *a, **k: calls.append(1))
     again, cached = preflight.check_training_data(planned(files, qwen_tokenizer_dir), out)

@@ -7,14 +7,16 @@ the first and its class says which kind it was (exit 3, 4 or 5).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-from .. import data
-from ..config import LoadedConfig, require_local_datasets
+from .. import atomic, data
+from ..config import LoadedConfig, canonical_hash, require_local_datasets
 from ..errors import ConfigError, DataError, EnvironmentProblem
 from ..facts import gpus, machine as machine_facts, models
 from ..findings import Check, first_error
+from ..paths import PREPARED_DIR
 from . import config_rules, data_report, environment, memory
 from .plan import Plan
 
@@ -114,8 +116,6 @@ DATA_CHECKS_DIR = "data-checks"
 
 
 def data_checks_key(loaded: LoadedConfig, verified: data.VerifiedData, tokenizer_name: str, allow_dangerous: bool) -> str:
-    from ..config import canonical_hash
-
     return canonical_hash({"schema": 1, "data_sha256": verified.data_sha256, "tokenizer": tokenizer_name,
                            "allow_dangerous": allow_dangerous, "test_file": str(loaded.tuner.get("test_file") or ""),
                            "config": {k: loaded.axolotl.get(k) for k in DATA_REPORT_KEYS}})
@@ -124,19 +124,15 @@ def data_checks_key(loaded: LoadedConfig, verified: data.VerifiedData, tokenizer
 def check_training_data(plan: Plan, output_root: Path | str, *, tokenizer=None, tokenizer_name: str | None = None,
                         tokenizer_override: str | None = None) -> tuple[data_report.DataReport, bool]:
     """The data checks `validate` runs (risk rules, cut answers, leakage, Bash syntax), for a training
-    mode before any model loads; (report, from_cache). Cached in <output root>/data-checks/ by data
+    mode before any model loads; (report, from_cache). Cached in <output root>/prepared/data-checks/ by data
     hash and the config keys the report depends on, so a restarted pod does not repeat them.
     Raises DataError (exit 3) on the report's errors; --allow-dangerous-data turns dangerous
     commands into warnings, as in validate."""
-    import json
-
-    from .. import atomic
-
     loaded = plan.loaded
     allow = loaded.allow_dangerous_data or bool(loaded.tuner.get("allow_dangerous_data"))
     name = tokenizer_name or tokenizer_override or loaded.tokenizer_source
     key = data_checks_key(loaded, plan.verified, name, allow)
-    cache = Path(output_root) / DATA_CHECKS_DIR / f"{key[:32]}.json"
+    cache = Path(output_root) / PREPARED_DIR / DATA_CHECKS_DIR / f"{key[:32]}.json"
     report, cached = None, False
     try:
         saved = json.loads(cache.read_text(encoding="utf-8"))
