@@ -42,13 +42,13 @@ def test_rehearse_succeeds_and_says_which_tokenizer(rehearsal):
 
 def test_checkpoints_and_adapter_exist(rehearsal):
     _, _, (run,) = rehearsal
-    checkpoint = run / "checkpoint-5"
+    checkpoint = run / "checkpoint-2"
     for name in ("adapter_model.safetensors", "adapter_config.json", "optimizer.pt", "trainer_state.json"):
         assert (checkpoint / name).is_file(), name
     adapter = json.loads((run / "adapter_config.json").read_text())
     assert set(adapter["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj"}
     assert adapter["r"] == 8 and adapter["lora_alpha"] == 16
-    assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == 5
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == 2
 
 
 def test_provenance_is_complete_and_honest(rehearsal):
@@ -56,10 +56,12 @@ def test_provenance_is_complete_and_honest(rehearsal):
     record = json.loads((run / "provenance.json").read_text())
     assert PROVENANCE_KEYS <= set(record), PROVENANCE_KEYS - set(record)
     assert record["status"] == "succeeded" and record["error"] is None and record["mode"] == "rehearse"
-    assert record["steps"] == {"planned": 5, "completed": 5}
+    assert record["steps"] == {"planned": 2, "completed": 2}
     assert isinstance(record["metrics"]["train_loss"], float) and isinstance(record["metrics"]["eval_loss"], float)
     assert record["requested_base_model"] == "Qwen/Qwen2.5-Coder-7B-Instruct"
     assert record["rehearsal"]["architecture"] == "qwen2"
+    from test_config_matrix import ALLOWED
+    assert {d["key"] for d in record["rehearsal"]["divergences"]} == ALLOWED[("axolotl_config.yaml", None)]
     assert record["device"]["type"] == "cpu"
     for package in ("python", "torch", "axolotl", "transformers", "peft", "bitsandbytes", "accelerate"):
         assert record["versions"][package], package

@@ -12,7 +12,7 @@ from ..training.pipeline import RehearsalOptions
 from . import training_mode
 
 NAME = "rehearse"
-DEFAULT_STEPS = 5
+DEFAULT_STEPS = 2  # proves the path, not convergence: the second step reuses the optimizer state the first made
 HELP = "CPU rehearsal: tiny random model of the same architecture, real axolotl train"
 
 

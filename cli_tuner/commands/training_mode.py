@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .. import console, data
 from ..checks import data_report, preflight, steps
@@ -26,6 +27,11 @@ def train(mode: str, args: argparse.Namespace, loaded: LoadedConfig,
     report = check_data(plan, args.output_root, rehearsal_options)
     if mode == "smoke":
         size_smoke_slice(plan.loaded, report)
+    if mode == "rehearse":
+        # The rehearsal batches as its resolved config says (row length, packing batching).
+        cfg, _ = rehearsal.rehearsal_config(plan.loaded.axolotl, Path("rehearsal-model"), rehearsal_options.steps,
+                                            rehearsal_options.save_steps, rehearsal_options.packing)
+        require_one_step(plan.loaded, cfg, report, "the rehearsal")
     pipeline.run(plan, options.run_options(args), rehearsal_options)
     return 0
 
@@ -48,19 +54,27 @@ def check_data(plan, output_root: str, rehearsal_options: pipeline.RehearsalOpti
     return report
 
 
+def require_one_step(loaded: LoadedConfig, cfg: dict, report: data_report.DataReport, who: str,
+                     at_least: int = 1) -> int:
+    """The examples one full optimizer step of `cfg` takes; DataError (exit 3) when the data has fewer."""
+    needed = steps.examples_for_one_step(cfg, report.train_lengths, at_least=at_least)
+    if needed is None:
+        train = ", ".join(str(p) for p in loaded.split_files()["train"])
+        raise DataError(f"{train}: {len(report.train_lengths)} examples ({sum(report.train_lengths)} tokens) are "
+                        f"fewer than one optimizer step of {loaded.path} takes "
+                        f"({steps.need_for_one_step(cfg).describe()}); {who} needs more training data, or "
+                        "--set gradient_accumulation_steps / micro_batch_size lower")
+    return needed
+
+
 def size_smoke_slice(loaded: LoadedConfig, report: data_report.DataReport) -> None:
     """The smoke slice must hold one full optimizer step of this config's packing, micro batch and
     accumulation; grow it past cli_tuner.train_examples when it does not."""
     asked = int(loaded.tuner.get("train_examples") or 0)
     if not asked:
         return
-    needed = steps.examples_for_one_step(loaded.axolotl, report.train_lengths, at_least=asked)
+    needed = require_one_step(loaded, loaded.axolotl, report, "smoke", at_least=asked)
     need = steps.need_for_one_step(loaded.axolotl)
-    train = ", ".join(str(p) for p in loaded.split_files()["train"])
-    if needed is None:
-        raise DataError(f"{train}: {len(report.train_lengths)} examples ({sum(report.train_lengths)} tokens) are "
-                        f"fewer than one optimizer step of {loaded.path} takes ({need.describe()}); smoke needs "
-                        "more training data, or --set gradient_accumulation_steps / micro_batch_size lower")
     if needed != asked:
         console.say(f"smoke slice: {needed} train examples, not {asked}: one optimizer step of this config "
                     f"takes {need.describe()}")
