@@ -142,14 +142,13 @@ ALWAYS = {"base_model", "tokenizer_config", "device", "TrainingArguments.use_cpu
 LORA_KERNELS = {"lora_qkv_kernel", "lora_o_kernel", "lora_mlp_kernel"}
 FOUR_BIT = {"bitsandbytes Linear4bit.support_avx512bf16_for_cpu"}
 # The only ways each shipped config's rehearsal may differ from its pod run. A new divergence fails here.
+# Packed rows under flash attention on the pod: sdpa, the pod's bin batching, 512-token rows.
+PACKED_FLASH = {"attn_implementation", "multipack_real_batches", "sequence_len"}
 ALLOWED = {
     ("axolotl_config.yaml", None): ALWAYS | LORA_KERNELS | FOUR_BIT | {"tf32", "warmup_steps"},
-    ("axolotl_config.yaml", "packing.yaml"): ALWAYS | LORA_KERNELS | FOUR_BIT | {"tf32", "attn_implementation", "multipack_real_batches",
-                                                                                 "sequence_len"},
-    ("training_config_h100.yaml", None): ALWAYS | LORA_KERNELS | FOUR_BIT | {"tf32", "attn_implementation", "multipack_real_batches",
-                                                                             "sequence_len"},
-    ("training_config_h100.yaml", "packing.yaml"): ALWAYS | LORA_KERNELS | FOUR_BIT | {"tf32", "attn_implementation", "multipack_real_batches",
-                                                                                       "sequence_len"},
+    ("axolotl_config.yaml", "packing.yaml"): ALWAYS | LORA_KERNELS | FOUR_BIT | PACKED_FLASH | {"tf32"},
+    ("training_config_h100.yaml", None): ALWAYS | LORA_KERNELS | FOUR_BIT | PACKED_FLASH | {"tf32"},
+    ("training_config_h100.yaml", "packing.yaml"): ALWAYS | LORA_KERNELS | FOUR_BIT | PACKED_FLASH | {"tf32"},
     ("training_config_m4.yaml", None): ALWAYS | LORA_KERNELS,
 }
 KEPT = ("adapter", "load_in_4bit", "load_in_8bit", "bnb_config_kwargs", "bf16", "fp16", "optimizer",
