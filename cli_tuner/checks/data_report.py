@@ -55,6 +55,7 @@ class DataReport:
     seconds: float = 0.0
     json_path: str | None = None
     notes: list[str] = field(default_factory=list)
+    train_lengths: list[int] = field(default_factory=list)  # tokens per train example, in file order
 
     def as_dict(self) -> dict:
         return {
@@ -256,7 +257,9 @@ def length_stats(values: list[int]) -> dict:
 
 # ------------------------------------------------------------------ the report
 
-def build(loaded, tokenizer_override: str | None = None, allow_dangerous: bool = False) -> DataReport:
+def build(loaded, tokenizer_override: str | None = None, allow_dangerous: bool = False,
+          tokenizer=None, tokenizer_name: str | None = None) -> DataReport:
+    """`tokenizer`: an already loaded tokenizer (the rehearsal's local one), named `tokenizer_name`."""
     started = time.monotonic()
     files = {name: [Path(p) for p in paths] for name, paths in loaded.split_files().items() if paths}
     if not files.get("train"):
@@ -273,8 +276,8 @@ def build(loaded, tokenizer_override: str | None = None, allow_dangerous: bool =
     with ThreadPoolExecutor(max_workers=2) as pool:
         syntax_job = pool.submit(bash_checks.syntax_errors, answers)
         lint_job = pool.submit(bash_checks.shellcheck, answers)
-        source = tokenizer_override or loaded.tokenizer_source
-        tokenizer = tokenizer_module.load(source)
+        source = tokenizer_name or tokenizer_override or loaded.tokenizer_source
+        tokenizer = tokenizer if tokenizer is not None else tokenizer_module.load(tokenizer_override or source)
         template = chat_template_for(loaded, tokenizer) if any(e.messages for e in everything) else None
         lengths = {name: measure(tokenizer, template, examples[name], problems) for name in files}
         dangerous = {answer: [f for f in risk.assess(answer) if f.severity == risk.DANGEROUS] for answer in answers}
@@ -285,6 +288,7 @@ def build(loaded, tokenizer_override: str | None = None, allow_dangerous: bool =
         config=str(loaded.path), tokenizer=str(source), sequence_len=int(loaded.axolotl.get("sequence_len") or 512),
         files={name: [str(p) for p in paths] for name, paths in files.items()},
     )
+    report.train_lengths = [m.total if m is not None else 0 for m in lengths.get("train", [])]
     _record_problems(report, problems)
     _check_lengths(report, loaded, examples, lengths)
     _check_duplicates(report, examples)
@@ -474,9 +478,10 @@ def report_path(loaded) -> Path:
 
 
 def check(loaded, tokenizer_override: str | None = None, allow_dangerous: bool = False,
-          write_json: bool = True) -> DataReport:
+          write_json: bool = True, tokenizer=None, tokenizer_name: str | None = None) -> DataReport:
     """Build the report and write its JSON beside the data; the caller shows it and decides what errors mean."""
-    report = build(loaded, tokenizer_override=tokenizer_override, allow_dangerous=allow_dangerous)
+    report = build(loaded, tokenizer_override=tokenizer_override, allow_dangerous=allow_dangerous,
+                   tokenizer=tokenizer, tokenizer_name=tokenizer_name)
     if write_json:
         try:
             report.json_path = str(atomic.write_json(report_path(loaded), report.as_dict()))
@@ -484,6 +489,13 @@ def check(loaded, tokenizer_override: str | None = None, allow_dangerous: bool =
             # A read-only data mount (compose mounts data/ so) must not fail a check that passed.
             report.notes.append(f"data report not saved ({exc.message})")
     return report
+
+
+def from_dict(record: dict, train_lengths: list[int]) -> DataReport:
+    """A report saved by `as_dict` (the training modes' cache), with the train lengths beside it."""
+    fields = {k: record[k] for k in ("config", "tokenizer", "sequence_len", "files", "splits", "errors",
+                                     "warnings", "details", "seconds")}
+    return DataReport(**fields, train_lengths=list(train_lengths))
 
 
 def show(report: DataReport) -> None:

@@ -7,15 +7,17 @@ the first and its class says which kind it was (exit 3, 4 or 5).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-from .. import data
-from ..config import LoadedConfig, require_local_datasets
+from .. import atomic, data
+from ..config import LoadedConfig, canonical_hash, require_local_datasets
 from ..errors import ConfigError, DataError, EnvironmentProblem
 from ..facts import gpus, machine as machine_facts, models
 from ..findings import Check, first_error
-from . import config_rules, environment, memory
+from ..paths import PREPARED_DIR
+from . import config_rules, data_report, environment, memory
 from .plan import Plan
 
 KIND_ERRORS = {"data": DataError, "config": ConfigError, "environment": EnvironmentProblem}
@@ -105,3 +107,45 @@ def prepare(mode: str, loaded: LoadedConfig, *, output_root: Path | str | None =
         raise_environment(f"{mode} preflight", results)
         plan.findings += [c for c in results if c.failed]
     return plan
+
+
+# Config keys that change what the data report finds (lengths, cuts, rendering, danger level).
+DATA_REPORT_KEYS = ("sequence_len", "excess_length_strategy", "pad_to_sequence_len", "sample_packing",
+                    "chat_template", "chat_template_jinja", "datasets", "test_datasets")
+DATA_CHECKS_DIR = "data-checks"
+
+
+def data_checks_key(loaded: LoadedConfig, verified: data.VerifiedData, tokenizer_name: str, allow_dangerous: bool) -> str:
+    return canonical_hash({"schema": 1, "data_sha256": verified.data_sha256, "tokenizer": tokenizer_name,
+                           "allow_dangerous": allow_dangerous, "test_file": str(loaded.tuner.get("test_file") or ""),
+                           "config": {k: loaded.axolotl.get(k) for k in DATA_REPORT_KEYS}})
+
+
+def check_training_data(plan: Plan, output_root: Path | str, *, tokenizer=None, tokenizer_name: str | None = None,
+                        tokenizer_override: str | None = None) -> tuple[data_report.DataReport, bool]:
+    """The data checks `validate` runs (risk rules, cut answers, leakage, Bash syntax), for a training
+    mode before any model loads; (report, from_cache). Cached in <output root>/prepared/data-checks/ by data
+    hash and the config keys the report depends on, so a restarted pod does not repeat them.
+    Raises DataError (exit 3) on the report's errors; --allow-dangerous-data turns dangerous
+    commands into warnings, as in validate."""
+    loaded = plan.loaded
+    allow = loaded.allow_dangerous_data or bool(loaded.tuner.get("allow_dangerous_data"))
+    name = tokenizer_name or tokenizer_override or loaded.tokenizer_source
+    key = data_checks_key(loaded, plan.verified, name, allow)
+    cache = Path(output_root) / PREPARED_DIR / DATA_CHECKS_DIR / f"{key[:32]}.json"
+    report, cached = None, False
+    try:
+        saved = json.loads(cache.read_text(encoding="utf-8"))
+        if saved.get("key") == key:
+            report, cached = data_report.from_dict(saved["report"], saved.get("train_lengths") or []), True
+    except (OSError, ValueError, KeyError, TypeError):
+        report = None
+    if report is None:
+        report = data_report.check(loaded, tokenizer_override=tokenizer_override, allow_dangerous=allow,
+                                   tokenizer=tokenizer, tokenizer_name=tokenizer_name)
+        if not report.errors:  # a failing report is recomputed after the fix, never trusted from disk
+            try:
+                atomic.write_json(cache, {"key": key, "report": report.as_dict(), "train_lengths": report.train_lengths})
+            except EnvironmentProblem as exc:
+                report.notes.append(f"data checks not cached ({exc.message})")
+    return report, cached

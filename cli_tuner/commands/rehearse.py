@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 
+from .. import console
+from ..config import LoadedConfig
+from ..errors import UsageError
 from ..training.pipeline import RehearsalOptions
 from . import training_mode
 
 NAME = "rehearse"
+DEFAULT_STEPS = 2  # proves the path, not convergence: the second step reuses the optimizer state the first made
 HELP = "CPU rehearsal: tiny random model of the same architecture, real axolotl train"
 
 
@@ -16,13 +20,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     training_mode.add_arguments(parser)
     parser.add_argument("--tokenizer", default=os.environ.get("REHEARSAL_TOKENIZER"),
                         help="local folder of the base model's tokenizer (env REHEARSAL_TOKENIZER)")
-    parser.add_argument("--steps", type=int, default=5, help="training steps (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"training steps (default: --set max_steps=N if given, else {DEFAULT_STEPS})")
     parser.add_argument("--save-steps", type=int, default=None, help="checkpoint interval (default: at the end)")
     parser.add_argument("--packing", choices=("config", "on", "off"), default="config",
                         help="sample packing as in the config, or forced on/off")
 
 
+def set_keys(sets: list[str]) -> set[str]:
+    return {assignment.split("=", 1)[0].strip() for assignment in sets}
+
+
+def choose_steps(steps: int | None, loaded: LoadedConfig) -> tuple[int, str]:
+    """(steps, why): --steps, else the user's --set max_steps, else the default. Never silently
+    replaces a value the user gave: --set max_steps=200 trains 200 steps."""
+    from_set = "max_steps" in set_keys(loaded.sets)
+    if steps is not None:
+        if from_set and loaded.axolotl.get("max_steps") != steps:
+            raise UsageError(f"--steps {steps} and --set max_steps={loaded.axolotl.get('max_steps')} disagree; "
+                             "give the rehearsal's length once")
+        return steps, "--steps"
+    if from_set:
+        value = loaded.axolotl.get("max_steps")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UsageError(f"--set max_steps={value!r}: a rehearsal needs a positive step count; use --steps N")
+        return value, "--set max_steps"
+    return DEFAULT_STEPS, "the default; --steps N to change"
+
+
+def rehearsal_options(args: argparse.Namespace, loaded) -> RehearsalOptions:
+    steps, why = choose_steps(args.steps, loaded)
+    console.say(f"rehearsal steps: {steps} ({why})")
+    return RehearsalOptions(tokenizer=args.tokenizer, steps=steps, save_steps=args.save_steps, packing=args.packing)
+
+
 def run(args: argparse.Namespace) -> int:
-    rehearsal = RehearsalOptions(tokenizer=args.tokenizer, steps=args.steps, save_steps=args.save_steps,
-                                 packing=args.packing)
-    return training_mode.run_mode(NAME, args, rehearsal_options=rehearsal)
+    return training_mode.run_mode(NAME, args, rehearsal_for=lambda loaded: rehearsal_options(args, loaded))

@@ -40,6 +40,5 @@ def record_calibration(args: argparse.Namespace, plan: Plan, run_dir: Path) -> P
 
 
 def run(args: argparse.Namespace) -> int:
-    # Last among the overlays, so a user overlay cannot stretch a smoke run; --set still wins.
-    return training_mode.run_mode(NAME, args, last_overlays=(str(SMOKE_OVERLAY),),
+    return training_mode.run_mode(NAME, args, last_overlays=training_mode.mode_overlays(NAME),
                                   after=lambda plan, run_dir: record_calibration(args, plan, run_dir))

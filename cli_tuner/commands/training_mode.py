@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from .. import console
-from ..checks import preflight
+from .. import console, data
+from ..checks import data_report, preflight, steps
+from ..errors import DataError
+from ..paths import SMOKE_OVERLAY
 from ..config import LoadedConfig
 from ..errors import AlreadyFinished, CliTunerError
-from ..training import lifecycle, pipeline, tracking
+from ..training import lifecycle, pipeline, rehearsal, tracking
 from . import options
 
 
@@ -27,6 +30,14 @@ def train(mode: str, args: argparse.Namespace, loaded: LoadedConfig,
         check.done("passed")
     console.say(f"data verified: {len(plan.verified.files)} files, data sha256 {plan.verified.data_sha256[:16]}...")
     options.show_findings(plan)
+    report = check_data(plan, args.output_root, rehearsal_options)
+    if mode == "smoke":
+        size_smoke_slice(plan.loaded, report)
+    if mode == "rehearse":
+        # The rehearsal batches as its resolved config says (row length, packing batching).
+        cfg, _ = rehearsal.rehearsal_config(plan.loaded.axolotl, Path("rehearsal-model"), rehearsal_options.steps,
+                                            rehearsal_options.save_steps, rehearsal_options.packing)
+        require_one_step(plan.loaded, cfg, report, "the rehearsal")
     if before is not None:
         before(plan)
     run_dir = pipeline.run(plan, options.run_options(args), rehearsal_options)
@@ -35,17 +46,71 @@ def train(mode: str, args: argparse.Namespace, loaded: LoadedConfig,
     return 0
 
 
+def check_data(plan, output_root: str, rehearsal_options: pipeline.RehearsalOptions | None) -> data_report.DataReport:
+    """validate's data checks, before any model loads (cached by data hash in the output root)."""
+    tokenizer = name = None
+    if rehearsal_options is not None:
+        # The rehearsal's tokenizer: --tokenizer, the config's, or the local BPE it will train with.
+        texts = [r.data.get("text") or " ".join(m["content"] for m in r.data.get("messages", []))
+                 for path in plan.loaded.training_files() for r in data.read_records(path)]
+        tokenizer, name = rehearsal.choose_tokenizer(rehearsal_options.tokenizer, plan.loaded.tokenizer_source, texts)
+    report, cached = preflight.check_training_data(plan, output_root, tokenizer=tokenizer, tokenizer_name=name)
+    if cached:
+        console.say(f"data checks: passed before for data sha256 {plan.verified.data_sha256[:16]}... "
+                    f"and these settings ({len(report.warnings)} warnings); not repeated")
+    else:
+        data_report.show(report)
+    data_report.raise_for_errors(report)
+    return report
+
+
+def require_one_step(loaded: LoadedConfig, cfg: dict, report: data_report.DataReport, who: str,
+                     at_least: int = 1) -> int:
+    """The examples one full optimizer step of `cfg` takes; DataError (exit 3) when the data has fewer."""
+    needed = steps.examples_for_one_step(cfg, report.train_lengths, at_least=at_least)
+    if needed is None:
+        train = ", ".join(str(p) for p in loaded.split_files()["train"])
+        raise DataError(f"{train}: {len(report.train_lengths)} examples ({sum(report.train_lengths)} tokens) are "
+                        f"fewer than one optimizer step of {loaded.path} takes "
+                        f"({steps.need_for_one_step(cfg).describe()}); {who} needs more training data, or "
+                        "--set gradient_accumulation_steps / micro_batch_size lower")
+    return needed
+
+
+def size_smoke_slice(loaded: LoadedConfig, report: data_report.DataReport) -> None:
+    """The smoke slice must hold one full optimizer step of this config's packing, micro batch and
+    accumulation; grow it past cli_tuner.train_examples when it does not."""
+    asked = int(loaded.tuner.get("train_examples") or 0)
+    if not asked:
+        return
+    needed = require_one_step(loaded, loaded.axolotl, report, "smoke", at_least=asked)
+    need = steps.need_for_one_step(loaded.axolotl)
+    if needed != asked:
+        console.say(f"smoke slice: {needed} train examples, not {asked}: one optimizer step of this config "
+                    f"takes {need.describe()}")
+        loaded.tuner["train_examples"] = needed
+
+
+def mode_overlays(mode: str) -> tuple[str, ...]:
+    """A mode's own overlays, applied after the user's (so a user overlay cannot stretch a smoke
+    run); --set still wins over them."""
+    return (str(SMOKE_OVERLAY),) if mode == "smoke" else ()
+
+
 def load(args: argparse.Namespace, last_overlays: tuple[str, ...] = ()) -> LoadedConfig:
     tracking.load_env_file()  # before the config, so nothing reads the environment without .env
     return options.load_config(args, last_overlays)
 
 
-def run_mode(mode: str, args: argparse.Namespace, last_overlays: tuple[str, ...] = (),
-             rehearsal_options: pipeline.RehearsalOptions | None = None, before=None, after=None) -> int:
-    """Load and train (with `train`'s hooks), then do what the finish setting says (stop the pod, stay up, exit)."""
+def run_mode(mode: str, args: argparse.Namespace, last_overlays: tuple[str, ...] = (), rehearsal_for=None,
+             before=None, after=None) -> int:
+    """Load and train (with `train`'s hooks), then do what the finish setting says (stop the pod, stay up, exit).
+
+    `rehearsal_for(loaded)`: the rehearsal's options, which depend on the loaded config."""
     configured = None
     try:
         loaded = load(args, last_overlays)
+        rehearsal_options = rehearsal_for(loaded) if rehearsal_for is not None else None
         configured = loaded.tuner.get("on_finish")
         lifecycle.resolve_finish(args.on_finish, configured, mode, args.unattended)  # a typo fails now, not at the end
         train(mode, args, loaded, rehearsal_options, before=before, after=after)

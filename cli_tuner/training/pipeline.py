@@ -23,6 +23,7 @@ from ..config import TUNER_KEY, LoadedConfig, canonical_hash, dump_yaml
 from ..errors import CheckpointGateFailed, Interrupted, TrainingFailed
 from ..evaluation import evaluate as evaluation
 from ..evaluation.report import GateSettings
+from ..facts import gpus
 from ..paths import (FINAL_DIR, PREPARED_DIR, PROGRESS_FILE, PROVENANCE_FILE, REHEARSAL_MODEL_DIR, REPO_ROOT,
                      RESOLVED_CONFIG, TRAIN_LOG)
 from . import attempts, lifecycle, measurements, rehearsal, run_folder, tracking
@@ -77,10 +78,12 @@ def identity_of(mode: str, loaded: LoadedConfig, verified: data.VerifiedData,
     return run_folder.Identity(mode, config_hash, verified.data_sha256)
 
 
-def write_slices(loaded: LoadedConfig, run_dir: Path) -> dict:
-    """Smoke runs train on the first N examples; the slices live in the run folder."""
+def write_slices(loaded: LoadedConfig, run_dir: Path, limits: dict | None = None) -> dict:
+    """Smoke runs train on the first N examples (a rehearsal evaluates on the first few); the
+    slices live in the run folder."""
     cfg = dict(loaded.axolotl)
-    limits = {"datasets": loaded.tuner.get("train_examples"), "test_datasets": loaded.tuner.get("val_examples")}
+    if limits is None:
+        limits = {"datasets": loaded.tuner.get("train_examples"), "test_datasets": loaded.tuner.get("val_examples")}
     for key, limit in limits.items():
         if not limit:
             continue
@@ -105,9 +108,14 @@ def prepare_rehearsal(options: RehearsalOptions, loaded: LoadedConfig, facts, ru
         tokenizer, description = rehearsal.choose_tokenizer(options.tokenizer, loaded.tokenizer_source, texts)
         say(f"rehearsal tokenizer: {description}")
         rehearsal.build_model(facts, tokenizer, model_dir)
-    cfg, changes = rehearsal.rehearsal_config(cfg, model_dir, options.steps, options.save_steps, options.packing)
-    say("rehearsal changes for CPU: " + "; ".join(changes))
-    return cfg, {"tokenizer": description, "changes": changes, "architecture": facts.model_type,
+    kept = frozenset(assignment.split("=", 1)[0].strip() for assignment in loaded.sets)
+    target = gpus.KNOWN_GPUS.get(str(loaded.target or "").lower())
+    cfg, divergences = rehearsal.rehearsal_config(cfg, model_dir, options.steps, options.save_steps, options.packing,
+                                                  kept=kept, pod_device=target.kind if target else "cuda")
+    say(f"rehearsal differs from the pod in {len(divergences)} ways; everything else runs as configured:")
+    for divergence in divergences:
+        say(f"  {rehearsal.describe(divergence)}")
+    return cfg, {"tokenizer": description, "divergences": divergences, "architecture": facts.model_type,
                  "model_dir": str(model_dir)}
 
 
@@ -344,6 +352,8 @@ def _run_locked(plan: Plan, options: RunOptions, rehearsal_options, settings, id
     try:
         with lifecycle.signals_interrupt():  # a stop outside the trainer (rehearsal model, evaluation)
             cfg = write_slices(loaded, run_dir) if mode == "smoke" else dict(loaded.axolotl)
+            if mode == "rehearse":
+                cfg = write_slices(loaded, run_dir, {"test_datasets": rehearsal.VAL_EXAMPLES})
             extra: dict = {}
             if mode == "rehearse":
                 cfg, extra["rehearsal"] = prepare_rehearsal(rehearsal_options or RehearsalOptions(), loaded, facts, run_dir, cfg)

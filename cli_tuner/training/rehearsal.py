@@ -89,51 +89,119 @@ def build_model(facts: ModelFacts, tokenizer, out_dir: Path, seed: int = 0) -> P
     return out_dir
 
 
-# Hardware-bound settings a CPU cannot honour, replaced for the rehearsal; everything else stays.
-CPU_OVERRIDES = {
-    "load_in_4bit": False,
-    "load_in_8bit": False,
-    "bf16": False,
-    "fp16": False,
-    "tf32": False,
-    "attn_implementation": "sdpa",
-    "optimizer": "adamw_torch",
-    "bnb_config_kwargs": None,
-    "flash_attention": None,
-    "gradient_checkpointing": False,
-    "early_stopping_patience": None,
-    "load_best_model_at_end": False,
+FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3", "flash_attention_4")
+LORA_KERNELS = ("lora_qkv_kernel", "lora_o_kernel", "lora_mlp_kernel")
+# Rows of packed or padded tokens longer than this cost the CPU a vocabulary-wide logit row per token
+# slot (Qwen2.5: 151,665 entries); 512 keeps a rehearsal near a minute and still packs several
+# examples per row, so the packing and padding code paths are the same.
+CPU_ROW_TOKENS = 512
+STEP_KEYS = ("max_steps", "warmup_steps", "save_steps", "eval_steps", "logging_steps")
+
+# Why the rehearsal differs from the pod where it must. Everything not listed runs as configured:
+# 4-bit NF4 through bitsandbytes, precision, optimizer, gradient checkpointing and accumulation,
+# LoRA, packing, micro batch, chat template and the data pipeline.
+REASONS = {
+    "base_model": "a tiny random model of the same architecture class and module names; a 7B model "
+                  "does not train on two CPU cores in a minute",
+    "tokenizer_config": "saved with the tiny model (the base model's tokenizer, or a local BPE when unreachable)",
+    "attn_implementation": "flash-attn is CUDA-only; Axolotl isolates packed examples under sdpa too "
+                           "(attn_decontaminates_packing: block-diagonal mask from the restarting position_ids)",
+    "multipack_real_batches": "keeps the pod's batching under sdpa: one packed bin of micro_batch_size x "
+                              "sequence_len tokens per micro batch, as flash attention gets (Axolotl's default "
+                              "for sdpa is micro_batch_size bins of sequence_len)",
+    "flash_attention": "flash-attn is CUDA-only (sdpa instead)",
+    "tf32": "TF32 is a CUDA matmul mode (Ampere and newer); transformers refuses tf32 without it",
+    "lora_kernel": "Axolotl's LoRA kernels (auto-enabled on the pod) are Triton/CUDA-only; on CPU they fail "
+                   "in axolotl/kernels (_cuda_getCurrentRawStream, or 'Torch not compiled with CUDA')",
+    "sequence_len": f"packed/padded rows of more than {CPU_ROW_TOKENS} tokens cost the CPU a vocabulary-wide "
+                    "logit row per slot; the packing and padding path is the same at the shorter row",
+    "steps": "the rehearsal's length: --steps / --save-steps, or --set",
+    "packing": "--packing on/off asked for it",
+    "device": "the rehearsal runs on this machine's CPU",
+    "use_cpu": "transformers refuses bf16 without a CUDA device unless TrainingArguments.use_cpu is set "
+               "(set by the rehearsal-only plugin cli_tuner.training.rehearsal_plugin)",
+    "support_avx512bf16_for_cpu": "bitsandbytes repacks 4-bit weights in place in eval mode on AVX512-BF16 CPUs "
+                                  "and does not undo it for training; the rehearsal plugin turns that CPU "
+                                  "inference shortcut off (the NF4 weights and 4-bit matmul are unchanged)",
 }
+AUTO = "auto"  # shown for a key the pod leaves to Axolotl
+# Evaluation on CPU costs a vocabulary-wide logit row per token of every validation example; the
+# rehearsal proves the eval path on the first few (same files, format and pipeline).
+VAL_EXAMPLES = 4
 
 
-def rehearsal_config(full: dict, model_dir: Path, steps: int, save_steps: int | None, packing: str) -> tuple[dict, list[str]]:
-    """The full config with the hardware-bound keys replaced; returns it and what changed."""
+def _divergence(key: str, pod, rehearsal, reason: str) -> dict:
+    return {"key": key, "pod": pod, "rehearsal": rehearsal, "reason": reason}
+
+
+def describe(divergence: dict) -> str:
+    pod = "(unset)" if divergence["pod"] is None else repr(divergence["pod"])
+    rehearsal = "(removed)" if divergence["rehearsal"] is None else repr(divergence["rehearsal"])
+    return f"{divergence['key']}: {pod} -> {rehearsal} ({divergence['reason']})"
+
+
+def rehearsal_config(full: dict, model_dir: Path, steps: int, save_steps: int | None, packing: str,
+                     kept: frozenset[str] = frozenset(), pod_device: str = "cuda") -> tuple[dict, list[dict]]:
+    """The full config as the CPU rehearsal runs it, and every difference from the pod with its reason.
+
+    `kept`: keys the user set with --set; the rehearsal's step-derived values do not replace them."""
     cfg = copy.deepcopy(full)
-    changes = []
-    overrides = dict(CPU_OVERRIDES)
-    overrides.update({
-        "base_model": str(model_dir),
-        "tokenizer_config": str(model_dir),
-        "adapter": "lora" if cfg.get("adapter") in ("lora", "qlora") else cfg.get("adapter"),
-        "max_steps": steps,
-        "warmup_steps": min(1, steps - 1),
-        "warmup_ratio": None,
-        "save_steps": save_steps or steps,
-        "eval_steps": save_steps or steps,
-        "logging_steps": 1,
-        "sequence_len": min(int(cfg.get("sequence_len") or 512), 512),
-        "micro_batch_size": min(int(cfg.get("micro_batch_size") or 1), 2),
-        "gradient_accumulation_steps": min(int(cfg.get("gradient_accumulation_steps") or 1), 2),
-        "dataloader_num_workers": 0,
-    })
+    divergences: list[dict] = []
+
+    def change(key: str, value, reason: str) -> None:
+        if key in cfg and cfg[key] == value:
+            return
+        divergences.append(_divergence(key, cfg.get(key), value, reason))
+        if value is None:
+            cfg.pop(key, None)
+        else:
+            cfg[key] = value
+
+    change("base_model", str(model_dir), REASONS["base_model"])
+    change("tokenizer_config", str(model_dir), REASONS["tokenizer_config"])
+    if cfg.get("attn_implementation") in FLASH_ATTENTION:
+        change("attn_implementation", "sdpa", REASONS["attn_implementation"])
+        if cfg.get("sample_packing") and cfg.get("multipack_real_batches") is None:
+            # The pod's batching: flash attention gets one bin of micro_batch_size x sequence_len per
+            # micro batch; under sdpa Axolotl would switch to micro_batch_size bins of sequence_len.
+            divergences.append(_divergence("multipack_real_batches", AUTO, False, REASONS["multipack_real_batches"]))
+            cfg["multipack_real_batches"] = False
+    if cfg.get("flash_attention"):
+        change("flash_attention", None, REASONS["flash_attention"])
+        cfg.setdefault("attn_implementation", "sdpa")
+    if cfg.get("tf32"):
+        change("tf32", False, REASONS["tf32"])
+    if cfg.get("adapter") in ("lora", "qlora"):
+        for key in LORA_KERNELS:
+            if cfg.get(key) is not False:
+                divergences.append(_divergence(key, cfg.get(key, AUTO) if cfg.get(key) is not None else AUTO,
+                                               False, REASONS["lora_kernel"]))
+                cfg[key] = False
     if packing != "config":
-        overrides["sample_packing"] = packing == "on"
-    for key, value in overrides.items():
-        if cfg.get(key) != value:
-            if value is None:
-                if key in cfg:
-                    changes.append(f"{key}: removed (was {cfg.pop(key)!r})")
-            else:
-                changes.append(f"{key}: {cfg.get(key)!r} -> {value!r}")
-                cfg[key] = value
-    return cfg, changes
+        change("sample_packing", packing == "on", REASONS["packing"])
+    padded_rows = cfg.get("sample_packing") or cfg.get("pad_to_sequence_len")
+    if padded_rows and int(cfg.get("sequence_len") or 0) > CPU_ROW_TOKENS:
+        change("sequence_len", CPU_ROW_TOKENS, REASONS["sequence_len"])
+
+    every = save_steps or steps
+    step_values = {"max_steps": steps, "save_steps": every, "eval_steps": every, "logging_steps": 1}
+    if cfg.get("warmup_steps"):
+        step_values["warmup_steps"] = min(int(cfg["warmup_steps"]), max(steps - 1, 0))
+    for key, value in step_values.items():
+        if key not in kept:
+            change(key, value, REASONS["steps"])
+
+    if cfg.get("test_datasets"):
+        divergences.append(_divergence("test_datasets", "every example", f"the first {VAL_EXAMPLES} of each file",
+                                       "evaluation on CPU costs a vocabulary-wide logit row per token; "
+                                       "the eval path is the same on a few examples"))
+    divergences.append(_divergence("device", pod_device, "cpu", REASONS["device"]))
+    divergences.append(_divergence("TrainingArguments.use_cpu", False, True, REASONS["use_cpu"]))
+    if cfg.get("load_in_4bit") or cfg.get("adapter") == "qlora":
+        divergences.append(_divergence("bitsandbytes Linear4bit.support_avx512bf16_for_cpu", AUTO, False,
+                                       REASONS["support_avx512bf16_for_cpu"]))
+    cfg["plugins"] = sorted(set(cfg.get("plugins") or []) | {PLUGIN})
+    return cfg, divergences
+
+
+PLUGIN = "cli_tuner.training.rehearsal_plugin.CpuRehearsalPlugin"

@@ -1,0 +1,72 @@
+"""How much training data one optimizer step of a config takes, the way Axolotl batches it.
+
+Unpacked: micro_batch_size examples per micro batch. Packed (Axolotl's multipack sampler): with
+an attention that supports packing (flash attention) one bin of micro_batch_size x sequence_len
+tokens per micro batch; otherwise (sdpa, eager: `multipack_real_batches`) micro_batch_size bins of
+sequence_len tokens. An optimizer step is gradient_accumulation_steps micro batches, and the
+sampler drops an incomplete last batch, so a slice that is too small trains no step at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StepNeed:
+    packed: bool
+    units: int            # examples (unpacked) or packed bins (packed) one optimizer step takes
+    bin_tokens: int       # tokens per bin (packed only)
+
+    def describe(self) -> str:
+        if not self.packed:
+            return f"{self.units} examples"
+        return f"{self.units} packed bins of {self.bin_tokens} tokens"
+
+
+def _int(cfg: dict, key: str, default: int) -> int:
+    value = cfg.get(key)
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value else default
+
+
+def attention_packs(cfg: dict) -> bool:
+    """Axolotl's `attn_supports_packing`: one long bin per micro batch instead of real batches."""
+    from axolotl.utils.schemas.enums import ATTN_IMPLS_SUPPORTING_PACKING
+
+    if cfg.get("multipack_real_batches") is not None:
+        return not cfg["multipack_real_batches"]
+    implementation = cfg.get("attn_implementation") or ("flash_attention_2" if cfg.get("flash_attention") else None)
+    return implementation in ATTN_IMPLS_SUPPORTING_PACKING
+
+
+def need_for_one_step(cfg: dict) -> StepNeed:
+    micro = _int(cfg, "micro_batch_size", 1)
+    accumulation = _int(cfg, "gradient_accumulation_steps", 1)
+    sequence = _int(cfg, "sequence_len", 2048)
+    if not cfg.get("sample_packing"):
+        return StepNeed(False, micro * accumulation, 0)
+    if attention_packs(cfg):
+        return StepNeed(True, accumulation, micro * sequence)
+    return StepNeed(True, micro * accumulation, sequence)
+
+
+def examples_for_one_step(cfg: dict, lengths: list[int], at_least: int = 1) -> int | None:
+    """The fewest leading examples (at least `at_least`) that give one full optimizer step, or None
+    when all of `lengths` do not. Packed: first-fit bins number at least ceil(tokens / bin size),
+    so more than (bins - 1) x bin size tokens guarantees the bins."""
+    need = need_for_one_step(cfg)
+    sequence = _int(cfg, "sequence_len", 2048)
+    held_out = 0.0 if cfg.get("test_datasets") else float(cfg.get("val_set_size") or 0)
+    usable = 1.0 - held_out
+    total = 0
+    for count, length in enumerate(lengths, start=1):
+        total += min(int(length), sequence)  # excess_length_strategy truncates (or drops) longer ones
+        if count < at_least:
+            continue
+        if need.packed:
+            enough = int(count * usable) >= need.units and total * usable > (need.units - 1) * need.bin_tokens
+        else:
+            enough = int(count * usable) >= need.units
+        if enough:
+            return count
+    return None

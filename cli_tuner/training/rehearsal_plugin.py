@@ -1,0 +1,32 @@
+"""Axolotl plugin for the CPU rehearsal only (`plugins:` of a rehearsal's resolved config, never a pod's).
+
+It makes the config's own training path run on a CPU without changing the config:
+- `use_cpu=True` in the TrainingArguments: transformers refuses `bf16: true` without a CUDA device
+  unless told the run is on the CPU ("You need to assign use_cpu ..."); Axolotl has no config key
+  for it, but passes a plugin's `get_training_args` into TrainingArguments.
+- `support_avx512bf16_for_cpu = False` on every bitsandbytes `Linear4bit`: on CPUs with
+  AVX512-BF16, bitsandbytes 0.50.2 repacks the 4-bit weight in place when the layer runs in eval
+  mode (`_convert_weight_packed_for_cpu`) and does not undo it when training resumes, so the
+  evaluation before the first step breaks the next backward pass. The NF4 weights, their
+  quantization state and the 4-bit matmul stay as they are; only that CPU inference shortcut is off.
+
+Like the job's main plugin it runs inside the trainer process, so it imports nothing of the package.
+"""
+
+from __future__ import annotations
+
+from axolotl.integrations.base import BasePlugin
+
+
+class CpuRehearsalPlugin(BasePlugin):
+    def get_training_args(self, cfg):
+        return {"use_cpu": True}
+
+    def post_model_build(self, cfg, model):
+        disabled = 0
+        for module in model.modules():
+            if hasattr(module, "support_avx512bf16_for_cpu"):
+                module.support_avx512bf16_for_cpu = False
+                disabled += 1
+        print(f"[cli-tuner] CPU rehearsal: bitsandbytes in-place CPU repacking off on {disabled} 4-bit layers",
+              flush=True)
