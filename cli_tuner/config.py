@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import ConfigError, DataError, UsageError
 
 TUNER_KEY = "cli_tuner"
@@ -23,6 +21,8 @@ DEFAULT_VAL_FRACTION = 0.1
 
 
 def read_yaml(path: Path | str) -> dict:
+    import yaml  # 25 ms: `--help` and the commands that read no YAML do not pay it
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found; pass --config with an existing YAML file")
@@ -56,6 +56,8 @@ def apply_set(config: dict, assignment: str) -> None:
     """`a.b.c=value`: value is parsed as YAML, so 2 is an int, true a bool, [q_proj] a list."""
     if "=" not in assignment:
         raise UsageError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set micro_batch_size=2")
+    import yaml
+
     dotted, raw = assignment.split("=", 1)
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
@@ -186,4 +188,6 @@ def require_local_datasets(loaded: LoadedConfig) -> None:
 
 
 def dump_yaml(config: dict) -> str:
+    import yaml
+
     return yaml.safe_dump(config, sort_keys=False, default_flow_style=False, allow_unicode=True)

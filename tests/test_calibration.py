@@ -17,7 +17,7 @@ from cli_tuner.errors import ConfigError, EnvironmentProblem
 from cli_tuner.facts import gpus, machine as machine_facts, models
 from cli_tuner.paths import CALIBRATION_FILE, MEASUREMENTS_FILE, PROVENANCE_FILE
 from cli_tuner.training import pipeline
-from conftest import REPO, data_sets
+from conftest import REPO, data_sets, require_reference
 
 A5000 = gpus.spec_for_device("NVIDIA RTX A5000", 23.57, "8.6")
 QWEN = models.lookup("Qwen/Qwen2.5-Coder-7B-Instruct")
@@ -146,9 +146,15 @@ def pod(monkeypatch, tmp_path):
     return calls
 
 
+def tokenizer_sets() -> list[str]:
+    """The training modes run validate's data checks first, with the config's real tokenizer."""
+    return ["--set", f"tokenizer_config={require_reference('qwen')}"]
+
+
 def test_smoke_saves_the_calibration_and_full_reads_it(pod, locked_data, tmp_path, capsys):
     root = tmp_path / "out"
-    common = ["--config", str(REPO / "configs/axolotl_config.yaml"), *data_sets(locked_data), "--output-root", str(root)]
+    common = ["--config", str(REPO / "configs/axolotl_config.yaml"), *data_sets(locked_data), *tokenizer_sets(),
+              "--output-root", str(root)]
     assert cli.main(["smoke", *common]) == 0
     printed = capsys.readouterr().out
     assert "smoke measured vs estimated" in printed and "calibration saved" in printed
@@ -170,7 +176,7 @@ def test_smoke_saves_the_calibration_and_full_reads_it(pod, locked_data, tmp_pat
 
 
 def test_full_without_a_calibration_says_so_and_goes_on(pod, locked_data, tmp_path, capsys):
-    common = ["--config", str(REPO / "configs/axolotl_config.yaml"), *data_sets(locked_data),
+    common = ["--config", str(REPO / "configs/axolotl_config.yaml"), *data_sets(locked_data), *tokenizer_sets(),
               "--output-root", str(tmp_path / "out")]
     assert cli.main(["full", *common]) == 0
     assert "no smoke calibration" in capsys.readouterr().out and pod == ["full"]

@@ -106,12 +106,10 @@ def stages(path: Path) -> dict[str, dict]:
 
 
 def requirement_pins(path: Path) -> dict[str, str]:
-    pins = {}
-    for line in path.read_text().splitlines():
-        match = re.match(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)", line.strip())
-        if match:
-            pins[match.group(1).lower().replace("_", "-")] = match.group(2)
-    return pins
+    """The job's own reading of a requirements file, names normalized as pip compares them."""
+    from cli_tuner.checks.environment import read_pins
+
+    return {name.lower().replace("_", "-"): version for name, version in read_pins(path).items()}
 
 
 def entrypoint_subcommands() -> dict[str, argparse.ArgumentParser]:

@@ -9,15 +9,15 @@ import json
 import pytest
 import yaml
 
-from conftest import MISTRAL_TOKENIZER, QWEN_TOKENIZER, REPO, data_sets, make_locked_data, require, run_folders
+from conftest import REPO, data_sets, make_locked_data, require_reference, run_folders
 from test_config_matrix import ALLOWED, KEPT
 
 pytestmark = pytest.mark.slow
 
 # The default config runs in tests/test_rehearse.py; these are the others, one rehearsal each.
 CASES = {
-    "training_config_h100.yaml": MISTRAL_TOKENIZER,
-    "training_config_m4.yaml": MISTRAL_TOKENIZER,
+    "training_config_h100.yaml": "mistral",
+    "training_config_m4.yaml": "mistral",
 }
 
 
@@ -31,7 +31,7 @@ def rehearsed(request, tmp_path_factory):
     # config's rehearsal needs (4 packed bins of 4 x 512); 200 are refused with exit 3
     files = make_locked_data(root / "data", train=300, val=8, test=8)
     result = run_entrypoint("rehearse", "--config", str(REPO / "configs" / name), *data_sets(files),
-                            "--tokenizer", str(require(CASES[name])), "--output-root", str(root / "outputs"),
+                            "--tokenizer", str(require_reference(CASES[name])), "--output-root", str(root / "outputs"),
                             env={"WANDB_API_KEY": ""})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (run,) = run_folders(root / "outputs")

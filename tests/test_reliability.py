@@ -211,7 +211,7 @@ def test_a_killed_run_resumes_from_its_newest_complete_checkpoint_and_leaks_no_s
     weights.write_bytes(weights.read_bytes()[: weights_size // 2])
     os.utime(broken)  # written at the kill, after every complete checkpoint
 
-    second = finish(command, env)
+    second = finish([*command, "--verbose"], env)  # --verbose: Axolotl's step lines on stdout, to count them
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert f"{run_dir.name}: resuming from checkpoint-{newest} (status was running)" in second.stdout
     assert "skipping checkpoint-99: unreadable adapter_model.safetensors" in second.stdout
@@ -288,7 +288,7 @@ def test_signals_checkpoint_and_exit_130_a_second_stops_at_once_and_a_restart_re
                                                f"command again to resume from checkpoint-{step}")
 
     # 3. And again: resumes from that checkpoint and finishes.
-    last = finish(command, env)
+    last = finish([*command, "--verbose"], env)  # --verbose: Axolotl's step lines on stdout, to count them
     assert last.returncode == 0, last.stdout[-3000:] + last.stderr[-3000:]
     assert f"{run_dir.name}: resuming from checkpoint-{step} (status was interrupted)" in last.stdout
     assert training_steps_logged(last.stdout) == SIGNAL_STEPS - step

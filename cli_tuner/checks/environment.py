@@ -9,8 +9,6 @@ for them.
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import os
 import re
 import shutil
@@ -49,6 +47,8 @@ def read_pins(path: Path | str = REQUIREMENTS) -> dict[str, str]:
 
 
 def installed_version(name: str) -> str | None:
+    import importlib.metadata  # 30 ms at import time: only the commands that check versions pay it
+
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:

@@ -12,10 +12,10 @@ import platform as py_platform
 import subprocess
 import time
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 from .. import atomic
+from ..checks.environment import installed_version
 from ..paths import PROVENANCE_FILE as FILE_NAME, REPO_ROOT
 
 PACKAGES = ("torch", "axolotl", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "trl", "flash-attn")
@@ -28,10 +28,7 @@ def utc_now() -> str:
 def package_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {"python": py_platform.python_version()}
     for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
+        versions[name] = installed_version(name)
     return versions
 
 
