@@ -229,3 +229,14 @@ def test_near_duplicates_within_a_split_need_the_same_command():
     data_report._check_duplicates(report, {"train": train})
     assert report.details["duplicates"]["train"]["near"] == [["train.jsonl:1", "train.jsonl:2"]]
     assert report.splits["train"]["near_duplicates"] == 1
+
+
+def test_the_training_modes_show_the_first_few_findings_and_where_the_rest_are(dirty):
+    report = data_report.check(load_config(dirty, "sequence_len=64"))
+    assert len(report.errors) + len(report.warnings) > 2
+    lines = report.render(shown=1).splitlines()
+    for level, messages in (("error", report.errors), ("warning", report.warnings)):
+        listed = [line for line in lines if line.startswith(f"{level}: ") and "more (see" not in line]
+        assert len(listed) == min(1, len(messages))
+        if len(messages) > 1:
+            assert f"{level}: ... and {len(messages) - 1} more (see " in "\n".join(lines)

@@ -152,7 +152,8 @@ def test_full_mode_checks_the_final_adapter_and_enforces_the_gate(rehearsal, tmp
     assert "on finish (already finished): cannot stop pod pod123: RUNPOD_API_KEY is not set" in again.stdout
 
 
-LINE_BUDGET = 60
+# Axolotl's own output alone was 448 lines; what is left is the job's: checks, the divergences, bars, evaluation
+LINE_BUDGET = 75
 
 
 def test_the_console_shows_one_bar_per_phase_and_axolotls_log_goes_to_train_log(rehearsal):

@@ -29,6 +29,7 @@ SPLITS = ("train", "val")
 TRAINED_SPLITS = ("train", "val")  # the model learns from (or is tuned on) these; test is only prompted
 MAX_LINE_CHARS = 2000  # a message line longer than this is a pasted file or log, not a prompt or command
 SHOWN = 20             # errors (and warnings) printed one by one; the JSON has all
+SHOWN_BEFORE_TRAINING = 3  # the training modes keep their console short: the first few, then where the rest are
 DEFAULT_MAX_NEW_TOKENS = 64  # check-checkpoint's default generation budget for test prompts
 
 
@@ -81,7 +82,7 @@ class DataReport:
             ))
         return rows
 
-    def summary_lines(self) -> list[str]:
+    def summary_lines(self, shown: int = SHOWN) -> list[str]:
         lines = []
         for name, stats in self.splits.items():
             if stats.get("tokens_per_epoch"):
@@ -89,29 +90,29 @@ class DataReport:
                 epochs = f"; max_steps covers {stats['epochs_at_max_steps']} epochs" if "epochs_at_max_steps" in stats else ""
                 lines.append(f"{name}: {stats['tokens_per_epoch']:,} tokens per epoch ({how}){epochs}")
         for level, messages in (("error", self.errors), ("warning", self.warnings)):
-            lines += [f"{level}: {m}" for m in messages[:SHOWN]]
-            if len(messages) > SHOWN:
-                lines.append(f"{level}: ... and {len(messages) - SHOWN} more (see {self.json_path or REPORT_NAME})")
+            lines += [f"{level}: {m}" for m in messages[:shown]]
+            if len(messages) > shown:
+                lines.append(f"{level}: ... and {len(messages) - shown} more (see {self.json_path or REPORT_NAME})")
         status = f"{len(self.errors)} errors, {len(self.warnings)} warnings" if self.errors or self.warnings else "no problems"
         lines.append(f"data report: {status} ({self.seconds:.1f} s; tokenizer {self.tokenizer})"
                      + (f"; details in {self.json_path}" if self.json_path else ""))
         return lines
 
-    def render(self) -> str:
+    def render(self, shown: int = SHOWN) -> str:
         """The plain-text table and findings, for logs and terminals without colour."""
         rows = self.rows()
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         table = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-        return "\n".join(table + self.summary_lines())
+        return "\n".join(table + self.summary_lines(shown))
 
-    def renderable(self, terminal: bool):
+    def renderable(self, terminal: bool, shown: int = SHOWN):
         """A rich table on a terminal; the plain-text table elsewhere, so logs stay readable."""
         from rich.console import Group
         from rich.table import Table
         from rich.text import Text
 
         if not terminal:
-            return Text(self.render())
+            return Text(self.render(shown))
         rows = self.rows()
         table = Table(title=f"data report: {self.config} (sequence_len {self.sequence_len})")
         for column in rows[0]:
@@ -119,7 +120,7 @@ class DataReport:
         for row in rows[1:]:
             table.add_row(*row)
         styled = [Text(line, style="red" if line.startswith("error") else "yellow" if line.startswith("warning") else "")
-                  for line in self.summary_lines()]
+                  for line in self.summary_lines(shown)]
         return Group(table, *styled)
 
 
@@ -498,10 +499,20 @@ def from_dict(record: dict, train_lengths: list[int]) -> DataReport:
     return DataReport(**fields, train_lengths=list(train_lengths))
 
 
-def show(report: DataReport) -> None:
+def show_findings(report: DataReport, shown: int) -> None:
+    """The findings without the table: the first `shown` of each level, the count and where the rest are."""
     for note in report.notes:
         console.problem(f"note: {note}")
-    console.show(report.renderable(console.is_terminal()))
+    for line in report.summary_lines(shown):
+        if line.startswith(("error", "warning", "data report")):
+            console.out(line)
+
+
+def show(report: DataReport, shown: int = SHOWN) -> None:
+    """The report on the console: its table and the first `shown` errors and warnings of each level."""
+    for note in report.notes:
+        console.problem(f"note: {note}")
+    console.show(report.renderable(console.is_terminal(), shown))
 
 
 def raise_for_errors(report: DataReport) -> None:

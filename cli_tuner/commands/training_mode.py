@@ -58,8 +58,10 @@ def check_data(plan, output_root: str, rehearsal_options: pipeline.RehearsalOpti
     if cached:
         console.say(f"data checks: passed before for data sha256 {plan.verified.data_sha256[:16]}... "
                     f"and these settings ({len(report.warnings)} warnings); not repeated")
+    elif report.errors:
+        data_report.show(report)  # the table too: it is what the user fixes from
     else:
-        data_report.show(report)
+        data_report.show_findings(report, shown=data_report.SHOWN_BEFORE_TRAINING)  # `validate` shows the table
     data_report.raise_for_errors(report)
     return report
 
