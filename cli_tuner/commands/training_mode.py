@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import console, data
+from .. import console
 from ..checks import data_report, preflight, steps
 from ..errors import DataError
 from ..paths import SMOKE_OVERLAY
@@ -51,9 +51,7 @@ def check_data(plan, output_root: str, rehearsal_options: pipeline.RehearsalOpti
     tokenizer = name = None
     if rehearsal_options is not None:
         # The rehearsal's tokenizer: --tokenizer, the config's, or the local BPE it will train with.
-        texts = [r.data.get("text") or " ".join(m["content"] for m in r.data.get("messages", []))
-                 for path in plan.loaded.training_files() for r in data.read_records(path)]
-        tokenizer, name = rehearsal.choose_tokenizer(rehearsal_options.tokenizer, plan.loaded.tokenizer_source, texts)
+        tokenizer, name = rehearsal.choose_tokenizer(rehearsal_options.tokenizer, plan.loaded)
     report, cached = preflight.check_training_data(plan, output_root, tokenizer=tokenizer, tokenizer_name=name)
     if cached:
         console.say(f"data checks: passed before for data sha256 {plan.verified.data_sha256[:16]}... "

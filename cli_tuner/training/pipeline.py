@@ -99,13 +99,11 @@ def write_slices(loaded: LoadedConfig, run_dir: Path, limits: dict | None = None
 
 def prepare_rehearsal(options: RehearsalOptions, loaded: LoadedConfig, facts, run_dir: Path, cfg: dict) -> tuple[dict, dict]:
     model_dir = run_dir / REHEARSAL_MODEL_DIR
-    texts = [r.data.get("text") or " ".join(m["content"] for m in r.data.get("messages", []))
-             for path in loaded.training_files() for r in data.read_records(path)]
     if (model_dir / "config.json").is_file():
         description = "reused from the interrupted run"
         say(f"rehearsal model: {model_dir} ({description})")
     else:
-        tokenizer, description = rehearsal.choose_tokenizer(options.tokenizer, loaded.tokenizer_source, texts)
+        tokenizer, description = rehearsal.choose_tokenizer(options.tokenizer, loaded)
         say(f"rehearsal tokenizer: {description}")
         rehearsal.build_model(facts, tokenizer, model_dir)
     kept = frozenset(assignment.split("=", 1)[0].strip() for assignment in loaded.sets)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from .. import atomic, tokenizer as tokenizer_loader
+from .. import atomic, data, tokenizer as tokenizer_loader
+from ..config import LoadedConfig
 from ..errors import ConfigError
 from ..facts.models import ModelFacts
 
@@ -47,8 +48,16 @@ def local_tokenizer(texts: list[str]):
     return tokenizer
 
 
-def choose_tokenizer(explicit: str | None, tokenizer_source: str, texts: list[str]):
-    """(tokenizer, description): the base model's real tokenizer when reachable, else a local one."""
+def training_texts(loaded: LoadedConfig) -> list[str]:
+    """Every train and validation example as plain text: what the local tokenizer is trained on."""
+    return [r.data.get("text") or " ".join(m["content"] for m in r.data.get("messages", []))
+            for path in loaded.training_files() for r in data.read_records(path)]
+
+
+def choose_tokenizer(explicit: str | None, loaded: LoadedConfig):
+    """(tokenizer, description): the base model's real tokenizer when reachable, else a local one
+    trained on the config's data."""
+    tokenizer_source = loaded.tokenizer_source
     for candidate in (explicit, tokenizer_source):
         if not candidate:
             continue
@@ -57,7 +66,7 @@ def choose_tokenizer(explicit: str | None, tokenizer_source: str, texts: list[st
         except ConfigError:
             if candidate == explicit:
                 raise
-    return local_tokenizer(texts), (
+    return local_tokenizer(training_texts(loaded)), (
         f"small local BPE tokenizer ({LOCAL_VOCAB_SIZE} tokens, ChatML): the real one for "
         f"{tokenizer_source} was not reachable; pass --tokenizer DIR to use it"
     )
