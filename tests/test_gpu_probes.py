@@ -168,8 +168,10 @@ def test_cpu_and_mps_say_not_applicable_and_start_no_probe():
 def test_deep_checks_on_cuda_run_in_a_child_and_the_parent_never_imports_torch(tmp_path):
     """A fake A5000 on this CPU machine: both deep checks reach a child, which sees no CUDA device,
     and the job's process has not imported torch, so it cannot have touched CUDA."""
-    site = tmp_path / "site"   # flash-attn's metadata, so the check goes on to its probe
+    site = tmp_path / "site"   # flash-attn's metadata and package folder, so the check goes on to its probe
     (site / "flash_attn-2.8.3.dist-info").mkdir(parents=True)
+    (site / "flash_attn").mkdir()
+    (site / "flash_attn" / "__init__.py").write_text("")
     (site / "flash_attn-2.8.3.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: flash_attn\nVersion: 2.8.3\n")
     script = textwrap.dedent(f"""
         import sys

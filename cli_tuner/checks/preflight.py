@@ -14,10 +14,10 @@ from pathlib import Path
 from .. import atomic, data
 from ..config import LoadedConfig, canonical_hash, require_local_datasets
 from ..errors import ConfigError, DataError, EnvironmentProblem
-from ..facts import gpus, machine as machine_facts, models
+from ..facts import attention as attention_facts, gpus, machine as machine_facts, models
 from ..findings import Check, first_error
 from ..paths import PREPARED_DIR
-from . import config_rules, data_report, environment, memory
+from . import attention, config_rules, data_report, environment, memory
 from .plan import Plan
 
 KIND_ERRORS = {"data": DataError, "config": ConfigError, "environment": EnvironmentProblem}
@@ -101,6 +101,11 @@ def prepare(mode: str, loaded: LoadedConfig, *, output_root: Path | str | None =
     findings = check_config(loaded, facts, target)
     found = machine_facts.detect() if mode in TRAINING_MODES else None
     plan = Plan(mode, loaded, verified, facts, target, found, findings)
+    if found is not None and found.kind == "cuda" and mode in GPU_MODES:
+        # Before anything reads the config (step arithmetic, memory, the resolved config): a config
+        # asking for flash attention on a CUDA machine with no source for it trains with sdpa.
+        plan.attention = attention_facts.detect()
+        plan.fallbacks = attention.machine_fallback(loaded.axolotl, found, plan.attention)
     if found is not None and check_environment:
         root = output_root or os.environ.get("OUTPUT_ROOT", "outputs")
         results, plan.estimate = environment_checks(mode, found, target, loaded, facts, root)
