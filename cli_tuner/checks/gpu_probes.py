@@ -154,10 +154,10 @@ def load_hub_kernel_attention():
 def probe_flash_attn() -> str:
     """The flash-attention source this machine has (facts.attention): load it as training would, run a
     causal GQA attention forward and backward, compare with SDPA."""
+    torch = _cuda()
     source = attention_facts.detect()
     if source.kind == attention_facts.NONE:
         raise ModuleNotFoundError(source.detail)
-    torch = _cuda()
     if source.kind == attention_facts.PACKAGE:
         import flash_attn_2_cuda  # noqa: F401  the compiled extension: an ABI mismatch fails here
         from flash_attn import flash_attn_func

@@ -22,6 +22,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .. import console
+
 PACKAGE, HUB_KERNEL, NONE = "package", "hub-kernel", "none"
 KERNEL_REPO = "kernels-community/flash-attn2"
 KERNEL_VERSION = 2   # axolotl 0.19.0's FA2_HUB_KERNEL_VERSION (tests/test_attention.py holds them equal)
@@ -165,8 +167,6 @@ def detect(environ: dict | None = None) -> AttentionSource:
 
 
 def main() -> int:
-    from .. import console
-
     source = detect()
     console.out(json.dumps(source.as_record(), sort_keys=True))
     return 0 if source.available else 1
