@@ -217,3 +217,42 @@ def test_doctor_says_in_one_line_that_there_is_no_source_and_the_fix():
 def test_doctor_names_the_hub_kernel_when_that_is_the_source():
     check = environment.check_flash_attn(H100, deep=False, source=KERNEL)
     assert check.ok and "hub kernel" in check.detail
+
+
+# ----------------------------------------------------------------------------- the probe's loader
+
+KERNEL_MODULE = '''
+import torch
+
+def flash_attn_func(q, k, v, causal=False, **kwargs):
+    """(batch, seqlen, heads, headdim) attention through SDPA: a CPU stand-in for the CUDA build."""
+    groups = q.shape[2] // k.shape[2]
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(1, 2), k.repeat_interleave(groups, dim=2).transpose(1, 2),
+        v.repeat_interleave(groups, dim=2).transpose(1, 2), is_causal=causal)
+    return out.transpose(1, 2)
+
+def flash_attn_varlen_func(*args, **kwargs):
+    raise NotImplementedError
+'''
+
+
+def test_the_probe_loads_the_kernel_through_transformers_from_local_kernels(tmp_path):
+    """What the image relies on: transformers' flash_attention_2 fallback, after Axolotl's version pin,
+    loads the kernel from the LOCAL_KERNELS folder (no Hub). A CPU build of the kernel's folder layout
+    stands in for the CUDA build, which only a GPU can run."""
+    build = tmp_path / "flash-attn2" / "build" / this_torch_build()
+    (build / "flash_attn2").mkdir(parents=True)
+    (build / "metadata.json").write_text(json.dumps({"id": "flash_attn2_cli_tuner_test", "name": "flash-attn2", "version": 2,
+                                                     "license": "BSD-3-Clause", "python-depends": [],
+                                                     "backend": {"type": "cpu"}}))
+    (build / "flash_attn2" / "__init__.py").write_text(KERNEL_MODULE)
+    script = ("from cli_tuner.checks import gpu_probes; from cli_tuner.facts import attention; import torch; "
+              "print(attention.detect().kind); f = gpu_probes.load_hub_kernel_attention(); print(f.__module__); "
+              "q = torch.randn(1, 8, 4, 16); k = torch.randn(1, 8, 2, 16); print(tuple(f(q, k, k, causal=True).shape))")
+    env = {**os.environ, "LOCAL_KERNELS": f"{facts.KERNEL_REPO}={tmp_path / 'flash-attn2'}", "HF_HUB_OFFLINE": "1",
+           "HF_HUB_CACHE": str(tmp_path / "empty"), "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    kind, module, shape = done.stdout.strip().splitlines()[-3:]
+    assert kind == facts.HUB_KERNEL and module == "flash_attn2_cli_tuner_test" and shape == "(1, 8, 4, 16)"
