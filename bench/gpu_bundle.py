@@ -55,7 +55,7 @@ PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x
 
 # Imported at run time (traced, see the docstring) and not part of a CUDA PyTorch machine image.
 # Conditionally imported extras that a run does without are left out: boto3/botocore (accelerate's
-# SageMaker menu), google-cloud-*, opentelemetry-*, cryptography/pyOpenSSL/bcrypt (urllib3's optional
+# SageMaker menu), google-cloud-*, cryptography/pyOpenSSL/bcrypt (urllib3's optional
 # TLS), brotli/zstandard/h2 (httpx's optional codecs), chardet, aiodns, torchao, liger_kernel and
 # mistral_common (transformers/axolotl import them only when present or configured), pycountry.
 RUNTIME = (
@@ -64,6 +64,10 @@ RUNTIME = (
     "pydantic", "pydantic_core", "annotated-types", "typing-inspection",
     "evaluate", "posthog", "backoff", "distro", "fastcore", "addict", "fire", "termcolor",
     "kernels", "kernels-data", "platformdirs", "sniffio", "wcwidth", "defusedxml", "pytz",
+    # wandb 0.31 imports its OpenTelemetry proxy whenever axolotl imports wandb, disabled or not
+    "opentelemetry-api", "opentelemetry-sdk", "opentelemetry-semantic-conventions", "opentelemetry-proto",
+    "opentelemetry-exporter-otlp-proto-http", "opentelemetry-exporter-otlp-proto-common",
+    "opentelemetry-exporter-http-transport", "opentelemetry-exporter-otlp-common", "googleapis-common-protos",
 )
 # PyPI has sdists only: built into wheels here (pure Python).
 SDIST_ONLY = ("axolotl-contribs-lgpl", "axolotl-contribs-mit")
