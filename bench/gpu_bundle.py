@@ -71,8 +71,7 @@ RUNTIME = (
 )
 # PyPI has sdists only: built into wheels here (pure Python).
 SDIST_ONLY = ("axolotl-contribs-lgpl", "axolotl-contribs-mit")
-# The versions matter: transformers/axolotl check some at import, preflight compares the pins.
-PINNED = ("torch",)  # the machine's own: never carried
+NEVER_CARRIED = ("torch",)  # the machine's own CUDA build stays
 
 # Distributions a CUDA PyTorch image carries (the device image's package list, KINDS.md); never bundled
 # unless requirements.txt pins them (preflight compares those pins).
@@ -105,7 +104,7 @@ def wanted() -> dict[str, str]:
     """name -> version: the traced run-time set plus every direct pin, at the lock's versions."""
     lock = read_pins(LOCK)
     direct = read_pins(REQUIREMENTS)
-    names = {normalize(n) for n in RUNTIME} | {n for n in direct if n not in PINNED}
+    names = {normalize(n) for n in RUNTIME} | {n for n in direct if n not in NEVER_CARRIED}
     names -= {n for n in MACHINE_PROVIDES if n not in direct and n not in {normalize(r) for r in RUNTIME}}
     missing = sorted(n for n in names | {normalize(n) for n in SDIST_ONLY} if n not in lock)
     if missing:
@@ -113,19 +112,29 @@ def wanted() -> dict[str, str]:
     return {n: lock[n] for n in sorted(names)}
 
 
-def pip(python: str, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "pip", *args, "--disable-pip-version-check", "-q"], check=True)
+def pip(*args: str) -> None:
+    """pip quietly; its output only when it fails (one line naming what failed, then pip's own tail)."""
+    result = subprocess.run([sys.executable, "-m", "pip", *args, "--disable-pip-version-check", "-q"],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr[-3000:])
+        raise SystemExit(f"error: pip {args[0]} failed (exit {result.returncode}): see pip's message above")
 
 
 def download(pins: dict[str, str], python: str, into: Path) -> None:
+    """Binary wheels for the GPU machine's Python and platform; the sdist-only packages and this repo built."""
     binary = [f"{n}=={v}" for n, v in pins.items() if n not in {normalize(s) for s in SDIST_ONLY}]
     platform_args = [arg for p in PLATFORMS for arg in ("--platform", p)]
-    pip(python, "download", "--no-deps", "--only-binary=:all:", "--python-version", python,
+    pip("download", "--no-deps", "--only-binary=:all:", "--python-version", python,
         "--implementation", "cp", *platform_args, "-d", str(into), *binary)
     lock = read_pins(LOCK)
     for name in SDIST_ONLY:
-        pip(python, "wheel", "--no-deps", "-w", str(into), f"{name}=={lock[normalize(name)]}")
-    pip(python, "wheel", "--no-deps", "--no-build-isolation", "-w", str(into), str(REPO))
+        pip("wheel", "--no-deps", "-w", str(into), f"{name}=={lock[normalize(name)]}")
+    source = into / "cli-tuner-source"  # a copy: building in the checkout leaves build/ and egg-info there
+    shutil.copytree(REPO / "cli_tuner", source / "cli_tuner", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("pyproject.toml", "README.md", "requirements.txt", "requirements-dev.txt"):
+        shutil.copy2(REPO / name, source / name)
+    pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(into), str(source))
 
 
 def record_line(name: str, data: bytes) -> str:
