@@ -80,7 +80,8 @@ absl-py aiohappyeyeballs aiohttp aiosignal attrs certifi charset-normalizer clic
 filelock frozenlist fsspec h11 httpcore httpx idna jinja2 joblib llvmlite markupsafe mpmath multidict
 networkx numba numpy packaging pandas pillow propcache protobuf psutil pyarrow pygments python-dateutil
 regex requests safetensors scikit-learn scipy sentencepiece setuptools six sympy tabulate threadpoolctl
-torch tqdm triton typing-extensions urllib3 wrapt xxhash yarl anyio
+torch tqdm triton typing-extensions urllib3 wrapt xxhash yarl anyio grpcio hf-xet markdown markdown-it-py mdurl
+werkzeug tensorboard-data-server
 """.split())
 
 # What a run loads of the two big wheels.
