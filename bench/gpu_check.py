@@ -10,15 +10,16 @@ is reachable and run its script from the repository root (the whole recipe, one 
     .venv/bin/python -m bench.gpu_bundle --python 3.12 --out gpu_bundle       # <= 48 MiB of wheels + run.sh
     bash gpu_bundle/run.sh --out results.json --nl2bash DIR --tokenizer-dir HUB_ID=DIR ...
 
-What runs, in this order (the most used config first, the M4 config last), each as long as the
+What runs, in this order (the default config, then the H100 config whose first GPU smoke failed, the
+packing overlay, the M4 config last), each as long as the
 remaining `--budget-s` allows (default 540 s for the whole check; a case that would start with less
 than MIN_START_S left is recorded as skipped):
 
 | case | config | overlay | data |
 |---|---|---|---|
 | a5000 | configs/axolotl_config.yaml | - | the shipped sample data |
-| a5000-packing | configs/axolotl_config.yaml | configs/overlays/packing.yaml | the shipped sample data |
 | h100 | configs/training_config_h100.yaml | - | NL2Bash (`--nl2bash DIR` with all.nl/all.cm) |
+| a5000-packing | configs/axolotl_config.yaml | configs/overlays/packing.yaml | the shipped sample data |
 | m4 | configs/training_config_m4.yaml | - | the shipped sample data |
 
 The H100 config's one optimizer step is 16 packed rows of 4,096 tokens, more than the sample data
@@ -75,6 +76,7 @@ DEFAULT_OUT = REPO / "bench_results" / "gpu_check.json"
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WANDB_MODE": "disabled",
                "AXOLOTL_DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"}
 MIN_START_S = 60          # a smoke needs about this much just to load; less left: the case is skipped
+STOP_MARGIN_S = 20       # what stopping a timed-out smoke's process group may take (SIGTERM, then SIGKILL)
 SMOKE_STEPS = 10          # configs/axolotl_smoke_test.yaml's max_steps
 DATA_MARGIN = 1.25        # cut NL2Bash data holds this much more than one step / one eval batch takes
 
@@ -87,10 +89,12 @@ class Case:
     data: str             # "sample" or "nl2bash"
 
 
+# Priority order: the default config; the H100 config, whose smoke failed on the first GPU run (no eval
+# batch); the packing overlay; the M4 config last (it targets Apple silicon; CUDA runs its path as written).
 CASES = (
     Case("a5000", "configs/axolotl_config.yaml", None, "sample"),
-    Case("a5000-packing", "configs/axolotl_config.yaml", "configs/overlays/packing.yaml", "sample"),
     Case("h100", "configs/training_config_h100.yaml", None, "nl2bash"),
+    Case("a5000-packing", "configs/axolotl_config.yaml", "configs/overlays/packing.yaml", "sample"),
     Case("m4", "configs/training_config_m4.yaml", None, "sample"),
 )
 
@@ -227,11 +231,41 @@ def data_overlay_for(cfg: dict, data_dir: Path, into: Path) -> Path:
 
 
 def entrypoint(*args: str, timeout: float | None = None, log: Path | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, str(REPO / "entrypoint.py"), *args], cwd=REPO,
-                            env={**os.environ, **OFFLINE_ENV}, capture_output=True, text=True, timeout=timeout)
+    """`entrypoint.py ARGS` in its own process group: on timeout the whole group (smoke's `axolotl
+    train` and its workers too) is stopped, so nothing keeps the GPU busy for the next case."""
+    process = subprocess.Popen([sys.executable, str(REPO / "entrypoint.py"), *args], cwd=REPO,
+                               env={**os.environ, **OFFLINE_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop_group(process)
+        stdout, stderr = process.communicate()
+        if log is not None:
+            log.write_text(stdout + stderr)
+        raise subprocess.TimeoutExpired(process.args, timeout, stdout, stderr) from None
     if log is not None:
-        log.write_text(result.stdout + result.stderr)
-    return result
+        log.write_text(stdout + stderr)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def stop_group(process: subprocess.Popen, grace_s: float = 15) -> None:
+    """SIGTERM to the process group (smoke saves its state and exits 130), SIGKILL after `grace_s`."""
+    import signal
+
+    for sent in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sent)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace_s)
+            os.killpg(process.pid, signal.SIGKILL)  # stragglers of the group (dataloader workers)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        except ProcessLookupError:
+            return
 
 
 def convert_nl2bash(corpus: Path, into: Path, log: Path) -> Path:
@@ -392,13 +426,11 @@ def run_case(row: dict, work: Path, models_built: dict, tokenizers: dict, timeou
     row["log"] = str(log)
     row["command"] = "entrypoint.py " + " ".join(command)
     try:
-        result = entrypoint(*command, timeout=max(1.0, timeout_s - (time.monotonic() - started)), log=log)
+        result = entrypoint(*command, timeout=max(1.0, timeout_s - STOP_MARGIN_S - (time.monotonic() - started)), log=log)
         row["exit"] = result.returncode
         output = result.stdout + result.stderr
     except subprocess.TimeoutExpired as exc:
-        output = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        output += (exc.stderr or b"").decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
-        log.write_text(output)
+        output = (exc.stdout or "") + (exc.stderr or "")
         row["exit"] = None
         row["error"] = f"timed out after {timeout_s:.0f} s (the budget left for it)\n" + tail(None, output)
     row["wall_seconds"] = round(time.monotonic() - started, 1)
@@ -431,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON (default %(default)s)")
     parser.add_argument("--case", action="append", default=None, choices=[c.name for c in CASES],
-                        help="run only these cases (repeatable; default all, in the table's order)")
+                        help="run only these cases, in the order given (repeatable; default all, in the table's order)")
     parser.add_argument("--layers", type=int, default=DEFAULT_LAYERS, help="decoder layers of each stand-in model")
     parser.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S,
                         help="wall-clock seconds for the whole check (default %(default)s)")
@@ -470,7 +502,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("error: --tokenizer-dir takes HUB_ID=DIR, e.g. Qwen/Qwen2.5-Coder-7B-Instruct=/data/qwen")
     started = time.monotonic()
     tokenizer_dirs = dict(item.split("=", 1) for item in args.tokenizer_dir)
-    cases = [c for c in CASES if args.case is None or c.name in args.case]
+    by_name = {c.name: c for c in CASES}
+    cases = [by_name[name] for name in dict.fromkeys(args.case)] if args.case else list(CASES)  # --case: that order
     results = {"schema": 2, "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "budget_seconds": args.budget_s, "layers": args.layers}
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="gpu_check-"))

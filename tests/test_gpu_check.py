@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -39,10 +40,10 @@ def test_without_cuda_the_check_writes_its_plan_for_every_case_and_exits_0(tmp_p
     assert results["gpu"] is None and "nothing was measured" in results["reason"]
     assert "configs" not in results  # no measured rows, not even empty ones
     planned = {row["case"]: row for row in results["planned"]}
-    assert list(planned) == ["a5000", "a5000-packing", "h100", "m4"]  # priority order, M4 last
+    assert list(planned) == ["a5000", "h100", "a5000-packing", "m4"]  # priority order, M4 last
     assert [(r["config"], r["overlay"]) for r in results["planned"]] == [
-        ("configs/axolotl_config.yaml", None), ("configs/axolotl_config.yaml", "configs/overlays/packing.yaml"),
-        ("configs/training_config_h100.yaml", None), ("configs/training_config_m4.yaml", None)]
+        ("configs/axolotl_config.yaml", None), ("configs/training_config_h100.yaml", None),
+        ("configs/axolotl_config.yaml", "configs/overlays/packing.yaml"), ("configs/training_config_m4.yaml", None)]
     qwen = planned["a5000"]
     assert (qwen["layers"], qwen["layers_of_base"], qwen["hidden_size"], qwen["vocab_size"]) == (4, 28, 3584, 152064)
     for name in ("a5000", "a5000-packing", "m4"):  # the shipped sample data holds a step and an eval batch
@@ -145,8 +146,10 @@ def test_the_bundle_installs_into_python_312_with_its_own_torch_and_imports_the_
     GPU) and the packages such a machine image carries, no axolotl. The bundle's run.sh installs
     beside them and runs the check's no-GPU path; then the job's libraries import from the target."""
     python = python312()
-    venv = tmp_path / "py312"
-    subprocess.run([python, "-m", "venv", str(venv)], check=True)
+    # CLI_TUNER_PY312_VENV: reuse a 3.12 venv made by an earlier run (torch's CUDA libraries are ~5 GB)
+    venv = Path(os.environ.get("CLI_TUNER_PY312_VENV") or tmp_path / "py312")
+    if not (venv / "bin/python").exists():
+        subprocess.run([python, "-m", "venv", str(venv)], check=True)
     lock = gpu_bundle.read_pins(gpu_bundle.LOCK)
     machine = [f"{n}=={lock[n]}" for n in sorted(gpu_bundle.MACHINE_PROVIDES) if n in lock and n != "torch"]
     install = subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
@@ -173,3 +176,16 @@ def test_the_bundle_installs_into_python_312_with_its_own_torch_and_imports_the_
     assert cuda_library == "True" and from_target == "True"
     shellcheck = subprocess.run([str(site / "bin/shellcheck"), "--version"], capture_output=True, text=True)
     assert shellcheck.returncode == 0
+
+
+def test_a_timed_out_smoke_leaves_no_process_of_its_group_behind(tmp_path):
+    """On timeout the check stops the whole process group, so no `axolotl train` keeps the GPU busy
+    while the next case runs."""
+    log = tmp_path / "rehearse.log"
+    started = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired) as raised:
+        gpu_check.entrypoint("rehearse", "--output-root", str(tmp_path / "out"), timeout=3, log=log)
+    assert time.monotonic() - started < 3 + 2 * 15 + 10
+    assert "rehearse" in raised.value.cmd and log.is_file()
+    remaining = subprocess.run(["pgrep", "-f", f"--output-root {tmp_path / 'out'}"], capture_output=True, text=True)
+    assert remaining.stdout.strip() == ""
