@@ -101,18 +101,27 @@ CASES = (
 
 # ------------------------------------------------------------------ batching arithmetic
 
+def job_eval_batching():
+    """The job's own eval-batch arithmetic (issue 21a: `cli_tuner.checks.eval_batches`, which matches
+    Axolotl's MultipackBatchSampler), or None on a checkout without it."""
+    try:
+        from cli_tuner.checks import eval_batches as module
+    except ImportError:
+        return None
+    return module
+
+
 def eval_batches(cfg: dict, lengths: list[int]) -> tuple[int, str]:
     """(eval batches, how it was computed) for validation examples of `lengths` under `cfg`.
 
-    Hook: the job's own eval-batch arithmetic (issue 21a, `cli_tuner.checks.steps.eval_batches`)
-    is used when it exists; until then the estimate below: unpacked, ceil(examples / micro batch);
-    packed, sequential first-fit bins, grouped per eval batch as training groups them, an
-    incomplete last batch dropped (Axolotl's multipack sampler)."""
+    The job's `cli_tuner.checks.eval_batches.batches` when present; else this estimate: unpacked,
+    ceil(examples / micro batch); packed, sequential first-fit bins, grouped per eval batch as
+    training groups them, an incomplete last batch dropped (Axolotl's multipack sampler)."""
     from cli_tuner.checks import steps
 
-    own = getattr(steps, "eval_batches", None)
+    own = job_eval_batching()
     if own is not None:
-        return int(own(cfg, lengths)), "cli_tuner.checks.steps.eval_batches"
+        return int(own.batches(cfg, lengths)), "cli_tuner.checks.eval_batches"
     micro = int(cfg.get("eval_batch_size") or cfg.get("micro_batch_size") or 1)
     sequence = int(cfg.get("sequence_len") or 2048)
     packed = bool(cfg.get("sample_packing")) and cfg.get("eval_sample_packing") is not False
@@ -129,11 +138,14 @@ def eval_batches(cfg: dict, lengths: list[int]) -> tuple[int, str]:
                 break
         else:
             bins.append(length)
-    return len(bins) // per_batch, "gpu_check estimate (first-fit bins; hook for cli_tuner.checks.steps.eval_batches)"
+    return len(bins) // per_batch, "gpu_check estimate (first-fit bins; cli_tuner.checks.eval_batches not found)"
 
 
 def val_examples_for_one_eval_batch(cfg: dict, lengths: list[int]) -> int | None:
     """The fewest leading validation examples that make one eval batch, or None."""
+    own = job_eval_batching()
+    if own is not None:
+        return own.examples_for_one_batch(cfg, [lengths])
     low, high = 1, len(lengths)
     if not lengths or eval_batches(cfg, lengths)[0] < 1:
         return None
