@@ -426,3 +426,24 @@ def test_flash_attn_pin_is_axolotls_extra():
 
     extra = [r for r in requires("axolotl") if r.startswith("flash-attn") and 'extra == "flash-attn"' in r]
     assert extra and f"=={environment.FLASH_ATTN_PIN}" in extra[0]
+
+
+def test_a_torch_inside_axolotls_range_passes_preflight_with_its_warning_in_the_plan(locked_data, tmp_path, monkeypatch):
+    """A GPU machine's own torch (2.11.0 here) does not stop a training mode; the warning names the
+    pin and rides in plan.findings, which the pipeline writes to provenance.json's preflight_warnings."""
+    from conftest import data_sets
+
+    monkeypatch.setenv("AXOLOTL_DO_NOT_TRACK", "1")
+    monkeypatch.setattr(machine, "detect", lambda: Platform(kind="cpu", torch_version="2.11.0+cpu",
+                                                            python_version="3.11.7"))
+    loaded = load(REPO / "configs/axolotl_config.yaml", sets=[s for s in data_sets(locked_data) if s != "--set"])
+    plan = preflight.prepare("rehearse", loaded, output_root=tmp_path / "out")
+    torch_findings = [c for c in plan.findings if c.name == "torch"]
+    assert len(torch_findings) == 1 and torch_findings[0].level == "warning"
+    assert "tested pin 2.13.0" in torch_findings[0].line()
+
+    monkeypatch.setattr(machine, "detect", lambda: Platform(kind="cpu", torch_version="2.10.0+cpu",
+                                                            python_version="3.11.7"))
+    with pytest.raises(EnvironmentProblem) as raised:
+        preflight.prepare("rehearse", loaded, output_root=tmp_path / "out")
+    assert raised.value.exit_code == 5 and "outside Axolotl 0.19's supported range" in str(raised.value)
