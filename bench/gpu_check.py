@@ -32,8 +32,9 @@ the GPU found here, not the M4's unified memory.
 
 For each case: a random-weight model of the base model's exact widths (hidden and intermediate
 size, heads, KV heads, vocabulary) with `--layers` decoder layers (default 4), built once per base
-model on the GPU; then smoke (the job's preflight, the smoke overlay, the real `axolotl train` with
-the measurement plugin, the saved `calibration.json`). Flash Attention: without the `flash_attn`
+model on the GPU in a child process (this one holds no CUDA context: smoke charges everything on
+the device beyond its own allocator to its context figure); then smoke (the job's preflight, the
+smoke overlay, the real `axolotl train` with the measurement plugin, the saved `calibration.json`). Flash Attention: without the `flash_attn`
 package a config asking for it runs with sdpa, and the row says so. Tokenizers: the real one from
 `--tokenizer-dir HUB_ID=DIR` or the Hugging Face cache, else the rehearsal's small local BPE (the
 row says which; token counts then differ from a real run).
@@ -371,37 +372,61 @@ def plan_case(case: Case, layers: int, tokenizer_dirs: dict[str, str], nl2bash: 
 
 # ------------------------------------------------------------------ the GPU part
 
-def cuda_device() -> tuple[str | None, str]:
-    """(device name, why not) for GPU 0."""
+# This process never touches CUDA: smoke's measurement counts everything on the device beyond its own
+# allocator as its context (measurements callback: device used - reserved), so a CUDA context or a
+# cached model here would be charged to every smoke. Device facts and the model build run in children.
+
+def in_child(function: str, *args) -> dict:
+    """`function(*args)` of this module in a fresh Python process; its JSON result."""
+    code = ("import json, sys; from bench import gpu_check; "
+            "print(json.dumps(getattr(gpu_check, sys.argv[1])(*json.loads(sys.argv[2]))))")
+    result = subprocess.run([sys.executable, "-c", code, function, json.dumps([str(a) if isinstance(a, Path) else a for a in args])],
+                            cwd=REPO, env={**os.environ, **OFFLINE_ENV}, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{function} failed in its child process: {tail(result)}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def device_facts() -> dict:
+    """(in a child) GPU 0's name, torch and its CUDA, or why there is none."""
     try:
         import torch
     except ImportError:
-        return None, "torch is not installed"
+        return {"gpu": None, "why": "torch is not installed"}
     if not torch.cuda.is_available():
-        return None, f"torch {torch.__version__} sees no CUDA device"
-    return torch.cuda.get_device_name(0), ""
+        return {"gpu": None, "why": f"torch {torch.__version__} sees no CUDA device"}
+    return {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cuda": torch.version.cuda}
 
 
-def build_model(row: dict, facts, tokenizer, out_dir: Path) -> None:
-    """Random bf16 weights of the base model's exact widths, `row['layers']` layers, made on the GPU."""
+def cuda_device() -> dict:
+    return in_child("device_facts")
+
+
+def build_model(base_model: str, layers: int, out_dir: str, device: str = "cuda") -> dict:
+    """(in a child) random bf16 weights of the base model's exact widths and `layers` decoder layers,
+    made on the GPU, saved beside the tokenizer already in `out_dir`."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from cli_tuner import tokenizer as tokenizer_loader
+    from cli_tuner.facts import models
+
+    facts = models.lookup(base_model)
+    tokenizer = tokenizer_loader.load(out_dir)
     config = AutoConfig.for_model(
         facts.model_type, hidden_size=facts.hidden_size, intermediate_size=facts.intermediate_size,
-        num_hidden_layers=row["layers"], num_attention_heads=facts.num_attention_heads,
+        num_hidden_layers=layers, num_attention_heads=facts.num_attention_heads,
         num_key_value_heads=facts.num_key_value_heads, vocab_size=max(facts.vocab_size, len(tokenizer)),
         max_position_embeddings=facts.max_position_embeddings, tie_word_embeddings=facts.tie_word_embeddings,
         rope_theta=facts.rope_theta, rms_norm_eps=facts.rms_norm_eps, architectures=facts.architectures,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
         dtype="bfloat16")
     torch.manual_seed(0)
-    with torch.device("cuda"):  # initialised on the GPU: seconds, not the CPU's minute for 7B widths
+    started = time.monotonic()
+    with torch.device(device):  # initialised on the GPU: seconds, not the CPU's minute for 7B widths
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    del model
-    torch.cuda.empty_cache()
+    return {"seconds": round(time.monotonic() - started, 1)}
 
 
 def tail(result: subprocess.CompletedProcess | None, text: str | None = None, lines: int = 5) -> str:
@@ -412,15 +437,14 @@ def tail(result: subprocess.CompletedProcess | None, text: str | None = None, li
 
 
 def run_case(row: dict, work: Path, models_built: dict, tokenizers: dict, timeout_s: float, logs: Path) -> dict:
-    from cli_tuner.facts import models
-
     started = time.monotonic()
     key = (row["base_model"], row["layers"])
     model_dir = models_built.get(key)
     if model_dir is None:  # one stand-in per base model: two cases share each
         model_dir = work / f"model-{len(models_built)}"
         tokenizer, _ = tokenizers[row["base_model"]]
-        build_model(row, models.lookup(row["base_model"]), tokenizer, model_dir)
+        tokenizer.save_pretrained(model_dir)
+        in_child("build_model", row["base_model"], row["layers"], model_dir)
         models_built[key] = model_dir
     row["build_seconds"] = round(time.monotonic() - started, 1)
     output_root = work / f"out-{row['case']}"
@@ -525,16 +549,15 @@ def main(argv: list[str] | None = None) -> int:
     tokenizers: dict = {}
     try:
         plans = [plan_case(case, args.layers, tokenizer_dirs, args.nl2bash, work, tokenizers, logs) for case in cases]
-        device, why = cuda_device()
+        facts = cuda_device()
+        device, why = facts["gpu"], facts.get("why")
         if device is None:
             results.update(gpu=None, reason=f"no CUDA device ({why}): nothing was measured", planned=plans)
             write(args.out, results)
             print(f"gpu_check: no CUDA device ({why}); nothing measured; wrote {args.out} with \"gpu\": null "
                   f"and the plan of {len(plans)} cases")
             return 0
-        import torch
-
-        results.update(gpu=device, torch=torch.__version__, cuda=torch.version.cuda, configs=[])
+        results.update(gpu=device, torch=facts["torch"], cuda=facts["cuda"], configs=[])
         models_built: dict = {}
         for row in plans:
             left = args.budget_s - (time.monotonic() - started)
