@@ -26,6 +26,11 @@ GIB = 2**30
 TORCH_INDEX = "https://download.pytorch.org/whl/cu128"
 FLASH_ATTN_PIN = "2.8.3"   # axolotl 0.19.0's `flash-attn` extra
 DISK_WARNING_GIB = 20      # a 7B base model download (~15 GB) plus checkpoints
+# The torch versions Axolotl 0.19.0 supports: its wheel's METADATA says
+# `Requires-Dist: torch<=2.13.0,>=2.11.0` (tests/test_platform.py reads it from the installed axolotl).
+# Inside that range a torch other than the pin runs the job (a GPU machine's own CUDA build, say) untested:
+# a warning. Outside it, an error.
+AXOLOTL_TORCH_RANGE = ">=2.11.0,<=2.13.0"
 
 # Oldest Linux driver for each CUDA toolkit (NVIDIA CUDA Toolkit release notes, table 3 "CUDA
 # Toolkit and Corresponding Driver Versions", GA releases).
@@ -76,9 +81,26 @@ def check_torch(found: Machine, pins: dict[str, str]) -> Check:
     build = (f"CUDA {found.torch_cuda} build" if found.torch_cuda
              else ("MPS build" if found.mps_built else "CPU build"))
     if found.torch_version.split("+")[0] != wanted:
-        return Check("torch", False, "error", f"torch {found.torch_version} ({build}), requirements.txt pins {wanted}",
+        if torch_in_axolotl_range(found.torch_version):
+            return Check("torch", False, "warning",
+                         f"torch {found.torch_version} ({build}) is inside Axolotl 0.19's supported range "
+                         f"({AXOLOTL_TORCH_RANGE}) but not the tested pin {wanted} (requirements.txt)",
+                         _torch_install(found))
+        return Check("torch", False, "error", f"torch {found.torch_version} ({build}) is outside Axolotl 0.19's "
+                     f"supported range ({AXOLOTL_TORCH_RANGE}); requirements.txt pins {wanted}",
                      _torch_install(found))
     return Check("torch", True, "error", f"torch {found.torch_version} ({build})")
+
+
+def torch_in_axolotl_range(version: str) -> bool:
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        public = Version(version.split("+")[0])
+    except InvalidVersion:
+        return False
+    return SpecifierSet(AXOLOTL_TORCH_RANGE).contains(public, prereleases=True)
 
 
 def check_torch_build(found: Machine) -> Check:

@@ -383,6 +383,8 @@ def _run_locked(plan: Plan, options: RunOptions, rehearsal_options, settings, id
                 tracking=tracking_summary,
                 trainer=trainer_record,
                 steps={"planned": cfg.get("max_steps"), "completed": None},
+                # the warnings preflight let through (a torch other than the pin, say): the run's own record
+                preflight_warnings=[c.line() for c in plan.findings if c.failed],
                 **extra,
             )
             measurements.write_inputs(plan, cfg, run_dir)  # the plugin's MFU needs them and may not import checks/
