@@ -171,23 +171,27 @@ def load_case(case: Case, sets: list[str], data_overlay: Path | None = None):
     return config_module.load(REPO / case.config, overlays=[*overlays, REPO / SMOKE_OVERLAY], sets=sets)
 
 
-def attention_sets(case: Case) -> tuple[list[str], list[str]]:
-    """(--set assignments, notes): sdpa where the config asks for flash attention and flash_attn is missing."""
-    from cli_tuner import config as config_module
+def attention_note() -> str:
+    """Which attention smoke will get here. gpu_check sets none itself: smoke applies the job's own
+    fallback (checks/attention.py) on a CUDA machine with no flash-attention source, as on a pod,
+    and the plan uses the same rule so its step and eval-batch arithmetic match what smoke runs."""
+    from cli_tuner.facts import attention as attention_facts
 
-    overlays = [REPO / case.overlay] if case.overlay else []
-    loaded = config_module.load(REPO / case.config, overlays=overlays)
-    if "flash" in str(loaded.axolotl.get("attn_implementation") or "") and not has_flash_attn():
-        return ["attn_implementation=sdpa"], ["flash_attn is not installed: ran with attn_implementation sdpa"]
-    return [], []
+    source = attention_facts.detect()
+    if source.available:
+        return f"flash attention from {source.kind}"
+    return (f"no flash-attention source here: smoke falls back to sdpa with the pod's batching "
+            f"({source.detail})")
 
 
-def has_flash_attn() -> bool:
-    try:
-        import flash_attn  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def with_machine_attention(cfg: dict) -> dict:
+    """The config as smoke will run it on this machine: the job's sdpa rule where no source exists."""
+    from cli_tuner.checks import attention
+    from cli_tuner.facts import attention as attention_facts
+
+    if not attention_facts.detect().available:
+        attention.sdpa_instead(cfg, "no flash-attention source on this machine")
+    return cfg
 
 
 def choose_tokenizer(base_model: str, tokenizer_dirs: dict[str, str], cache: dict):
@@ -310,7 +314,7 @@ def plan_case(case: Case, layers: int, tokenizer_dirs: dict[str, str], nl2bash: 
     from cli_tuner.checks import steps
     from cli_tuner.facts import models
 
-    sets, notes = attention_sets(case)
+    sets: list[str] = []
     loaded = load_case(case, sets)
     facts = models.lookup(loaded.base_model)
     if facts is None:
@@ -322,8 +326,8 @@ def plan_case(case: Case, layers: int, tokenizer_dirs: dict[str, str], nl2bash: 
            "intermediate_size": facts.intermediate_size, "vocab_size": facts.vocab_size,
            "attn_implementation": loaded.axolotl.get("attn_implementation"),
            "sequence_len": loaded.axolotl.get("sequence_len"), "micro_batch_size": loaded.axolotl.get("micro_batch_size"),
-           "sets": sets, "notes": [*notes, tokenizer_note], "data_overlay": None}
-    cfg = loaded.axolotl
+           "sets": sets, "notes": [attention_note(), tokenizer_note], "data_overlay": None}
+    cfg = with_machine_attention(loaded.axolotl)
     data = {"source": "data/processed (shipped sample)", "one_step": steps.need_for_one_step(cfg).describe()}
     if case.data == "nl2bash":
         if nl2bash is None:
