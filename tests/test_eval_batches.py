@@ -162,3 +162,101 @@ def test_the_eval_need_follows_the_resolved_attention_keys():
     fallback = resolved(H100, None, True, ("attn_implementation=sdpa", "multipack_real_batches=false")).axolotl
     assert eval_batches.batching(flash) == eval_batches.batching(fallback)
     assert eval_batches.batching(flash).batch_size == 1 and eval_batches.batching(sdpa).batch_size == 4
+
+
+# ----------------------------------------------------------------------------- refusals and grown slices
+
+PACKING = REPO / "configs" / "overlays" / "packing.yaml"
+
+
+def error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
+def test_validate_refuses_a_config_that_makes_no_eval_batch_exit_3(tmp_path, mistral_tokenizer_dir):
+    from conftest import run_entrypoint
+
+    files = make_locked_data(tmp_path / "data", train=40, val=5, test=4)
+    result = run_entrypoint("validate", "--config", str(H100), "--set", "attn_implementation=sdpa", *data_sets(files),
+                            "--set", f"tokenizer_config={mistral_tokenizer_dir}")
+    assert result.returncode == 3, result.stdout[-2000:] + result.stderr[-2000:]
+    (line,) = error_lines(result.stderr)
+    assert line.startswith(f"error: {files['val']}: 5 examples (") and "make 1 packed bin;" in line, line
+    assert "4 packed bins of 4096 tokens" in line and "eval_sample_packing: false" in line, line
+    # The config as shipped (flash attention: one bin per eval batch) validates on the same data.
+    shipped = run_entrypoint("validate", "--config", str(H100), *data_sets(files),
+                             "--set", f"tokenizer_config={mistral_tokenizer_dir}")
+    assert shipped.returncode == 0, shipped.stdout[-2000:] + shipped.stderr[-2000:]
+
+
+def test_full_refuses_before_any_model_loads_exit_3(capsys, tmp_path, mistral_tokenizer_dir, monkeypatch):
+    from cli_tuner import cli
+
+    monkeypatch.chdir(tmp_path)
+    files = make_locked_data(tmp_path / "data", train=40, val=5, test=4)
+    outputs = tmp_path / "outputs"
+    code = cli.main(["full", "--config", str(H100), "--set", "attn_implementation=sdpa", *data_sets(files),
+                     "--set", f"tokenizer_config={mistral_tokenizer_dir}", "--output-root", str(outputs), "--skip-checks"])
+    captured = capsys.readouterr()
+    assert code == 3, captured.err[-2000:]
+    (line,) = error_lines(captured.err)
+    assert line.startswith(f"error: {files['val']}: 5 examples (") and "eval batch" in line, line
+    assert run_folders(outputs) == []  # no run folder, no model
+
+
+def packed_sdpa(files, tokenizer_dir, smoke: bool, *sets):
+    from cli_tuner.checks import preflight
+
+    overlays = [str(PACKING)] + ([str(SMOKE_OVERLAY)] if smoke else [])
+    loaded = config.load(REPO / "configs" / "axolotl_config.yaml", overlays=overlays, sets=[
+        # real batches of 2 bins of 256 tokens: 5 examples of ~40 tokens fill one bin
+        "attn_implementation=sdpa", "micro_batch_size=2", "sequence_len=256", "sample_packing_bin_size=200",
+        *[s for s in data_sets(files) if s != "--set"], f"tokenizer_config={tokenizer_dir}", *sets])
+    return preflight.prepare("smoke" if smoke else "rehearse", loaded, check_environment=False)
+
+
+def test_smoke_slice_grows_val_to_one_eval_batch_and_says_so(capsys, tmp_path, qwen_tokenizer_dir):
+    from cli_tuner.commands import training_mode
+
+    files = make_locked_data(tmp_path / "data", train=80, val=30, test=4)
+    plan = packed_sdpa(files, qwen_tokenizer_dir, True)
+    report = training_mode.check_data(plan, str(tmp_path / "out"), None)
+    capsys.readouterr()
+    training_mode.size_smoke_slice(plan.loaded, report)
+    grown = plan.loaded.tuner["val_examples"]
+    said = [line for line in capsys.readouterr().out.splitlines() if "val examples" in line]
+    assert grown > 5 and len(said) == 1 and f"smoke slice: {grown} val examples, not 5" in said[0], said
+    assert "2 packed bins of 256 tokens" in said[0]
+    val = report.val_lengths[0]
+    assert eval_batches_axolotl_makes(plan.loaded.axolotl, val[:grown]) >= 1
+    assert eval_batches_axolotl_makes(plan.loaded.axolotl, val[:grown - 1]) == 0
+
+
+def test_smoke_is_refused_when_the_whole_val_file_makes_no_eval_batch(tmp_path, qwen_tokenizer_dir):
+    from cli_tuner.commands import training_mode
+    from cli_tuner.errors import DataError
+
+    files = make_locked_data(tmp_path / "data", train=80, val=5, test=4)
+    plan = packed_sdpa(files, qwen_tokenizer_dir, True)
+    report = training_mode.check_data(plan, str(tmp_path / "out"), None)
+    with pytest.raises(DataError, match=r"val.jsonl: 5 examples \(\d+ tokens\) make 1 packed bin; one eval batch takes "
+                                        r"2 packed bins of 256 tokens"):
+        training_mode.size_smoke_slice(plan.loaded, report)
+
+
+def test_the_rehearsal_grows_its_eval_slice_to_one_eval_batch(capsys, tmp_path, qwen_tokenizer_dir):
+    from cli_tuner.commands import training_mode
+    from cli_tuner.training import pipeline, rehearsal
+
+    files = make_locked_data(tmp_path / "data", train=80, val=30, test=4)
+    plan = packed_sdpa(files, qwen_tokenizer_dir, False)
+    report = training_mode.check_data(plan, str(tmp_path / "out"), None)
+    cfg, _ = rehearsal.rehearsal_config(plan.loaded.axolotl, tmp_path / "model", 2, None, "config")
+    options = training_mode.size_rehearsal_eval(plan.loaded, cfg, report, pipeline.RehearsalOptions(steps=2))
+    assert options.val_examples > rehearsal.VAL_EXAMPLES
+    assert "rehearsal eval slice: " in capsys.readouterr().out
+    assert eval_batches_axolotl_makes(cfg, report.val_lengths[0][:options.val_examples]) >= 1
+    _, divergences = rehearsal.rehearsal_config(plan.loaded.axolotl, tmp_path / "model", 2, None, "config",
+                                                val_examples=options.val_examples)
+    (sliced,) = [d for d in divergences if d["key"] == "test_datasets"]
+    assert sliced["rehearsal"] == f"the first {options.val_examples} of each file"
