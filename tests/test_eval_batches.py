@@ -38,6 +38,27 @@ def test_a_rehearsal_of_the_h100_smoke_setup_evaluates_or_is_refused_before_load
     assert any("eval_loss" in entry for entry in history), history
 
 
+
+@pytest.mark.slow
+def test_a_rehearsal_under_real_batches_grows_its_eval_slice_and_evaluates(tmp_path):
+    """The pod's eval batching (sdpa: 4 bins per eval batch) at the rehearsal's 512-token rows: its
+    first 4 val examples make one bin, so it evaluates as many as one eval batch takes, and gets eval_loss."""
+    from conftest import require_reference, run_entrypoint
+
+    # 500 val examples of ~27 Mistral tokens fill the 4 bins of 4096 the pod's eval batch takes
+    files = make_locked_data(tmp_path / "data", train=400, val=500, test=8)
+    result = run_entrypoint("rehearse", "--config", str(H100), "--overlay", str(SMOKE_OVERLAY),
+                            "--set", "attn_implementation=sdpa", *data_sets(files),
+                            "--tokenizer", str(require_reference("mistral")),
+                            "--output-root", str(tmp_path / "outputs"), env={"WANDB_API_KEY": ""})
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    (said,) = [line for line in result.stdout.splitlines() if "rehearsal eval slice: " in line]
+    assert "4 packed bins of 512 tokens" in said, said
+    (run,) = run_folders(tmp_path / "outputs")
+    history = json.loads((run / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
+    assert any("eval_loss" in entry for entry in history), history
+
 # ----------------------------------------------------------------------------- the arithmetic, against Axolotl
 
 from cli_tuner import config  # noqa: E402
