@@ -102,61 +102,19 @@ CASES = (
 
 # ------------------------------------------------------------------ batching arithmetic
 
-def job_eval_batching():
-    """The job's own eval-batch arithmetic (issue 21a: `cli_tuner.checks.eval_batches`, which matches
-    Axolotl's MultipackBatchSampler), or None on a checkout without it."""
-    try:
-        from cli_tuner.checks import eval_batches as module
-    except ImportError:
-        return None
-    return module
-
-
 def eval_batches(cfg: dict, lengths: list[int]) -> tuple[int, str]:
-    """(eval batches, how it was computed) for validation examples of `lengths` under `cfg`.
+    """(eval batches, how it was computed) for validation examples of `lengths` under `cfg`: the
+    job's own arithmetic, which matches Axolotl's MultipackBatchSampler."""
+    from cli_tuner.checks import eval_batches as job
 
-    The job's `cli_tuner.checks.eval_batches.batches` when present; else this estimate: unpacked,
-    ceil(examples / micro batch); packed, sequential first-fit bins, grouped per eval batch as
-    training groups them, an incomplete last batch dropped (Axolotl's multipack sampler)."""
-    from cli_tuner.checks import steps
-
-    own = job_eval_batching()
-    if own is not None:
-        return int(own.batches(cfg, lengths)), "cli_tuner.checks.eval_batches"
-    micro = int(cfg.get("eval_batch_size") or cfg.get("micro_batch_size") or 1)
-    sequence = int(cfg.get("sequence_len") or 2048)
-    packed = bool(cfg.get("sample_packing")) and cfg.get("eval_sample_packing") is not False
-    if not packed:
-        return math.ceil(len(lengths) / micro), "gpu_check estimate (unpacked)"
-    one_bin = micro * sequence if steps.attention_packs(cfg) else sequence
-    per_batch = 1 if steps.attention_packs(cfg) else micro
-    bins: list[int] = []
-    for length in lengths:
-        length = min(int(length), sequence)
-        for index, used in enumerate(bins):
-            if used + length <= one_bin:
-                bins[index] += length
-                break
-        else:
-            bins.append(length)
-    return len(bins) // per_batch, "gpu_check estimate (first-fit bins; cli_tuner.checks.eval_batches not found)"
+    return job.batches(cfg, lengths), "cli_tuner.checks.eval_batches"
 
 
 def val_examples_for_one_eval_batch(cfg: dict, lengths: list[int]) -> int | None:
     """The fewest leading validation examples that make one eval batch, or None."""
-    own = job_eval_batching()
-    if own is not None:
-        return own.examples_for_one_batch(cfg, [lengths])
-    low, high = 1, len(lengths)
-    if not lengths or eval_batches(cfg, lengths)[0] < 1:
-        return None
-    while low < high:  # eval batches grow with the examples taken
-        middle = (low + high) // 2
-        if eval_batches(cfg, lengths[:middle])[0] >= 1:
-            high = middle
-        else:
-            low = middle + 1
-    return low
+    from cli_tuner.checks import eval_batches as job
+
+    return job.examples_for_one_batch(cfg, [lengths])
 
 
 # ------------------------------------------------------------------ configs, tokenizers, data

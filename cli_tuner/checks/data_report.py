@@ -57,6 +57,7 @@ class DataReport:
     json_path: str | None = None
     notes: list[str] = field(default_factory=list)
     train_lengths: list[int] = field(default_factory=list)  # tokens per train example, in file order
+    val_lengths: list[list[int]] = field(default_factory=list)  # tokens per val example, one list per file
 
     def as_dict(self) -> dict:
         return {
@@ -267,9 +268,12 @@ def build(loaded, tokenizer_override: str | None = None, allow_dangerous: bool =
         raise ConfigError(f"{loaded.path}: no `datasets:` train file; add one (see configs/axolotl_config.yaml)")
     problems = Problems()
     examples: dict[str, list[Example]] = {name: [] for name in files}
+    per_file: dict[str, list[int]] = {name: [] for name in files}  # examples read from each file, in order
     for name, paths in files.items():
         for path in paths:
-            examples[name].extend(read_split(name, path, problems))
+            read = read_split(name, path, problems)
+            examples[name].extend(read)
+            per_file[name].append(len(read))
     everything = [e for name in files for e in examples[name]]
     answers = sorted({e.answer for e in everything if e.messages is not None})
 
@@ -290,6 +294,9 @@ def build(loaded, tokenizer_override: str | None = None, allow_dangerous: bool =
         files={name: [str(p) for p in paths] for name, paths in files.items()},
     )
     report.train_lengths = [m.total if m is not None else 0 for m in lengths.get("train", [])]
+    val = [m.total if m is not None else 0 for m in lengths.get("val", [])]
+    starts = [sum(per_file.get("val", [])[:i]) for i in range(len(per_file.get("val", [])))]
+    report.val_lengths = [val[start:start + count] for start, count in zip(starts, per_file.get("val", []))]
     _record_problems(report, problems)
     _check_lengths(report, loaded, examples, lengths)
     _check_duplicates(report, examples)
@@ -492,11 +499,11 @@ def check(loaded, tokenizer_override: str | None = None, allow_dangerous: bool =
     return report
 
 
-def from_dict(record: dict, train_lengths: list[int]) -> DataReport:
-    """A report saved by `as_dict` (the training modes' cache), with the train lengths beside it."""
+def from_dict(record: dict, train_lengths: list[int], val_lengths: list[list[int]] | None = None) -> DataReport:
+    """A report saved by `as_dict` (the training modes' cache), with the train and val lengths beside it."""
     fields = {k: record[k] for k in ("config", "tokenizer", "sequence_len", "files", "splits", "errors",
                                      "warnings", "details", "seconds")}
-    return DataReport(**fields, train_lengths=list(train_lengths))
+    return DataReport(**fields, train_lengths=list(train_lengths), val_lengths=[list(v) for v in val_lengths or []])
 
 
 def show_findings(report: DataReport, shown: int) -> None:

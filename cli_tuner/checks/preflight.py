@@ -124,7 +124,7 @@ DATA_CHECKS_DIR = "data-checks"
 
 
 def data_checks_key(loaded: LoadedConfig, verified: data.VerifiedData, tokenizer_name: str, allow_dangerous: bool) -> str:
-    return canonical_hash({"schema": 1, "data_sha256": verified.data_sha256, "tokenizer": tokenizer_name,
+    return canonical_hash({"schema": 2, "data_sha256": verified.data_sha256, "tokenizer": tokenizer_name,
                            "allow_dangerous": allow_dangerous, "test_file": str(loaded.tuner.get("test_file") or ""),
                            "config": {k: loaded.axolotl.get(k) for k in DATA_REPORT_KEYS}})
 
@@ -145,7 +145,8 @@ def check_training_data(plan: Plan, output_root: Path | str, *, tokenizer=None, 
     try:
         saved = json.loads(cache.read_text(encoding="utf-8"))
         if saved.get("key") == key:
-            report, cached = data_report.from_dict(saved["report"], saved.get("train_lengths") or []), True
+            report, cached = data_report.from_dict(saved["report"], saved.get("train_lengths") or [],
+                                                   saved.get("val_lengths") or []), True
     except (OSError, ValueError, KeyError, TypeError):
         report = None
     if report is None:
@@ -153,7 +154,8 @@ def check_training_data(plan: Plan, output_root: Path | str, *, tokenizer=None, 
                                    tokenizer=tokenizer, tokenizer_name=tokenizer_name)
         if not report.errors:  # a failing report is recomputed after the fix, never trusted from disk
             try:
-                atomic.write_json(cache, {"key": key, "report": report.as_dict(), "train_lengths": report.train_lengths})
+                atomic.write_json(cache, {"key": key, "report": report.as_dict(), "train_lengths": report.train_lengths,
+                                          "val_lengths": report.val_lengths})
             except EnvironmentProblem as exc:
                 report.notes.append(f"data checks not cached ({exc.message})")
     return report, cached

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from .. import console
-from ..checks import attention, data_report, preflight, steps
+from ..checks import attention, data_report, eval_batches, preflight, steps
 from ..errors import DataError
 from ..paths import SMOKE_OVERLAY
 from ..config import LoadedConfig
@@ -33,13 +34,17 @@ def train(mode: str, args: argparse.Namespace, loaded: LoadedConfig,
     if plan.fallbacks:
         console.say(attention.describe(plan.fallbacks))
     report = check_data(plan, args.output_root, rehearsal_options)
+    # The pod's eval batching on the eval set the pod's run evaluates (smoke: its slice, grown when short).
     if mode == "smoke":
         size_smoke_slice(plan.loaded, report)
+    else:
+        require_eval_batch(plan.loaded, plan.loaded.axolotl, report)
     if mode == "rehearse":
         # The rehearsal batches as its resolved config says (row length, packing batching).
         cfg, _ = rehearsal.rehearsal_config(plan.loaded.axolotl, Path("rehearsal-model"), rehearsal_options.steps,
                                             rehearsal_options.save_steps, rehearsal_options.packing)
         require_one_step(plan.loaded, cfg, report, "the rehearsal")
+        rehearsal_options = size_rehearsal_eval(plan.loaded, cfg, report, rehearsal_options)
     if before is not None:
         before(plan)
     run_dir = pipeline.run(plan, options.run_options(args), rehearsal_options)
@@ -79,18 +84,54 @@ def require_one_step(loaded: LoadedConfig, cfg: dict, report: data_report.DataRe
     return needed
 
 
+def val_files(loaded: LoadedConfig) -> str:
+    return ", ".join(str(p) for p in loaded.split_files()["val"])
+
+
+def require_eval_batch(loaded: LoadedConfig, cfg: dict, report: data_report.DataReport) -> None:
+    """DataError (exit 3) when `cfg` needs eval metrics and the whole eval split makes no eval batch."""
+    eval_batches.require_one_batch(cfg, eval_batches.eval_set(report.val_lengths), val_files(loaded), str(loaded.path))
+
+
 def size_smoke_slice(loaded: LoadedConfig, report: data_report.DataReport) -> None:
     """The smoke slice must hold one full optimizer step of this config's packing, micro batch and
-    accumulation; grow it past cli_tuner.train_examples when it does not."""
+    accumulation, and one eval batch of its eval batching; grow it past cli_tuner.train_examples /
+    val_examples when it does not."""
     asked = int(loaded.tuner.get("train_examples") or 0)
-    if not asked:
-        return
-    needed = require_one_step(loaded, loaded.axolotl, report, "smoke", at_least=asked)
-    need = steps.need_for_one_step(loaded.axolotl)
-    if needed != asked:
-        console.say(f"smoke slice: {needed} train examples, not {asked}: one optimizer step of this config "
-                    f"takes {need.describe()}")
-        loaded.tuner["train_examples"] = needed
+    if asked:
+        needed = require_one_step(loaded, loaded.axolotl, report, "smoke", at_least=asked)
+        need = steps.need_for_one_step(loaded.axolotl)
+        if needed != asked:
+            console.say(f"smoke slice: {needed} train examples, not {asked}: one optimizer step of this config "
+                        f"takes {need.describe()}")
+            loaded.tuner["train_examples"] = needed
+    asked = int(loaded.tuner.get("val_examples") or 0)
+    needed = eval_examples(loaded, loaded.axolotl, report, asked)
+    if needed is not None and needed != asked:
+        console.say(f"smoke slice: {needed} val examples, not {asked}: one eval batch of this config takes "
+                    f"{eval_batches.batching(loaded.axolotl).describe()}")
+        loaded.tuner["val_examples"] = needed
+
+
+def eval_examples(loaded: LoadedConfig, cfg: dict, report: data_report.DataReport, asked: int) -> int | None:
+    """The val examples per file (at least `asked`) that make one eval batch of `cfg`; None when the
+    slice is not cut (`asked` 0) or nothing evaluates. DataError (exit 3) when the whole files do not."""
+    require_eval_batch(loaded, cfg, report)
+    if not asked or not eval_batches.evaluates(cfg) or not report.val_lengths:
+        return None
+    return eval_batches.examples_for_one_batch(cfg, report.val_lengths, at_least=asked)
+
+
+def size_rehearsal_eval(loaded: LoadedConfig, cfg: dict, report: data_report.DataReport,
+                        options: pipeline.RehearsalOptions) -> pipeline.RehearsalOptions:
+    """The rehearsal evaluates the first few val examples with the pod's eval batching at its own row
+    length (`cfg`); more when one eval batch needs more."""
+    needed = eval_examples(loaded, cfg, report, options.val_examples)
+    if needed is None or needed == options.val_examples:
+        return options
+    console.say(f"rehearsal eval slice: {needed} val examples, not {options.val_examples}: one eval batch of "
+                f"the rehearsal takes {eval_batches.batching(cfg).describe()}")
+    return dataclasses.replace(options, val_examples=needed)
 
 
 def mode_overlays(mode: str) -> tuple[str, ...]:

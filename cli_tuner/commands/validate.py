@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import console
-from ..checks import data_report, memory, preflight
+from ..checks import data_report, eval_batches, memory, preflight
 from . import options
 
 NAME = "validate"
@@ -31,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
         report = data_report.check(loaded, tokenizer_override=args.tokenizer, allow_dangerous=allow)
         data_report.show(report)
         data_report.raise_for_errors(report)
+        eval_batches.require_one_batch(loaded.axolotl, eval_batches.eval_set(report.val_lengths),
+                                       ", ".join(str(p) for p in loaded.split_files()["val"]), str(loaded.path))
     if plan.target is not None:
         estimate, check = preflight.memory_on(loaded, plan.facts, plan.target)
         console.show(estimate.renderable())

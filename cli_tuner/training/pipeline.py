@@ -56,6 +56,9 @@ class RehearsalOptions:
     steps: int = 5
     save_steps: int | None = None
     packing: str = "config"       # "config", "on" or "off"
+    # Val examples evaluated (first of each file): more than rehearsal.VAL_EXAMPLES when one eval batch
+    # needs more. Derived from the config and data, so not part of the run's identity.
+    val_examples: int = rehearsal.VAL_EXAMPLES
 
     def as_record(self) -> dict:
         return {"steps": self.steps, "save_steps": self.save_steps, "packing": self.packing, "tokenizer": self.tokenizer}
@@ -109,7 +112,8 @@ def prepare_rehearsal(options: RehearsalOptions, loaded: LoadedConfig, facts, ru
     kept = frozenset(assignment.split("=", 1)[0].strip() for assignment in loaded.sets)
     target = gpus.KNOWN_GPUS.get(str(loaded.target or "").lower())
     cfg, divergences = rehearsal.rehearsal_config(cfg, model_dir, options.steps, options.save_steps, options.packing,
-                                                  kept=kept, pod_device=target.kind if target else "cuda")
+                                                  kept=kept, pod_device=target.kind if target else "cuda",
+                                                  val_examples=options.val_examples)
     say(f"rehearsal differs from the pod in {len(divergences)} ways; everything else runs as configured:")
     for divergence in divergences:
         say(f"  {rehearsal.describe(divergence)}")
@@ -351,7 +355,7 @@ def _run_locked(plan: Plan, options: RunOptions, rehearsal_options, settings, id
         with lifecycle.signals_interrupt():  # a stop outside the trainer (rehearsal model, evaluation)
             cfg = write_slices(loaded, run_dir) if mode == "smoke" else dict(loaded.axolotl)
             if mode == "rehearse":
-                cfg = write_slices(loaded, run_dir, {"test_datasets": rehearsal.VAL_EXAMPLES})
+                cfg = write_slices(loaded, run_dir, {"test_datasets": (rehearsal_options or RehearsalOptions()).val_examples})
             extra: dict = {}
             if plan.attention_record() is not None:
                 extra["attention"] = plan.attention_record()  # the flash-attention source, and any fallback

@@ -129,7 +129,8 @@ REASONS = {
 }
 AUTO = attention.AUTO  # shown for a key the pod leaves to Axolotl
 # Evaluation on CPU costs a vocabulary-wide logit row per token of every validation example; the
-# rehearsal proves the eval path on the first few (same files, format and pipeline).
+# rehearsal proves the eval path on the first few (same files, format, pipeline and eval batching;
+# more when one eval batch needs more: commands/training_mode.size_rehearsal_eval).
 VAL_EXAMPLES = 4
 
 
@@ -144,10 +145,13 @@ def describe(divergence: dict) -> str:
 
 
 def rehearsal_config(full: dict, model_dir: Path, steps: int, save_steps: int | None, packing: str,
-                     kept: frozenset[str] = frozenset(), pod_device: str = "cuda") -> tuple[dict, list[dict]]:
+                     kept: frozenset[str] = frozenset(), pod_device: str = "cuda",
+                     val_examples: int = VAL_EXAMPLES) -> tuple[dict, list[dict]]:
     """The full config as the CPU rehearsal runs it, and every difference from the pod with its reason.
 
-    `kept`: keys the user set with --set; the rehearsal's step-derived values do not replace them."""
+    `kept`: keys the user set with --set; the rehearsal's step-derived values do not replace them.
+    `val_examples`: the first examples of each eval file it evaluates (more than VAL_EXAMPLES when one
+    eval batch of the pod's eval batching at the rehearsal's row length needs more)."""
     cfg = copy.deepcopy(full)
     divergences: list[dict] = []
 
@@ -187,7 +191,7 @@ def rehearsal_config(full: dict, model_dir: Path, steps: int, save_steps: int | 
             change(key, value, REASONS["steps"])
 
     if cfg.get("test_datasets"):
-        divergences.append(_divergence("test_datasets", "every example", f"the first {VAL_EXAMPLES} of each file",
+        divergences.append(_divergence("test_datasets", "every example", f"the first {val_examples} of each file",
                                        "evaluation on CPU costs a vocabulary-wide logit row per token; "
                                        "the eval path is the same on a few examples"))
     divergences.append(_divergence("device", pod_device, "cpu", REASONS["device"]))
