@@ -184,7 +184,7 @@ class TrainingView:
             self.preparation.done("done")
             self.training = console.phase("training", total=progress["max_steps"], unit="steps", every_percent=10)
         self.training.update(completed=progress.get("step") or 0, total=progress["max_steps"],
-                             detail=training_detail(progress))
+                             detail=training_detail(progress, measurements.read(self.progress_path.parent)))
 
     def finish(self, returncode: int) -> None:
         self.poll()
@@ -192,17 +192,29 @@ class TrainingView:
             self.preparation.done("done" if returncode == 0 else "failed")
             return
         step, total = self.progress.get("step"), self.progress.get("max_steps")
-        detail = training_detail(self.progress)
+        detail = training_detail(self.progress, measurements.read(self.progress_path.parent))
         self.training.done(f"step {step}/{total}" + (f", {detail}" if detail else "")
                            + ("" if returncode == 0 else ", stopped"))
 
 
-def training_detail(progress: dict) -> str:
+def training_detail(progress: dict, measured: dict | None = None) -> str:
+    """The training bar's detail: loss and the measurement callback's rates, each named.
+
+    processed = every token slot of the micro-batches (padding included), real = the non-padding
+    ones (measurements.json, after the first step). Axolotl's own per-GPU rate counts only the
+    tokens with a loss (the answers), so it is shown only under that name."""
     parts = []
     if isinstance(progress.get("train_loss"), (int, float)):
         parts.append(f"loss {progress['train_loss']:.4g}")
-    if isinstance(progress.get("tokens_per_second"), (int, float)):
-        parts.append(f"{progress['tokens_per_second']:,.0f} tokens/s")
+    measured = measured or {}
+    processed, real = measured.get("processed_tokens_per_second"), measured.get("real_tokens_per_second")
+    if isinstance(processed, (int, float)):
+        parts.append(f"{processed:,.0f} processed tokens/s")
+    if isinstance(real, (int, float)):
+        parts.append(f"{real:,.0f} real tokens/s")
+    trainable = progress.get("trainable_tokens_per_second")
+    if isinstance(trainable, (int, float)):
+        parts.append(f"{trainable:,.0f} trainable tokens/s (Axolotl)")
     return ", ".join(parts)
 
 
