@@ -16,9 +16,12 @@ tokenizer (so the data work is the pod's; model load and step times are not):
    then `trainer.train()` with a callback that stamps every step, evaluation and checkpoint save,
    then the final adapter save. Twice:
    - "before": `dataset_num_proc` left to Axolotl, which takes the machine's CPU count
-     (`--pod-cpus`, 16 on the measured H200 pod; AXOLOTL_DATASET_NUM_PROC sets it here);
-   - "after": the resolved config as the job now writes it (`pipeline.preprocessing_processes`).
+     (`--pod-cpus`, 16 on the measured H200 pod; AXOLOTL_DATASET_NUM_PROC sets it here), and
+     datasets' own `save_to_disk` (a spawned pool and manager for every prepared set);
+   - "after": the resolved config as the job now writes it (`pipeline.preprocessing_processes`),
+     with the job's plugin saving one-writer sets in process (`callbacks/in_process_save.py`).
    Each run starts with an empty prepared-dataset folder, as a fresh smoke run folder does.
+   `--runs after` (or `before`) runs one of them.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ POD_CPUS = 16  # the measured H200 pod (docs/performance.md): Axolotl's default 
 
 # ------------------------------------------------------------------ worker (a fresh process)
 
-def worker(config_path: str) -> dict:
+def worker(config_path: str, before: bool) -> dict:
     marks: list[tuple[str, float]] = [("python start", WORKER_STARTED)]
 
     def mark(name: str) -> None:
@@ -69,6 +72,10 @@ def worker(config_path: str) -> dict:
     mark("imports (torch, transformers, axolotl)")
 
     cfg = load_cfg(config_path)
+    if before:  # the job's plugin registered its in-process save in load_cfg: undo it, as before that commit
+        from datasets import Dataset
+
+        Dataset.save_to_disk = getattr(Dataset.save_to_disk, "__wrapped__", Dataset.save_to_disk)
     mark("load_cfg (schema, defaults, plugins)")
     meta = load_datasets(cfg=cfg, cli_args=TrainerCliArgs())
     mark("load_datasets (tokenize, filter, save prepared sets)")
@@ -98,8 +105,9 @@ def worker(config_path: str) -> dict:
         def on_save(self, args, state, control, **kwargs):
             events.append(("save", time.time()))
 
-        def on_log(self, args, state, control, **kwargs):
-            events.append(("log", time.time()))
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            # an evaluation logs its metrics before on_evaluate fires: the interval is the evaluation's
+            events.append(("evaluate" if "eval_loss" in (logs or {}) else "log", time.time()))
 
     trainer.add_callback(Stamps())
     trainer.train()
@@ -140,13 +148,14 @@ def phases(report: dict, launched: float) -> list[dict]:
     return rows
 
 
-def run_worker(config_path: Path, env_extra: dict) -> dict:
+def run_worker(config_path: Path, env_extra: dict, before: bool) -> dict:
     env = {**os.environ, **OFFLINE_ENV, **env_extra,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
         launched = time.time()
-        result = subprocess.run([sys.executable, "-m", "bench.smoke_phases", "--worker", str(config_path),
-                                 "--result", out.name], cwd=REPO, env=env, capture_output=True, text=True)
+        command = [sys.executable, "-m", "bench.smoke_phases", "--worker", str(config_path), "--result", out.name]
+        result = subprocess.run(command + (["--before"] if before else []), cwd=REPO, env=env,
+                                capture_output=True, text=True)
         if result.returncode != 0:
             tail = "\n  ".join([line for line in (result.stdout + result.stderr).splitlines() if line.strip()][-8:])
             raise SystemExit(f"error: smoke-phases worker exited {result.returncode}:\n  {tail}")
@@ -193,7 +202,7 @@ def resolved_config(root: Path, name: str, cfg: dict, plan, tokenizer_dir: Path,
     import yaml
 
     from cli_tuner import tokenizer as tokenizer_loader
-    from cli_tuner.training import rehearsal
+    from cli_tuner.training import pipeline, rehearsal
 
     model_dir = root / "rehearsal-model"
     if not (model_dir / "config.json").is_file():
@@ -202,7 +211,8 @@ def resolved_config(root: Path, name: str, cfg: dict, plan, tokenizer_dir: Path,
     resolved, _changes = rehearsal.rehearsal_config(cfg, model_dir, steps=int(smoke["max_steps"]),
                                                     save_steps=int(smoke["save_steps"]), packing="config")
     resolved.update(output_dir=str(root / name / "run"), dataset_prepared_path=str(root / name / "prepared"),
-                    use_wandb=False, wandb_project=None, use_tensorboard=False)
+                    use_wandb=False, wandb_project=None, use_tensorboard=False,
+                    plugins=sorted(set(resolved.get("plugins") or []) | {pipeline.PLUGIN}))
     if processes is not None:
         resolved["dataset_num_proc"] = processes
     path = root / name / "resolved_config.yaml"
@@ -222,19 +232,20 @@ def render(report: dict) -> None:
     for row in report["job_side"]:
         job.add_row(row["phase"], f"{row['seconds']:.2f}")
     console.print(job)
-    before, after = report["before"], report["after"]
+    runs = [name for name in ("before", "after") if name in report]
     table = Table(title="smoke, Axolotl's side (fresh process, CPU, rehearsal-size model)", title_justify="left")
     table.add_column("phase")
-    table.add_column(f"before: dataset_num_proc {before['num_proc']} s", justify="right")
-    table.add_column(f"after: dataset_num_proc {after['num_proc']} s", justify="right")
-    for a, b in zip(before["phases"], after["phases"]):
-        table.add_row(a["phase"], f"{a['seconds']:.2f}", f"{b['seconds']:.2f}")
-    table.add_row("[bold]total[/bold]", f"[bold]{before['total_s']:.1f}[/bold]", f"[bold]{after['total_s']:.1f}[/bold]")
-    table.add_row("[bold]outside the 10 steps[/bold]", f"[bold]{before['outside_steps_s']:.1f}[/bold]",
-                  f"[bold]{after['outside_steps_s']:.1f}[/bold]")
+    for name in runs:
+        saving = "spawned save" if name == "before" else "in-process save"
+        table.add_column(f"{name}: dataset_num_proc {report[name]['num_proc']}, {saving} (s)", justify="right")
+    for rows in zip(*(report[name]["phases"] for name in runs)):
+        table.add_row(rows[0]["phase"], *(f"{r['seconds']:.2f}" for r in rows))
+    table.add_row("[bold]total[/bold]", *(f"[bold]{report[n]['total_s']:.1f}[/bold]" for n in runs))
+    table.add_row("[bold]outside the 10 steps[/bold]", *(f"[bold]{report[n]['outside_steps_s']:.1f}[/bold]" for n in runs))
     console.print(table)
-    console.print(f"train rows {after['train_rows']}, eval rows {after['eval_rows']} (the smoke slices); "
-                  f"config {report['config']}; data {report['data']}")
+    last = report[runs[-1]]
+    console.print(f"train rows {last['train_rows']}, eval rows {last['eval_rows']} (the smoke slices); "
+                  f"config {report['config']}; data {report['data']}; load average {report['load_average']}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,8 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", default=None, help="locked split folder (default: as bench_rehearsal_packing)")
     parser.add_argument("--pod-cpus", type=int, default=POD_CPUS,
                         help="the CPU count Axolotl's default dataset_num_proc takes in the 'before' run")
+    parser.add_argument("--runs", default="before,after", help="which of before,after to run (default both)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--before", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--result", default=None, help=argparse.SUPPRESS)
     return parser
 
@@ -254,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.worker:
-        Path(args.result).write_text(json.dumps(worker(args.worker)))
+        Path(args.result).write_text(json.dumps(worker(args.worker, args.before)))
         return 0
     from cli_tuner.training import pipeline
 
@@ -266,9 +279,13 @@ def main(argv: list[str] | None = None) -> int:
     before_path = resolved_config(root, "before", cfg, plan, Path(args.tokenizer), None)
     after_path = resolved_config(root, "after", cfg, plan, Path(args.tokenizer),
                                  pipeline.preprocessing_processes(cfg, os.environ, cpus=args.pod_cpus))
-    report = {"config": args.config, "data": description, "folder": str(root), "job_side": job_rows,
-              "before": run_worker(before_path, {"AXOLOTL_DATASET_NUM_PROC": str(args.pod_cpus)}),
-              "after": run_worker(after_path, {})}
+    report = {"config": args.config, "data": description, "folder": str(root), "job_side": job_rows}
+    runs = [name.strip() for name in args.runs.split(",") if name.strip()]
+    if "before" in runs:
+        report["before"] = run_worker(before_path, {"AXOLOTL_DATASET_NUM_PROC": str(args.pod_cpus)}, before=True)
+    if "after" in runs:
+        report["after"] = run_worker(after_path, {}, before=False)
+    report["load_average"] = [round(x, 1) for x in os.getloadavg()]
     if args.json:
         print(json.dumps(report, indent=2))
     else:
