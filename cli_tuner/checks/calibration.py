@@ -158,6 +158,9 @@ def record(full: LoadedConfig, facts, gpu: GpuSpec, measured: dict, data_sha256:
         },
         "estimated": {
             "peak_gib": round(estimate.total_gib, 3),
+            "load_peak_gib": round(estimate.load_peak_gib, 3) if estimate.load_parts else None,
+            "train_peak_gib": round(estimate.training_gib, 3),
+            "bound_gib": round(estimate.bound_gib, 3),
             "processed_tokens_per_second": round(speed, 1) if speed else None,
             "step_seconds": (round(tokens * (measured.get("micro_batches_per_step") or 1) / speed, 4) if speed else None),
             "mfu": round(memory.model_mfu(facts, gpu, shaped), 4) if speed else None,
@@ -181,6 +184,9 @@ def comparison(entry: dict):
     for column in ("figure", "measured", "estimated", "measured / estimated"):
         table.add_column(column, justify="left" if column == "figure" else "right")
     rows = [("peak GPU memory, device (GiB)", measured["peak_device_gib"], estimated["peak_gib"], "{:.2f}"),
+            ("  loading peak, device (GiB)", measured.get("load_peak_device_gib"), estimated.get("load_peak_gib"), "{:.2f}"),
+            ("  training peak, device (GiB)", measured.get("train_peak_device_gib"), estimated.get("train_peak_gib"),
+             "{:.2f}"),
             ("peak allocated by torch (GiB)", measured["peak_allocated_gib"], None, "{:.2f}"),
             ("tokens/s processed (incl. padding)", measured["processed_tokens_per_second"],
              estimated["processed_tokens_per_second"], "{:,.0f}"),
