@@ -54,6 +54,9 @@ def test_the_entry_compares_measured_with_the_estimate_for_the_same_batch():
     assert entry["measured"]["overhead_seconds"] == pytest.approx(120.0 - 2.6 * 10)
     text = console.to_text(calibration.comparison(entry))
     assert "peak GPU memory" in text and "9.40" in text and "MFU" in text
+    # each phase's measured peak beside its estimate: loading 7.4 + 0.5 context, training 8.9 + 0.5
+    assert "loading peak, device" in text and "7.90" in text and "training peak, device" in text and "9.40" in text
+    assert entry["estimated"]["load_peak_gib"] > entry["estimated"]["train_peak_gib"]
 
 
 def test_price_and_headroom_do_not_change_the_calibration_key():

@@ -5,6 +5,8 @@ Validation runs in-process through `cli.main`, so Axolotl is imported once for t
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -214,7 +216,9 @@ def test_every_shipped_config_validates_with_data_report_and_memory(capsys, conf
     assert code == 0, output.err
     assert "validate: OK" in output.out
     assert "tokens min/med/p95/max" in output.out  # the token statistics
-    assert "fits" in output.out and "total (peak)" in output.out  # the memory breakdown
+    assert "fits" in output.out and "expected peak" in output.out and "upper bound" in output.out  # the memory breakdown
+    # the full run's training time as a range, with what it rests on
+    assert re.search(r"projected training time on .+: .+ to .+ \(model: .+\) for \d+ steps, .+; rests on ", output.out), output.out
 
 
 def test_epoch_based_interval_problems_are_warnings_not_errors(capsys):

@@ -188,9 +188,10 @@ def test_user_set_step_keys_survive_the_rehearsal(tmp_path):
 
 def comment_figures(path: Path) -> dict:
     text = path.read_text(encoding="utf-8")
-    found = {"peak": re.search(r"estimate-memory: peak (\d+\.\d) GiB of (\d+\.\d) GiB usable", text),
+    found = {"peak": re.search(r"estimate-memory: peak (\d+\.\d) GiB \(upper bound (\d+\.\d)\) of (\d+\.\d) GiB usable",
+                               text),
              "tokens": re.search(r"throughput model: ([\d,]+) tokens/s", text),
-             "minutes": re.search(r"tokens/s, (\d+) min for (\d+) steps", text),
+             "minutes": re.search(r"tokens/s, (\d+) min for (\d+) steps \((\d+) to (\d+) min", text),
              "step": re.search(r"(\d+\.\d) s per optimizer step", text)}
     return {k: v.groups() for k, v in found.items() if v}
 
@@ -204,15 +205,18 @@ def test_time_and_memory_figures_in_the_comments_are_the_estimators(config_path)
     figures = comment_figures(config_path)
     assert {"peak", "tokens"} <= set(figures), figures
     estimate = memory.estimate(loaded.axolotl, facts, gpu)
-    assert figures["peak"] == (f"{estimate.total_gib:.1f}", f"{estimate.capacity_gib:.1f}")
+    assert figures["peak"] == (f"{estimate.total_gib:.1f}", f"{estimate.bound_gib:.1f}", f"{estimate.capacity_gib:.1f}")
     tokens_per_s = memory.estimate_tokens_per_second(facts, gpu, loaded.axolotl)
     assert figures["tokens"][0] == f"{tokens_per_s:,.0f}"
     cfg = loaded.axolotl
     step_tokens = int(cfg["sequence_len"]) * int(cfg["micro_batch_size"]) * int(cfg["gradient_accumulation_steps"])
     if "minutes" in figures:
-        minutes, steps_said = figures["minutes"]
+        minutes, steps_said, low, high = figures["minutes"]
         assert int(steps_said) == cfg["max_steps"]
-        assert minutes == f"{cfg['max_steps'] * step_tokens / tokens_per_s / 60:.0f}"
+        model_minutes = cfg["max_steps"] * step_tokens / tokens_per_s / 60
+        assert minutes == f"{model_minutes:.0f}"
+        band, _ = memory.time_band(gpu)
+        assert (low, high) == (f"{model_minutes * band[0]:.0f}", f"{model_minutes * band[1]:.0f}")
     if "step" in figures:
         assert figures["step"][0] == f"{step_tokens / tokens_per_s:.1f}"
     # A figure that is not the estimator's must say it is a budget.

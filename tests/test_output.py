@@ -81,3 +81,28 @@ def test_a_failed_trainer_leaves_its_last_lines_and_the_log_path_on_stderr(tmp_p
     tail = captured.err.splitlines()[1:]
     assert 0 < len(tail) <= pipeline.LOG_TAIL_LINES and tail[-1].strip() in (tmp_path / "train.log").read_text()
     assert len(captured.out.splitlines()) <= 3, captured.out  # none of Axolotl's own lines
+
+
+def test_the_training_line_shows_the_measured_processed_and_real_rates_each_named(tmp_path, capsys):
+    """The first GPU run printed Axolotl's trainable-token rate ("27-44 tokens/s") beside a measured
+    1,848 processed and 182 real tokens/s; the line now carries the measurement callback's rates."""
+    import json
+
+    from cli_tuner.training.callbacks import measurements as callback
+
+    # 10 steps of 4 micro-batches of 512 slots, 50 real tokens each, 1.108 s per step: the measured rates
+    steps = [{"seconds": 1.108, "real": 200, "processed": 2048, "trainable": 30, "rows": 1, "row_len": 512,
+              "max_micro_tokens": 512, "micro_batches": 4, "counted_by": "attention_mask"} for _ in range(10)]
+    record = callback.summarize(steps, {}, None, "cuda", "NVIDIA H200")
+    view = pipeline.TrainingView(tmp_path / "progress.json")  # before the trainer writes its files
+    (tmp_path / "measurements.json").write_text(json.dumps(record))
+    (tmp_path / "progress.json").write_text(json.dumps({"step": 10, "max_steps": 10, "train_loss": 1.25,
+                                                        "trainable_tokens_per_second": 27.4}))
+    view.poll()
+    view.finish(0)
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("[cli-tuner] training: step 10/10, loss 1.25, 1,848 processed tokens/s, "
+                           "181 real tokens/s, 27 trainable tokens/s (Axolotl)"), last
+    # without Axolotl's figure the line has only the measured rates; nothing unlabelled
+    assert pipeline.training_detail({"train_loss": 2.0}, record) == "loss 2, 1,848 processed tokens/s, 181 real tokens/s"
+    assert pipeline.training_detail({"train_loss": 2.0, "tokens_per_second": 30}, None) == "loss 2"

@@ -178,4 +178,4 @@ def test_the_console_shows_one_bar_per_phase_and_axolotls_log_goes_to_train_log(
     for line in ("#@@", '"axolotl_config_path"', "[axolotl.train] Starting trainer", "Tokenizing Prompts"):
         assert line in log, line
     progress = json.loads((run / "progress.json").read_text())
-    assert progress["tokens_per_second"] > 0 and progress["step"] == 2
+    assert progress["trainable_tokens_per_second"] > 0 and progress["step"] == 2

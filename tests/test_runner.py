@@ -61,3 +61,21 @@ def test_the_prepared_dataset_cache_is_keyed_by_the_data_hash(tmp_path):
     assert runner.prepared_dataset_path(shipped, tmp_path, "cd" * 32) != runner.prepared_dataset_path(shipped, tmp_path, "ab" * 32)
     absolute = {"dataset_prepared_path": str(tmp_path / "cache")}
     assert runner.prepared_dataset_path(absolute, tmp_path, "ab" * 32) == str(tmp_path / "cache" / ("ab" * 8))
+
+
+def test_axolotl_gets_one_dataset_process_per_256_train_rows_unless_the_user_chose(tmp_path):
+    """Axolotl's default dataset_num_proc is the CPU count: on the 16-core H200 pod smoke's 10 rows
+    were tokenized, filtered and saved by 10 processes each time (bench/smoke_phases.py)."""
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join('{"messages": []}\n' for _ in range(10)) + "\n")
+    cfg = {"datasets": [{"path": str(train)}]}
+    assert runner.preprocessing_processes(cfg, {}, cpus=16) == 1
+    train.write_text("".join('{"messages": []}\n' for _ in range(2000)))
+    assert runner.preprocessing_processes(cfg, {}, cpus=16) == 7
+    assert runner.preprocessing_processes(cfg, {}, cpus=4) == 4
+    assert runner.preprocessing_processes(cfg, {"RUNPOD_CPU_COUNT": "2"}) == 2
+    # the user's choice stands: the config key, its deprecated name, or Axolotl's environment variables
+    assert runner.preprocessing_processes({**cfg, "dataset_num_proc": 3}, {}, cpus=16) is None
+    assert runner.preprocessing_processes({**cfg, "dataset_processes": 3}, {}, cpus=16) is None
+    assert runner.preprocessing_processes(cfg, {"AXOLOTL_DATASET_NUM_PROC": "3"}, cpus=16) is None
+    assert runner.preprocessing_processes({"datasets": [{"path": str(tmp_path / "missing.jsonl")}]}, {}, cpus=16) is None

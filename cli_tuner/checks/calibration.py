@@ -158,9 +158,12 @@ def record(full: LoadedConfig, facts, gpu: GpuSpec, measured: dict, data_sha256:
         },
         "estimated": {
             "peak_gib": round(estimate.total_gib, 3),
+            "load_peak_gib": round(estimate.load_peak_gib, 3) if estimate.load_parts else None,
+            "train_peak_gib": round(estimate.training_gib, 3),
+            "bound_gib": round(estimate.bound_gib, 3),
             "processed_tokens_per_second": round(speed, 1) if speed else None,
             "step_seconds": (round(tokens * (measured.get("micro_batches_per_step") or 1) / speed, 4) if speed else None),
-            "mfu": round(memory.default_mfu(tokens), 4),
+            "mfu": round(memory.model_mfu(facts, gpu, shaped), 4) if speed else None,
         },
     }
 
@@ -181,6 +184,9 @@ def comparison(entry: dict):
     for column in ("figure", "measured", "estimated", "measured / estimated"):
         table.add_column(column, justify="left" if column == "figure" else "right")
     rows = [("peak GPU memory, device (GiB)", measured["peak_device_gib"], estimated["peak_gib"], "{:.2f}"),
+            ("  loading peak, device (GiB)", measured.get("load_peak_device_gib"), estimated.get("load_peak_gib"), "{:.2f}"),
+            ("  training peak, device (GiB)", measured.get("train_peak_device_gib"), estimated.get("train_peak_gib"),
+             "{:.2f}"),
             ("peak allocated by torch (GiB)", measured["peak_allocated_gib"], None, "{:.2f}"),
             ("tokens/s processed (incl. padding)", measured["processed_tokens_per_second"],
              estimated["processed_tokens_per_second"], "{:,.0f}"),
@@ -192,6 +198,49 @@ def comparison(entry: dict):
         table.add_row(label, fmt.format(got) if got is not None else "not measured",
                       fmt.format(expected) if expected is not None else "", ratio)
     return table
+
+
+# ----------------------------------------------------------------------------- before smoke
+
+@dataclass
+class Projection:
+    """validate's time and cost of the full run's training steps, from the throughput model."""
+
+    gpu: str
+    steps: int
+    tokens_per_second: float
+    seconds: float
+    band: tuple[float, float]          # measured/predicted factors the model's fit points span
+    rests_on: str
+    price_per_hour: float | None
+
+    @property
+    def range_seconds(self) -> tuple[float, float]:
+        return self.seconds * self.band[0], self.seconds * self.band[1]
+
+    def line(self) -> str:
+        low, high = self.range_seconds
+        text = (f"projected training time on {self.gpu}: {format_duration(low)} to {format_duration(high)} "
+                f"(model: {format_duration(self.seconds)}, {self.tokens_per_second:,.0f} processed tokens/s) "
+                f"for {self.steps} steps, the steps alone")
+        if self.price_per_hour is not None:
+            text += (f"; cost {low / 3600 * self.price_per_hour:.2f} to {high / 3600 * self.price_per_hour:.2f} "
+                     f"at {self.price_per_hour:g}/h")
+        return f"{text}; rests on {self.rests_on}; `smoke` measures it on the pod"
+
+
+def project(cfg: dict, facts, gpu: GpuSpec, train_examples: int | None, price_per_hour: float | None,
+            mean_example_tokens: float | None = None) -> Projection | None:
+    """The throughput model's time for the full run, as a range; None when the GPU's peak or the
+    number of steps is unknown (packing without max_steps needs the data's mean example length)."""
+    steps = full_steps(cfg, train_examples, {"measured": {"mean_example_tokens": mean_example_tokens}})
+    if not steps or gpu.peak_bf16_tflops <= 0:
+        return None
+    speed = memory.estimate_tokens_per_second(facts, gpu, cfg)
+    step_tokens = longest_micro_batch(cfg) * int(cfg.get("gradient_accumulation_steps") or 1)
+    band, rests_on = memory.time_band(gpu)
+    return Projection(gpu=gpu.name, steps=steps, tokens_per_second=speed, seconds=steps * step_tokens / speed,
+                      band=band, rests_on=rests_on, price_per_hour=price_per_hour)
 
 
 # ----------------------------------------------------------------------------- before full

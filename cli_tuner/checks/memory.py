@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EnvironmentProblem
-from ..facts.gpus import KNOWN_GPUS, GpuSpec, resolve_target, spec_for_device  # noqa: F401 - re-exported API
+from ..facts.gpus import IMAGE_CUDA_MAJOR, KNOWN_GPUS, GpuSpec, resolve_target, spec_for_device  # noqa: F401 - re-exported API
 from ..findings import Check
 
 GIB = 2**30
@@ -54,9 +54,10 @@ class Assumptions:
     # fp32 upcast 4 + log-softmax output 4 in forward; in backward the saved log-softmax 4, its
     # incoming gradient 4 and the gradient it returns 4 are alive together: 12.
     logits_bytes: float = 12.0
-    # CUDA context, cuBLAS workspace and kernel images: not counted by torch.cuda.memory_allocated
-    # but taken from the board (~0.3-0.6 GiB with lazy module loading, CUDA 12).
-    cuda_context_gib: float = 0.6
+    # CUDA context, library handles and kernel images: not counted by torch.cuda.memory_allocated
+    # but taken from the board. None: from the table below (cuda_context), by GPU generation and
+    # CUDA major; a number overrides it (and counts as measured).
+    cuda_context_gib: float | None = None
     # Caching-allocator overhead on the memory that changes size every step (activations,
     # logits): blocks rounded up and split, reserved but unused.
     fragmentation: float = 0.10
@@ -95,6 +96,61 @@ class Setup:
         gc = "offloaded" if self.checkpoint_offload else ("on" if self.gradient_checkpointing else "off")
         return (f"seq {self.sequence_len} x micro batch {self.micro_batch_size}, {quant}, {lora}, "
                 f"{self.optimizer}, gradient checkpointing {gc}, attention {self.attention}")
+
+
+# ----------------------------------------------------------------------------- CUDA context
+
+# What a CUDA process holds on the board outside PyTorch's allocator: the driver context, then what
+# the training process loads into it (cuBLAS/cuBLASLt handles, the kernel images of torch,
+# bitsandbytes and Triton that lazy module loading brings in as they are first called).
+# The bare context per CUDA major, published:
+BARE_CONTEXT_GIB = {
+    12: (0.39, "~400 MB for the first CUDA operation with lazy module loading (CUDA >= 11.7): "
+               "ptrblck, pytorch/pytorch#109888 (2023)"),
+    13: (0.416, "426 MiB after torch.cuda.mem_get_info with torch 2.10.0+cu130 on an RTX 6000 Ada: "
+                "unslothai/unsloth-zoo#1053 (2026)"),
+}
+# The whole of it in a training process (device used minus the allocator's reserved), measured:
+MEASURED_CONTEXT_GIB = {
+    ("hopper", 13): (1.352, "measured: H200, driver 580, CUDA 13.0, torch 2.11, bitsandbytes 0.50.2 "
+                            "(the first GPU run, 2026-12-04; docs/memory.md)"),
+}
+# The part a training process adds to the bare context, from the one measurement: it is assumed
+# the same where nothing was measured (the bound widens there, below).
+TRAINING_LIBRARIES_GIB = MEASURED_CONTEXT_GIB[("hopper", 13)][0] - BARE_CONTEXT_GIB[13][0]
+MPS_RUNTIME_GIB = 0.3
+# The bound: both measured GPU points sit within measured/estimated 0.95-1.10; the bound is the
+# top of that band. Where the (GPU generation, CUDA major) pair was never measured, the context
+# adds half of itself again: published bare contexts alone range from ~300 to ~700 MB
+# (pytorch/pytorch#28113, #20532, #109888).
+BOUND_FRACTION = 0.10
+UNMEASURED_CONTEXT_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class Context:
+    gib: float
+    measured: bool
+    source: str
+
+
+def cuda_context(gpu: GpuSpec, override_gib: float | None = None) -> Context:
+    """The context figure for this GPU's generation and CUDA major, and whether it was measured."""
+    if override_gib is not None:
+        return Context(override_gib, True, "given (Assumptions.cuda_context_gib)")
+    if gpu.kind == "mps":
+        return Context(MPS_RUNTIME_GIB, False, "Metal/MPS runtime: an assumption, never measured here")
+    if gpu.kind != "cuda":
+        return Context(0.0, True, "no GPU")
+    major = gpu.cuda_runtime_major
+    measured = MEASURED_CONTEXT_GIB.get((gpu.generation, major))
+    if measured is not None:
+        return Context(measured[0], True, measured[1])
+    bare, source = BARE_CONTEXT_GIB.get(major, BARE_CONTEXT_GIB[max(BARE_CONTEXT_GIB)])
+    where = f"{gpu.generation or 'this GPU class'} with CUDA {major}"
+    return Context(bare + TRAINING_LIBRARIES_GIB, False,
+                   f"not measured on {where}: bare context {bare:.2f} GiB ({source}) + "
+                   f"{TRAINING_LIBRARIES_GIB:.2f} GiB of training libraries as measured on hopper with CUDA 13")
 
 
 # ----------------------------------------------------------------------------- reading the config
@@ -313,9 +369,31 @@ def layer_activation_bytes(facts, setup: Setup, stream_bytes: int) -> dict[str, 
 
 @dataclass
 class Breakdown:
-    parts: dict[str, float]       # bytes
-    load_peak: float              # bytes while loading (fp32 upcast before Axolotl casts back)
+    parts: dict[str, float]       # bytes at the training peak (the backward of a micro-batch)
+    load_parts: dict[str, float]  # bytes at the loading peak (empty when loading cannot be the peak)
+    context: Context
     notes: list[str]
+
+
+def load_parts(facts, setup: Setup, context_bytes: float) -> dict[str, float]:
+    """What the device holds at the loading peak of a quantized LoRA base.
+
+    Axolotl 0.19 (loaders/model.py, _configure_embedding_dtypes) casts embed_tokens and lm_head to
+    fp32 one module at a time before prepare_model_for_kbit_training (which upcasts the norms),
+    then back to bf16. While the second of them is cast, both fp32 copies and that module's bf16
+    weight are alive: quantized linears + every 16-bit layer at 4 B + the largest one at 2 B. The
+    LoRA adapters come later. With expandable_segments (the job's PYTORCH_CUDA_ALLOC_CONF) the
+    allocator maps that high-water mark in 2 MiB pages and keeps it reserved until Axolotl's
+    empty_cache after the adapters load, so the device shows it.
+    """
+    quantized = base_weight_bytes(facts, setup.quant_bits, setup.double_quant, embeddings_fp32=True)
+    largest = max(facts.vocab_size * facts.hidden_size, facts.hidden_size)
+    return {
+        "quantized_weights": quantized["packed"] + quantized["constants"],
+        "upcast_16bit_layers": quantized["kept_16bit"],
+        "cast_source": 2.0 * largest,
+        "cuda_context": context_bytes,
+    }
 
 
 def breakdown(cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions) -> tuple[Breakdown, Setup]:
@@ -362,7 +440,8 @@ def breakdown(cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions) -> tuple
     largest = max(a * b for a, b in shapes.values())
     # bitsandbytes dequantizes one weight at a time to a 16-bit temporary (forward and backward)
     workspace = 2 * largest * 2 if setup.quant_bits in (4, 8) else 0.0
-    context = assumptions.cuda_context_gib * GIB if gpu.kind == "cuda" else (0.3 * GIB if gpu.kind == "mps" else 0.0)
+    context_figure = cuda_context(gpu, assumptions.cuda_context_gib)
+    context = context_figure.gib * GIB
     dynamic = activations + logits + workspace
     if setup.adapter is None or setup.quant_bits == 16:
         quantized, unquantized = 0.0, weights["packed"] + weights["kept_16bit"]
@@ -380,12 +459,8 @@ def breakdown(cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions) -> tuple
         "allocator_overhead": assumptions.fragmentation * dynamic,
         "cuda_context": context,
     }
-    load_peak = 0.0
-    if setup.quant_bits in (4, 8) and setup.adapter:
-        # prepare_model_for_kbit_training upcasts the 16-bit layers to fp32 before Axolotl casts back
-        upcast = base_weight_bytes(facts, setup.quant_bits, setup.double_quant, embeddings_fp32=True)
-        load_peak = upcast["packed"] + upcast["constants"] + upcast["kept_16bit"] + context
-    return Breakdown(parts, load_peak, notes), setup
+    loading = load_parts(facts, setup, context) if setup.quant_bits in (4, 8) and setup.adapter else {}
+    return Breakdown(parts, loading, context_figure, notes), setup
 
 
 # ----------------------------------------------------------------------------- the estimate
@@ -393,6 +468,8 @@ def breakdown(cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions) -> tuple
 PART_LABELS = {
     "quantized_weights": "base weights, quantized (incl. constants)",
     "unquantized_weights": "base weights kept 16-bit (embeddings, lm_head, norms)",
+    "upcast_16bit_layers": "embeddings, lm_head, norms upcast to fp32",
+    "cast_source": "16-bit copy of the layer being cast",
     "lora_weights": "trainable weights (LoRA adapters)",
     "gradients": "gradients of trainable weights",
     "optimizer_states": "optimizer states",
@@ -409,36 +486,62 @@ class MemoryEstimate:
     model: str
     gpu: GpuSpec
     setup: Setup
-    parts: dict[str, float]            # GiB
+    parts: dict[str, float]            # GiB at the training peak
     capacity_gib: float
-    load_peak_gib: float = 0.0
+    load_parts: dict[str, float] = field(default_factory=dict)  # GiB at the loading peak
+    context: Context = field(default_factory=lambda: Context(0.0, True, "no GPU"))
     advice: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
+    def training_gib(self) -> float:
+        return sum(self.parts.values())
+
+    @property
+    def load_peak_gib(self) -> float:
+        return sum(self.load_parts.values())
+
+    @property
+    def deciding_phase(self) -> str:
+        return "loading" if self.load_peak_gib > self.training_gib else "training"
+
+    @property
     def total_gib(self) -> float:
-        return max(sum(self.parts.values()), self.load_peak_gib)
+        """The expected peak on the device: the larger of the two phases."""
+        return max(self.training_gib, self.load_peak_gib)
+
+    @property
+    def bound_gib(self) -> float:
+        """The upper bound the verdict uses: the expected peak + BOUND_FRACTION, and half the
+        context again where this GPU generation and CUDA major were never measured."""
+        widening = 0.0 if self.context.measured else UNMEASURED_CONTEXT_FRACTION * self.context.gib
+        return self.total_gib * (1 + BOUND_FRACTION) + widening
 
     @property
     def verdict(self) -> str:
-        if self.total_gib > self.capacity_gib:
+        """From the bound, the safe direction: an estimate that errs low must not say `fits`."""
+        if self.bound_gib > self.capacity_gib:
             return "does-not-fit"
-        if self.total_gib > CLOSE_FRACTION * self.capacity_gib:
+        if self.bound_gib > CLOSE_FRACTION * self.capacity_gib:
             return "close"
         return "fits"
 
     def summary(self) -> str:
         relation = {"fits": "<=", "close": "<=", "does-not-fit": ">"}[self.verdict]
-        return (f"estimated {self.total_gib:.1f} GiB {relation} {self.capacity_gib:.1f} GiB on {self.gpu.name}: "
-                f"{self.verdict}")
+        return (f"expected {self.total_gib:.1f} GiB ({self.deciding_phase} peak), upper bound {self.bound_gib:.1f} GiB "
+                f"{relation} {self.capacity_gib:.1f} GiB on {self.gpu.name}: {self.verdict}")
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "model": self.model, "target": self.gpu.name, "capacity_gib": round(self.capacity_gib, 2),
-            "total_gib": round(self.total_gib, 2), "verdict": self.verdict,
+            "total_gib": round(self.total_gib, 2), "bound_gib": round(self.bound_gib, 2), "verdict": self.verdict,
+            "deciding_phase": self.deciding_phase, "training_gib": round(self.training_gib, 2),
             "parts": {k: round(v, 3) for k, v in self.parts.items()},
-            "load_peak_gib": round(self.load_peak_gib, 2), "settings": asdict(self.setup),
-            "advice": self.advice, "notes": self.notes,
+            "load_peak_gib": round(self.load_peak_gib, 2),
+            "load_parts": {k: round(v, 3) for k, v in self.load_parts.items()},
+            "context": {"gib": round(self.context.gib, 3), "measured": self.context.measured, "source": self.context.source},
+            "cuda_major": self.gpu.cuda_runtime_major if self.gpu.kind == "cuda" else None,
+            "settings": asdict(self.setup), "advice": self.advice, "notes": self.notes,
         }
 
     def label(self, key: str) -> str:
@@ -449,22 +552,37 @@ class MemoryEstimate:
         return PART_LABELS.get(key, key)
 
     def renderable(self):
-        """The breakdown table and its verdict, for the console."""
+        """The two phases' parts side by side, the expected peak and its bound, and the verdict."""
         from rich.console import Group
         from rich.markup import escape
         from rich.table import Table
 
         table = Table(title=f"peak GPU memory: {self.model} on {self.gpu.name}", title_justify="left")
         table.add_column("part")
-        table.add_column("GiB", justify="right")
-        for key, value in self.parts.items():
-            if value >= 0.005:
-                table.add_row(self.label(key), f"{value:.2f}")
+        loading = bool(self.load_parts)
+        if loading:
+            table.add_column("loading GiB", justify="right")
+        table.add_column("training GiB", justify="right")
+        keys = list(dict.fromkeys([*self.load_parts, *self.parts]))
+        for key in keys:
+            values = ([self.load_parts.get(key)] if loading else []) + [self.parts.get(key)]
+            if any(v is not None and v >= 0.005 for v in values):
+                table.add_row(self.label(key), *("" if v is None or v < 0.005 else f"{v:.2f}" for v in values))
         table.add_section()
-        table.add_row("total (peak)", f"{self.total_gib:.2f}")
-        table.add_row(f"capacity ({self.gpu.name})", f"{self.capacity_gib:.2f}")
+        decides = {"loading": "load peak", "training": "training peak"}
+        peaks = ([f"{self.load_peak_gib:.2f}"] if loading else []) + [f"{self.training_gib:.2f}"]
+        table.add_row("peak of the phase" + (f" ({decides[self.deciding_phase]} decides)" if loading else ""), *peaks)
+        blank = [""] if loading else []
+        table.add_row("expected peak", *blank, f"{self.total_gib:.2f}")
+        table.add_row(f"upper bound (the verdict's){'' if self.context.measured else ', widened'}", *blank,
+                      f"{self.bound_gib:.2f}")
+        table.add_row(f"capacity ({self.gpu.name})", *blank, f"{self.capacity_gib:.2f}")
         style = {"fits": "green", "close": "yellow", "does-not-fit": "red"}[self.verdict]
-        lines = [table, f"settings: {escape(self.setup.describe())}", f"[{style}]{escape(self.summary())}[/{style}]"]
+        lines = [table, f"settings: {escape(self.setup.describe())}"]
+        if self.gpu.kind == "cuda":
+            lines.append(f"CUDA context: {self.context.gib:.2f} GiB for CUDA {self.gpu.cuda_runtime_major}, "
+                         f"{self.gpu.generation or 'unknown GPU class'}: {escape(self.context.source)}")
+        lines.append(f"[{style}]{escape(self.summary())}[/{style}]")
         lines += [f"note: {escape(note)}" for note in self.notes]
         lines += [f"try: {escape(line)}" for line in self.advice]
         return Group(*lines)
@@ -476,20 +594,27 @@ def estimate(axolotl_cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions | 
     result, setup = breakdown(axolotl_cfg, facts, gpu, assumptions)
     capacity = gpu.capacity_gib
     notes = list(result.notes)
-    if result.load_peak > sum(result.parts.values()):
-        notes.append("loading is the peak: the 16-bit layers are upcast to fp32 before Axolotl casts them back")
+    if sum(result.load_parts.values()) > sum(result.parts.values()):
+        notes.append("loading is the peak: Axolotl casts embeddings and lm_head to fp32 and back while the "
+                     "quantized base is on the GPU, and the allocator keeps that memory reserved")
+    if not result.context.measured and gpu.kind in ("cuda", "mps"):
+        notes.append(f"no measurement for {gpu.generation or gpu.kind} with CUDA {gpu.cuda_runtime_major}: "
+                     f"the bound is widened by half the context" if gpu.kind == "cuda" else
+                     "the MPS runtime's share was never measured: the bound is widened by half of it")
     if gpu.note:
         notes.append(gpu.note)
     est = MemoryEstimate(model=facts.name, gpu=gpu, setup=setup,
-                         parts={k: v / GIB for k, v in result.parts.items()},
-                         capacity_gib=capacity, load_peak_gib=result.load_peak / GIB, notes=notes)
+                         parts={k: v / GIB for k, v in result.parts.items()}, capacity_gib=capacity,
+                         load_parts={k: v / GIB for k, v in result.load_parts.items()},
+                         context=result.context, notes=notes)
     if with_advice and est.verdict != "fits":
         est.advice = advise(axolotl_cfg, facts, gpu, assumptions)
     return est
 
 
 def _total(cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions) -> float:
-    return estimate(cfg, facts, gpu, assumptions, with_advice=False).total_gib
+    """The bound: advice must bring what the verdict reads under the limit."""
+    return estimate(cfg, facts, gpu, assumptions, with_advice=False).bound_gib
 
 
 def _with(cfg: dict, **changes: Any) -> dict:
@@ -503,7 +628,7 @@ def _sets(changes: dict) -> str:
 
 
 def _largest_fitting_sequence(cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions, limit: float) -> int | None:
-    """Longest sequence_len (a multiple of 256) whose estimate stays under `limit` GiB."""
+    """Longest sequence_len (a multiple of 256) whose bound stays under `limit` GiB."""
     low, high = 0, int(cfg.get("sequence_len") or 2048) // 256
     while low < high:
         middle = (low + high + 1) // 2
@@ -515,7 +640,7 @@ def _largest_fitting_sequence(cfg: dict, facts, gpu: GpuSpec, assumptions: Assum
 
 
 def advise(cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions | None = None) -> list[str]:
-    """Concrete --set changes that bring the estimate under 90% of capacity, cheapest first."""
+    """Concrete --set changes that bring the bound under 90% of capacity, cheapest first."""
     assumptions = assumptions or Assumptions()
     setup = read_setup(cfg, facts, gpu)
     limit = CLOSE_FRACTION * gpu.capacity_gib
@@ -538,20 +663,20 @@ def advise(cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions | None = Non
     for changes in knobs:
         total = _total(_with(cfg, **changes), facts, gpu, assumptions)
         if total <= limit:
-            advice.append(f"{_sets(changes)} (est. {total:.1f} GiB)")
+            advice.append(f"{_sets(changes)} (bound {total:.1f} GiB)")
     combined: dict = {}
     for changes in knobs:
         combined.update(changes)
     sequence = _largest_fitting_sequence(cfg, facts, gpu, assumptions, limit)
     if sequence:
         total = _total(_with(cfg, sequence_len=sequence), facts, gpu, assumptions)
-        advice.append(f"--set sequence_len={sequence} (est. {total:.1f} GiB)")
+        advice.append(f"--set sequence_len={sequence} (bound {total:.1f} GiB)")
     elif combined:
         relaxed = _with(cfg, **combined)
         sequence = _largest_fitting_sequence(relaxed, facts, gpu, assumptions, limit)
         if sequence:
             total = _total(_with(relaxed, sequence_len=sequence), facts, gpu, assumptions)
-            advice.append(f"{_sets(combined)} --set sequence_len={sequence} (est. {total:.1f} GiB)")
+            advice.append(f"{_sets(combined)} --set sequence_len={sequence} (bound {total:.1f} GiB)")
     if not advice:
         floor = _with(cfg, **combined, sequence_len=256)
         total = _total(floor, facts, gpu, assumptions)
@@ -565,11 +690,12 @@ def advise(cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions | None = Non
 def fit_check(est: MemoryEstimate, source: str) -> Check:
     """The estimate as a check: an error when it cannot fit, a warning when it is close."""
     if est.verdict == "does-not-fit":
-        return Check("memory", False, "error", f"{source}: estimated {est.total_gib:.1f} GiB > {est.capacity_gib:.1f} GiB "
-                     f"on {est.gpu.name}", est.advice[0] if est.advice else "use a larger GPU")
+        return Check("memory", False, "error", f"{source}: upper bound {est.bound_gib:.1f} GiB (expected "
+                     f"{est.total_gib:.1f}, {est.deciding_phase} peak) > {est.capacity_gib:.1f} GiB on {est.gpu.name}",
+                     est.advice[0] if est.advice else "use a larger GPU")
     if est.verdict == "close":
-        return Check("memory", False, "warning", f"{source}: estimated {est.total_gib:.1f} GiB is above "
-                     f"{CLOSE_FRACTION:.0%} of {est.capacity_gib:.1f} GiB on {est.gpu.name}",
+        return Check("memory", False, "warning", f"{source}: upper bound {est.bound_gib:.1f} GiB (expected "
+                     f"{est.total_gib:.1f}) is above {CLOSE_FRACTION:.0%} of {est.capacity_gib:.1f} GiB on {est.gpu.name}",
                      f"to gain headroom: {est.advice[0]}" if est.advice else "")
     return Check("memory", True, "error", f"{source}: {est.summary()}")
 
@@ -607,19 +733,27 @@ def estimate_checkpoint_disk(axolotl_cfg: dict, facts) -> int:
 
 # ----------------------------------------------------------------------------- throughput
 
-# Utilization of peak bf16 FLOP/s that 4-bit QLoRA reaches, as a function of tokens per
-# micro-batch: small micro-batches leave the tensor cores idle. Calibrated on the only published
-# table of QLoRA step times by sequence length we found: QwenLM/Qwen README, "Profiling of Memory
-# and Speed" (Qwen-7B Q-LoRA, 1x A100-SXM4-80G, batch 1, flash attention 2, gradient
-# checkpointing): 3.0 s/it at 512 tokens, 7.0 at 2048, 22.3 at 8192 (8 micro-batches per it).
-# With the FLOP and dequantization model below those give 0.29, 0.50 and 0.72 (see docs/memory.md).
-MFU_MAX = 0.80
-MFU_HALF_TOKENS = 900
+# Step time of 4-bit QLoRA per micro-batch: the matmul FLOPs at COMPUTE_MFU of the dense bf16
+# peak, bitsandbytes' dequantization (memory-bound), and fixed costs that no GPU speeds up: per
+# decoder layer (its forward, recompute and backward are a few hundred small kernels, bitsandbytes'
+# dequantize calls, LoRA's dropout and rank-r matmuls: launch-bound at micro-batches of a few
+# hundred tokens) and per micro-batch (the lm_head and fp32 cross-entropy over the vocabulary, the
+# step's Python work). Fitted (least squares on log step time, the three constants together) to:
+#   published: QwenLM/Qwen README "Profiling of Memory and Speed", Qwen-7B Q-LoRA, 1x A100-SXM4-80G,
+#     8 micro-batches per step: 3.0 / 3.5 / 7.0 / 11.6 / 22.3 s at 512 / 1,024 / 2,048 / 4,096 / 8,192 tokens;
+#   measured: this project's first GPU run (H200, the A5000 config at the base model's widths, 4
+#     micro-batches of 512): 1.028 s per step at 28 layers, 0.266 s at 4 layers.
+# The model reproduces all seven within measured/predicted TIME_BAND (docs/memory.md has the table).
+COMPUTE_MFU = 0.74
+LAYER_OVERHEAD_S = 0.00525
+MICRO_BATCH_OVERHEAD_S = 0.035
 DEQUANT_BYTES_PER_WEIGHT = 4.5   # read 0.5 packed, write 2 bf16, matmul reads 2 back
-
-
-def default_mfu(tokens_per_micro_batch: int) -> float:
-    return MFU_MAX * tokens_per_micro_batch / (tokens_per_micro_batch + MFU_HALF_TOKENS)
+# measured/predicted step time over the seven points: the projection's range where the GPU class
+# is one the model was fitted on; elsewhere the fixed costs and the MFU were never timed, and the
+# range widens to TIME_BAND_UNMEASURED.
+TIME_BAND = (0.86, 1.12)
+TIME_BAND_UNMEASURED = (0.75, 1.5)
+TIMED_CHIPS = {"8.0": "A100, sm_80 (published, QwenLM/Qwen README)", "9.0": "H200, sm_90 (measured, 2026-12-04)"}
 
 
 def flops_per_token(facts, axolotl_cfg: dict) -> float:
@@ -635,25 +769,49 @@ def flops_per_token(facts, axolotl_cfg: dict) -> float:
     return (8 if checkpointing else 6) * n + attention
 
 
-def estimate_tokens_per_second(facts, gpu: GpuSpec, axolotl_cfg: dict, mfu: float | None = None) -> float:
-    """Training tokens per second: compute time at `mfu` of peak plus the time bitsandbytes spends
-    dequantizing every 4-bit weight (memory-bound) in forward, backward and the recompute.
-    mfu None: default_mfu(tokens per micro-batch), calibrated as described above."""
+def step_parts(facts, gpu: GpuSpec, axolotl_cfg: dict, mfu: float | None = None) -> dict[str, float]:
+    """Seconds of one micro-batch by part: compute, dequantization, per-layer and per-micro-batch costs."""
     if gpu.peak_bf16_tflops <= 0:
         raise ValueError(f"no peak TFLOP/s known for {gpu.name}; cannot estimate throughput")
     tokens = int(axolotl_cfg.get("sequence_len") or 2048) * int(axolotl_cfg.get("micro_batch_size") or 1)
-    utilization = default_mfu(tokens) if mfu is None else mfu
-    compute_s = flops_per_token(facts, axolotl_cfg) * tokens / (gpu.peak_bf16_tflops * 1e12 * utilization)
-    dequant_s = 0.0
+    utilization = COMPUTE_MFU if mfu is None else mfu
+    dequant = 0.0
     if axolotl_cfg.get("load_in_4bit") or axolotl_cfg.get("adapter") == "qlora" or axolotl_cfg.get("load_in_8bit"):
         passes = 3 if axolotl_cfg.get("gradient_checkpointing") else 2
         bandwidth = (gpu.memory_bandwidth_gbs or 1000) * 1e9
-        dequant_s = parameter_counts(facts)["linear"] * DEQUANT_BYTES_PER_WEIGHT * passes / bandwidth
-    return tokens / (compute_s + dequant_s)
+        dequant = parameter_counts(facts)["linear"] * DEQUANT_BYTES_PER_WEIGHT * passes / bandwidth
+    return {"compute": flops_per_token(facts, axolotl_cfg) * tokens / (gpu.peak_bf16_tflops * 1e12 * utilization),
+            "dequantization": dequant,
+            "per_layer": facts.num_hidden_layers * LAYER_OVERHEAD_S,
+            "per_micro_batch": MICRO_BATCH_OVERHEAD_S}
+
+
+def estimate_tokens_per_second(facts, gpu: GpuSpec, axolotl_cfg: dict, mfu: float | None = None) -> float:
+    """Processed tokens per second (padding included): one micro-batch's tokens over its step_parts.
+    mfu None: COMPUTE_MFU, calibrated as described above."""
+    tokens = int(axolotl_cfg.get("sequence_len") or 2048) * int(axolotl_cfg.get("micro_batch_size") or 1)
+    return tokens / sum(step_parts(facts, gpu, axolotl_cfg, mfu).values())
+
+
+def model_mfu(facts, gpu: GpuSpec, axolotl_cfg: dict) -> float:
+    """The whole step's model FLOPs utilization the model predicts (what measurements.json measures)."""
+    return estimate_tokens_per_second(facts, gpu, axolotl_cfg) * flops_per_token(facts, axolotl_cfg) / (
+        gpu.peak_bf16_tflops * 1e12)
+
+
+def time_band(gpu: GpuSpec) -> tuple[tuple[float, float], str]:
+    """(low, high) factors on the predicted time, and what they rest on."""
+    fitted = " and ".join(TIMED_CHIPS.values())
+    if gpu.kind == "cuda" and gpu.compute_capability in TIMED_CHIPS:
+        return TIME_BAND, f"the model fitted on step times of {fitted}"
+    chip = f" (sm_{gpu.sm})" if gpu.sm else ""
+    return TIME_BAND_UNMEASURED, (f"no step time measured on {gpu.name}{chip}: the model fitted on {fitted}, "
+                                  "range widened")
 
 
 __all__ = [
     "Assumptions", "GpuSpec", "KNOWN_GPUS", "MemoryEstimate", "Setup", "advise", "base_weight_bytes",
     "estimate", "fit_check", "raise_unless_fits", "estimate_checkpoint_disk", "estimate_tokens_per_second",
+    "model_mfu", "step_parts", "time_band",
     "flops_per_token", "parameter_counts", "read_setup", "resolve_target", "spec_for_device",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from .. import console
 from ..checks import memory, preflight
@@ -15,6 +16,9 @@ HELP = "peak GPU memory of a config on a target"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_config_arguments(parser)
+    parser.add_argument("--cuda-major", type=int, choices=sorted(memory.BARE_CONTEXT_GIB), default=None,
+                        help="CUDA runtime major of the torch that will train (default: this machine's torch on "
+                             f"its GPU, else the image's, CUDA {memory.IMAGE_CUDA_MAJOR}); sets the CUDA context's size")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
     if gpu is None:
         gpu = machine_facts.gpu_spec(machine_facts.detect())
         console.out(f"no --target or cli_tuner.target: estimating for this machine's {gpu.name}")
+    if args.cuda_major is not None and gpu.kind == "cuda":
+        gpu = dataclasses.replace(gpu, cuda_major=args.cuda_major)
     estimate, check = preflight.memory_on(loaded, facts, gpu)
     console.show(estimate.renderable())
     memory.raise_unless_fits(check)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import console
-from ..checks import data_report, eval_batches, memory, preflight
+from ..checks import calibration, data_report, eval_batches, memory, preflight
 from . import options
 
 NAME = "validate"
@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     options.show_findings(plan)
     console.out(f"config: {loaded.path} passes Axolotl's schema and the stricter checks "
                 f"({plan.facts.model_type}, {plan.facts.source} facts)")
+    report = None
     if not args.no_data_report:
         allow = loaded.allow_dangerous_data or bool(loaded.tuner.get("allow_dangerous_data"))
         report = data_report.check(loaded, tokenizer_override=args.tokenizer, allow_dangerous=allow)
@@ -39,5 +40,21 @@ def run(args: argparse.Namespace) -> int:
         memory.raise_unless_fits(check)
         if check.failed:
             console.problem(f"warning: {check.line()}")
+        show_projection(plan, report)
     console.out(f"validate: OK ({loaded.path})")
     return 0
+
+
+def show_projection(plan, report: data_report.DataReport | None) -> None:
+    """The full run's training time (and cost, given a price) as a range, with what it rests on."""
+    train_files = {str(p) for p in plan.loaded.split_files()["train"]}
+    examples = sum(int(v.get("lines") or 0) for k, v in plan.verified.files.items() if k in train_files) or None
+    lengths = report.train_lengths if report is not None else []
+    mean = sum(lengths) / len(lengths) if lengths else None
+    _, price = calibration.settings(plan.loaded)
+    projection = calibration.project(plan.loaded.axolotl, plan.facts, plan.target, examples, price, mean)
+    if projection is None:
+        console.out(f"projected training time: unknown on {plan.target.name} (no peak TFLOP/s known, or packing "
+                    f"without max_steps and no data report to count packed rows); `smoke` measures it")
+    else:
+        console.out(projection.line())

@@ -20,6 +20,9 @@ CUDA_USABLE_FRACTION = 0.98
 # macOS lets the GPU wire about two thirds of unified memory on 32 GB Macs (Metal's
 # recommendedMaxWorkingSetSize); the OS and other programs keep the rest.
 MPS_USABLE_FRACTION = 0.67
+# The CUDA major a named target is estimated with unless told (--cuda-major, or the detected
+# torch): Dockerfile.cuda's default torch flavour is cu126 (docker/torch_flavours.json).
+IMAGE_CUDA_MAJOR = 12
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,21 @@ class GpuSpec:
     usable_fraction: float = CUDA_USABLE_FRACTION
     source: str = ""              # where the numbers come from
     note: str = ""
+    cuda_major: int = 0           # CUDA runtime major of the torch that runs on it; 0: the image's (IMAGE_CUDA_MAJOR)
+
+    @property
+    def cuda_runtime_major(self) -> int:
+        return self.cuda_major or IMAGE_CUDA_MAJOR
+
+    @property
+    def generation(self) -> str:
+        """The architecture family the compute capability names ("" when unknown or not CUDA)."""
+        if self.kind != "cuda" or not self.compute_capability:
+            return ""
+        major, minor = (int(x) for x in self.compute_capability.split("."))
+        if major == 8:
+            return "ada" if minor == 9 else "ampere"
+        return {7: "turing" if minor >= 5 else "volta", 9: "hopper", 10: "blackwell", 12: "blackwell"}.get(major, "")
 
     @property
     def capacity_gib(self) -> float:
@@ -165,8 +183,10 @@ def resolve_target(name: str | None, gpu_memory_gb: float | None) -> GpuSpec:
                      "or set cli_tuner.target in the config")
 
 
-def spec_for_device(device_name: str, total_memory_gib: float, compute_capability: str = "") -> GpuSpec:
-    """The table entry for a detected CUDA device (by its marketing name), sized as torch reports it."""
+def spec_for_device(device_name: str, total_memory_gib: float, compute_capability: str = "",
+                    cuda_major: int = 0) -> GpuSpec:
+    """The table entry for a detected CUDA device (by its marketing name), sized as torch reports it;
+    `cuda_major`: the CUDA runtime of the torch that will train on it."""
     text = device_name.upper()
     key = None
     if "A5000" in text:
@@ -188,6 +208,7 @@ def spec_for_device(device_name: str, total_memory_gib: float, compute_capabilit
         modern = float(sm) >= 8.0
         return GpuSpec(device_name, round(total_memory_gib, 1), bf16=modern, flash_attention=modern, bnb_4bit=True,
                        peak_bf16_tflops=0.0, kind="cuda", compute_capability=compute_capability, usable_fraction=1.0,
-                       note="not in the table of known GPUs: throughput unknown")
+                       note="not in the table of known GPUs: throughput unknown", cuda_major=cuda_major)
     # torch's total_memory is already what is usable
-    return dataclasses.replace(KNOWN_GPUS[key], memory_gb=round(total_memory_gib, 2), usable_fraction=1.0)
+    return dataclasses.replace(KNOWN_GPUS[key], memory_gb=round(total_memory_gib, 2), usable_fraction=1.0,
+                               cuda_major=cuda_major)

@@ -276,7 +276,9 @@ def detect() -> Machine:
 def gpu_spec(found: Machine) -> gpus.GpuSpec:
     """The memory-estimate target for the detected device."""
     if found.kind == "cuda":
-        return gpus.spec_for_device(found.device_name or "CUDA GPU", found.total_memory_gib or 0, found.compute_capability or "")
+        major = int(found.torch_cuda.split(".")[0]) if found.torch_cuda and found.torch_cuda.split(".")[0].isdigit() else 0
+        return gpus.spec_for_device(found.device_name or "CUDA GPU", found.total_memory_gib or 0,
+                                    found.compute_capability or "", cuda_major=major)
     if found.kind == "mps":
         return dataclasses.replace(gpus.KNOWN_GPUS["m4"], name=f"Apple {found.machine} ({found.ram_gib:.0f} GB unified)",
                                    memory_gb=found.ram_gib)

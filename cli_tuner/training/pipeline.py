@@ -100,6 +100,32 @@ def write_slices(loaded: LoadedConfig, run_dir: Path, limits: dict | None = None
     return cfg
 
 
+# Axolotl's own floor when it saves a prepared set (utils/data/shared.py, min_rows_per_proc): below
+# this many rows per process, starting a process (and pickling the tokenizer into it) costs more
+# than the rows it tokenizes. Its tokenization, filters and maps take dataset_num_proc, which
+# defaults to the machine's CPU count: 16 processes for smoke's 10 rows on the measured H200 pod.
+ROWS_PER_PROCESS = 256
+PROCESS_KEYS = ("dataset_num_proc", "dataset_processes")
+PROCESS_ENV = ("AXOLOTL_DATASET_NUM_PROC", "AXOLOTL_DATASET_PROCESSES")
+
+
+def preprocessing_processes(cfg: dict, env=os.environ, cpus: int | None = None) -> int | None:
+    """Axolotl's dataset_num_proc for this config's train rows: one process per ROWS_PER_PROCESS
+    rows, at most the CPU count; None when the user chose (config key or Axolotl's environment
+    variables) or the train files cannot be counted."""
+    if any(cfg.get(key) is not None for key in PROCESS_KEYS) or any(env.get(name) for name in PROCESS_ENV):
+        return None
+    rows = 0
+    for entry in cfg.get("datasets") or []:
+        try:
+            with open(entry["path"], encoding="utf-8") as handle:
+                rows += sum(1 for line in handle if line.strip())
+        except (OSError, KeyError, TypeError, UnicodeDecodeError):
+            return None
+    cpus = cpus or int(env.get("RUNPOD_CPU_COUNT") or 0) or os.cpu_count() or 1
+    return max(1, min(cpus, rows // ROWS_PER_PROCESS))
+
+
 def prepare_rehearsal(options: RehearsalOptions, loaded: LoadedConfig, facts, run_dir: Path, cfg: dict) -> tuple[dict, dict]:
     model_dir = run_dir / REHEARSAL_MODEL_DIR
     if (model_dir / "config.json").is_file():
@@ -162,7 +188,7 @@ class TrainingView:
             self.preparation.done("done")
             self.training = console.phase("training", total=progress["max_steps"], unit="steps", every_percent=10)
         self.training.update(completed=progress.get("step") or 0, total=progress["max_steps"],
-                             detail=training_detail(progress))
+                             detail=training_detail(progress, measurements.read(self.progress_path.parent)))
 
     def finish(self, returncode: int) -> None:
         self.poll()
@@ -170,17 +196,29 @@ class TrainingView:
             self.preparation.done("done" if returncode == 0 else "failed")
             return
         step, total = self.progress.get("step"), self.progress.get("max_steps")
-        detail = training_detail(self.progress)
+        detail = training_detail(self.progress, measurements.read(self.progress_path.parent))
         self.training.done(f"step {step}/{total}" + (f", {detail}" if detail else "")
                            + ("" if returncode == 0 else ", stopped"))
 
 
-def training_detail(progress: dict) -> str:
+def training_detail(progress: dict, measured: dict | None = None) -> str:
+    """The training bar's detail: loss and the measurement callback's rates, each named.
+
+    processed = every token slot of the micro-batches (padding included), real = the non-padding
+    ones (measurements.json, after the first step). Axolotl's own per-GPU rate counts only the
+    tokens with a loss (the answers), so it is shown only under that name."""
     parts = []
     if isinstance(progress.get("train_loss"), (int, float)):
         parts.append(f"loss {progress['train_loss']:.4g}")
-    if isinstance(progress.get("tokens_per_second"), (int, float)):
-        parts.append(f"{progress['tokens_per_second']:,.0f} tokens/s")
+    measured = measured or {}
+    processed, real = measured.get("processed_tokens_per_second"), measured.get("real_tokens_per_second")
+    if isinstance(processed, (int, float)):
+        parts.append(f"{processed:,.0f} processed tokens/s")
+    if isinstance(real, (int, float)):
+        parts.append(f"{real:,.0f} real tokens/s")
+    trainable = progress.get("trainable_tokens_per_second")
+    if isinstance(trainable, (int, float)):
+        parts.append(f"{trainable:,.0f} trainable tokens/s (Axolotl)")
     return ", ".join(parts)
 
 
@@ -361,6 +399,9 @@ def _run_locked(plan: Plan, options: RunOptions, rehearsal_options, settings, id
                 extra["attention"] = plan.attention_record()  # the flash-attention source, and any fallback
             if mode == "rehearse":
                 cfg, extra["rehearsal"] = prepare_rehearsal(rehearsal_options or RehearsalOptions(), loaded, facts, run_dir, cfg)
+            processes = preprocessing_processes(cfg)
+            if processes is not None:
+                cfg["dataset_num_proc"] = processes
             cfg["output_dir"] = str(run_dir)
             cfg["dataset_prepared_path"] = prepared_dataset_path(cfg, Path(options.output_root).resolve(), verified.data_sha256)
             cfg["plugins"] = sorted(set(cfg.get("plugins") or []) | {PLUGIN})

@@ -7,6 +7,14 @@ the job writes beside it (`measurement_inputs.json`: this module may not import 
 
 On a machine without CUDA the GPU-memory fields are null and `gpu_memory_note` says why; tokens/s
 and step time are still measured.
+
+Axolotl resets PyTorch's peak counters whenever it logs memory (axolotl/utils/bench.py,
+gpu_memory_usage_all: after the model loads, after the adapters, and at every trainer log), and
+empties the cache after each checkpoint save. So the peaks are read where Axolotl has not reset
+them yet: the loading peak at train begin (its reserved figure is the loading high-water mark,
+which the allocator kept mapped through the resets; its allocated figure is only what was live
+at Axolotl's last reset), and the training peak at the end of every optimizer step and
+evaluation, before Axolotl's log resets the counters.
 """
 
 from __future__ import annotations
@@ -134,6 +142,7 @@ class MeasurementsCallback(TrainerCallback):
         self.current: dict | None = None
         self.started: float | None = None
         self.load_peak: dict = {}
+        self.train_peak = {"allocated": 0, "reserved": 0}
         self.dataset: dict | None = None
         self.pad_token_id = None
         if trainer is not None:
@@ -191,6 +200,16 @@ class MeasurementsCallback(TrainerCallback):
             self.current["seconds"] = time.perf_counter() - self.started
             self.steps.append(self.current)
         self.current, self.started = None, None
+        self._keep_training_peak()  # before Axolotl's log resets the counters
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self._keep_training_peak()
+
+    def _keep_training_peak(self) -> None:
+        cuda = _cuda()
+        if cuda is not None:
+            self.train_peak["allocated"] = max(self.train_peak["allocated"], cuda.max_memory_allocated())
+            self.train_peak["reserved"] = max(self.train_peak["reserved"], cuda.max_memory_reserved())
 
     def memory(self) -> dict | None:
         cuda = _cuda()
@@ -200,17 +219,22 @@ class MeasurementsCallback(TrainerCallback):
         reserved_now = cuda.memory_reserved()
         # What the device uses beyond the allocator's pool: CUDA context, cuBLAS workspace, kernels.
         context = max(0, (total - free) - reserved_now)
-        train_alloc, train_res = cuda.max_memory_allocated(), cuda.max_memory_reserved()
+        train_alloc = max(cuda.max_memory_allocated(), self.train_peak["allocated"])
+        train_res = max(cuda.max_memory_reserved(), self.train_peak["reserved"])
         peak_alloc = max(train_alloc, self.load_peak.get("allocated", 0))
         peak_res = max(train_res, self.load_peak.get("reserved", 0))
         return {
             "peak_allocated_gib": round(peak_alloc / GIB, 3),
             "peak_reserved_gib": round(peak_res / GIB, 3),
+            # live at Axolotl's last peak reset after loading, not the loading peak (see the module doc)
             "load_peak_allocated_gib": round(self.load_peak.get("allocated", 0) / GIB, 3),
             "load_peak_reserved_gib": round(self.load_peak.get("reserved", 0) / GIB, 3),
             "train_peak_allocated_gib": round(train_alloc / GIB, 3),
             "train_peak_reserved_gib": round(train_res / GIB, 3),
             "context_gib": round(context / GIB, 3),
+            "load_peak_device_gib": round((self.load_peak.get("reserved", 0) + context) / GIB, 3),
+            "train_peak_device_gib": round((train_res + context) / GIB, 3),
+            "train_peak_read_at": "every optimizer step's end and evaluation, before Axolotl's log resets the counters",
             # the number to hold against the board: the allocator's peak pool plus what it cannot see
             "peak_device_gib": round((peak_res + context) / GIB, 3),
             "total_gib": round(total / GIB, 3),

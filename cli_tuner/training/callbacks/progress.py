@@ -1,7 +1,7 @@
 """`progress.json` in the run folder: step, losses, tokens/s and the last checkpoint, as training goes.
 
 The parent process reads it to record steps and losses in provenance even when training dies,
-and polls it to draw the training bar (step/total, loss, tokens/s, ETA). Between logging steps
+and polls it to draw the training bar (step/total, loss, ETA; the rates beside it come from measurements.json). Between logging steps
 the step is written at most every STEP_WRITE_SECONDS, so the bar moves on long logging intervals.
 """
 
@@ -17,8 +17,9 @@ from ...paths import PROGRESS_FILE
 
 
 STEP_WRITE_SECONDS = 2.0
-# Axolotl's trainer logs trainable tokens per second per GPU under this key (include_tkps, on by default)
-TOKENS_PER_SECOND_KEY = "tokens/train_per_sec_per_gpu"
+# Axolotl's trainer logs trainable tokens (those with a loss) per second per GPU under this key
+# (include_tkps, on by default); the processed and real rates come from measurements.json.
+TRAINABLE_TOKENS_PER_SECOND_KEY = "tokens/train_per_sec_per_gpu"
 
 
 class ProgressCallback(TrainerCallback):
@@ -45,8 +46,8 @@ class ProgressCallback(TrainerCallback):
             self.progress["train_loss_mean"] = logs["train_loss"]
         if "eval_loss" in logs:
             self.progress["eval_loss"] = logs["eval_loss"]
-        if isinstance(logs.get(TOKENS_PER_SECOND_KEY), (int, float)):
-            self.progress["tokens_per_second"] = logs[TOKENS_PER_SECOND_KEY]
+        if isinstance(logs.get(TRAINABLE_TOKENS_PER_SECOND_KEY), (int, float)):
+            self.progress["trainable_tokens_per_second"] = logs[TRAINABLE_TOKENS_PER_SECOND_KEY]
         for key in ("train_runtime", "train_samples_per_second", "train_steps_per_second"):
             if key in logs:
                 self.progress[key] = logs[key]
