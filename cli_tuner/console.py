@@ -213,7 +213,9 @@ class _KnownHarmless(logging.Filter):
 def quiet_known_library_noise() -> None:
     """Silence what libraries log at import that is known to be harmless here (before they are imported),
     so a command's console starts with the job's own lines."""
-    logging.getLogger("torchao").addFilter(_KnownHarmless())
+    torchao = logging.getLogger("torchao")
+    if not any(isinstance(f, _KnownHarmless) for f in torchao.filters):
+        torchao.addFilter(_KnownHarmless())
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
 

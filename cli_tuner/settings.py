@@ -194,7 +194,7 @@ def range_text(key: str) -> str:
     bounds = {name: getattr(m, name.lower()) for m in Settings.model_fields[key].metadata
               for name in ("Ge", "Le", "Lt") if hasattr(m, name.lower())}
     if getattr(inner, "__origin__", None) is Literal:
-        return ", ".join(inner.__args__)
+        return "one of " + ", ".join(inner.__args__)
     if inner is bool:
         return "true, false"
     if "Ge" in bounds and ("Le" in bounds or "Lt" in bounds):
@@ -210,6 +210,8 @@ def range_text(key: str) -> str:
 
 def allowed(key: str) -> str:
     """What a key takes, in words: its type and range."""
+    if type_name(key).startswith("choice"):
+        return range_text(key)
     return f"{type_name(key)}, {range_text(key)}"
 
 
@@ -241,7 +243,7 @@ def problem_line(error: dict, values: dict, sources: dict, context: dict) -> str
         if key == "target" and context.get("target_names"):
             what = f"is not a known GPU ({context['target_names']})"
     else:
-        what = "has the wrong type"
+        what = f"is not of type {type_name(key).split(' ')[0]}"
     example = yaml_text(field_extra(key)["example"])
     env = field_extra(key)["env"]
     if env and where == env:

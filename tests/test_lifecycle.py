@@ -169,7 +169,7 @@ def test_a_misspelt_finish_setting_names_the_key(monkeypatch):
     with pytest.raises(ConfigError) as caught:
         config.load(REPO / "configs/axolotl_config.yaml")
     assert caught.value.message.startswith("ON_FINISH (stands in for cli_tuner.on_finish): 'shutdown' is not one of "
-                                           "the listed values; allowed: choice, auto, stop, idle, exit; fix: set ON_FINISH=")
+                                           "the listed values; allowed: one of auto, stop, idle, exit; fix: set ON_FINISH=")
 
 
 @pytest.mark.parametrize("error, unattended, follows", [
