@@ -172,8 +172,15 @@ def resolve(raw: dict) -> tuple[dict, dict]:
 
 def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     """The settings' environment stand-ins that are set (an empty value is unset), typed as `--set` types."""
-    names = job_settings.environment_names()
-    return {key: parse_value(environ[name]) for name, key in names.items() if str(environ.get(name) or "").strip()}
+    values = {}
+    for name, key in job_settings.environment_names().items():
+        raw = str(environ.get(name) or "")
+        if raw.strip():
+            try:
+                values[key] = parse_value(raw)
+            except Exception:  # noqa: BLE001 - not YAML: kept as text, which the key's type check names
+                values[key] = raw
+    return values
 
 
 def load(config_path: Path | str, overlays: list | None = None, sets: list | None = None, *,

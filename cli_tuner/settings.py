@@ -50,7 +50,8 @@ def extra(example: Any, env: str | None = None, identity: bool = True) -> dict:
 class Settings(BaseModel):
     """The `cli_tuner:` block. Field descriptions are README's "Settings" table."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+    # defer_build: the validator is built at the first config load, not when `--help` imports this module
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False, defer_build=True)
 
     # --- what the job checks against and trains on
     target: Optional[str] = Field(
@@ -136,6 +137,10 @@ class Settings(BaseModel):
         copy = self.model_copy(update=values)
         copy._sources = {**self._sources, **{key: "the job" for key in values}}
         return copy
+
+
+def default(key: str) -> Any:
+    return Settings.model_fields[key].default
 
 
 def field_extra(key: str) -> dict:

@@ -200,3 +200,16 @@ def test_validate_prints_only_the_jobs_own_lines(qwen_tokenizer_dir):
     assert lines[0].startswith("data: 3 files match their manifest")
     assert lines[-1] == "validate: OK (configs/axolotl_config.yaml)"
     assert not [line for line in lines if "Failed to load" in line or "_pytree" in line or line.startswith("W1")]
+
+
+def test_a_run_whose_config_fails_ends_by_on_finish_alone(monkeypatch):
+    """When loading fails, the finish comes from --on-finish and ON_FINISH by the same precedence; a bad
+    stand-in of another key does not change it."""
+    import argparse
+
+    from cli_tuner.commands import options
+
+    monkeypatch.setenv("ON_FINISH", "idle")
+    monkeypatch.setenv("GPU_PRICE_PER_HOUR", "cheap")
+    assert options.settings_without_config(argparse.Namespace(on_finish=None)).on_finish == "idle"
+    assert options.settings_without_config(argparse.Namespace(on_finish="exit")).on_finish == "exit"

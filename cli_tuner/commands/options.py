@@ -66,8 +66,7 @@ def load_config(args: argparse.Namespace, last_overlays: tuple[str, ...] = (), o
         overlays=[*args.overlay, *last_overlays],
         sets=args.sets,
         on_finish=on_finish,
-        known_target=lambda name: gpus.lookup(name) is not None,
-        target_names=gpus.known_names(),
+        **target_check(),
         target_override=args.target,
         gpu_memory_gb=args.gpu_memory,
         allow_trust_remote_code=args.allow_trust_remote_code,
@@ -75,11 +74,17 @@ def load_config(args: argparse.Namespace, last_overlays: tuple[str, ...] = (), o
     )
 
 
+def target_check() -> dict:
+    """What config.load needs to check `cli_tuner.target` against the GPU table (facts, above the base)."""
+    return {"known_target": lambda name: gpus.lookup(name) is not None, "target_names": gpus.known_names()}
+
+
 def settings_without_config(args: argparse.Namespace) -> settings.Settings:
-    """The settings from `--on-finish` and the environment alone: what decides how a run that could
-    not load its config ends."""
+    """`on_finish` from `--on-finish` and ON_FINISH alone: how a run that could not load its config ends
+    (by the same precedence; a bad stand-in of another key does not change it)."""
     names = {key: name for name, key in settings.environment_names().items()}
-    return settings.build([(lambda key: names[key], config.from_environment(os.environ)),
+    stand_in = {k: v for k, v in config.from_environment(os.environ).items() if k == "on_finish"}
+    return settings.build([(lambda key: names[key], stand_in),
                            (lambda key: "--on-finish", {"on_finish": args.on_finish} if args.on_finish else {})])
 
 

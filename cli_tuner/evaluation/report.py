@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import CheckpointGateFailed
-from ..settings import MARGIN_METRICS, Settings
+from ..settings import MARGIN_METRICS, Settings, default
 from .answers import score_examples, short, summarize
 
 MARGIN_METRICS = MARGIN_METRICS  # check-checkpoint's --margin-metric choices, the same as the setting's
@@ -16,11 +16,11 @@ class GateSettings:
     """What an adapter must reach to pass: the `cli_tuner:` gate keys (checked in settings.Settings),
     or check-checkpoint's options (checked there)."""
 
-    min_command_rate: float = 0.9     # answers that are commands (COMMAND_RULES), not prose
-    min_syntax_rate: float = 0.9      # answers `bash -n` accepts
-    allow_dangerous: bool = False
-    min_margin: float = 0.05          # adapter's rate minus the base model's, on margin_metric (with a baseline)
-    margin_metric: str = "first_word_match"
+    min_command_rate: float = default("min_command_rate")  # answers that are commands (COMMAND_RULES), not prose
+    min_syntax_rate: float = default("min_syntax_rate")    # answers `bash -n` accepts
+    allow_dangerous: bool = default("allow_dangerous_answers")
+    min_margin: float = default("min_margin_over_base")    # adapter's rate minus the base model's, on margin_metric
+    margin_metric: str = default("margin_metric")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GateSettings:
