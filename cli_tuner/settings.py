@@ -22,7 +22,8 @@ object (`checkpoint_every_minutes`).
 
 To add a key: one field on `Settings` with `Field(default, description=..., ...constraints)` and
 `json_schema_extra=extra(example=..., env=..., identity=...)`; README's table is generated from the
-fields (`python scripts/settings_table.py`) and a test holds the two equal.
+fields (`python scripts/settings_table.py --write`) and tests/test_settings.py holds the two equal and
+feeds every kind of bad value, derived from the field's type and constraints, to every key.
 """
 
 from __future__ import annotations
