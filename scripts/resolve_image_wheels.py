@@ -1,9 +1,8 @@
 #!/usr/bin/env python3
 """Resolve every package an image will install, for the image's platform, in about a minute.
 
-The CUDA image compiles Flash Attention 2 for an hour or more before it installs the lock file, so a
-torch flavour PyTorch never published, a pin missing from PyPI or two pins that contradict each
-other used to surface only at the end. This script finds them first, without building anything:
+A torch flavour PyTorch never published, a pin missing from PyPI or two pins that contradict each
+other surface only deep into an image build. This script finds them first, without building anything:
 
   1. the torch build the Dockerfile installs (its TORCH_VERSION, TORCH_INDEX_URL and TORCH_CUDA ARG
      defaults) is a flavour docker/torch_flavours.json lists for requirements.txt's torch pin;
@@ -11,7 +10,8 @@ other used to surface only at the end. This script finds them first, without bui
      for Linux x86-64, CPython 3.11, wheels only), as the image's torch step does;
   3. pip resolves every pin of requirements-lock.txt from PyPI for the same platform (`--no-deps`,
      as the lock is complete; a package with no wheel for the platform resolves to its sdist);
-  4. the flash-attn sdist the Dockerfile builds is on PyPI with the sha256 the Dockerfile names;
+  4. an image that fetches the flash-attn2 hub kernel (its FA2_KERNEL_REPO ARG) has the `kernels`
+     package that loads it among the lock's pins (scripts/fetch_attention_kernel.py, at build time);
   5. what the image ends up with (the lock's pins, plus torch and those of its dependencies the lock
      does not pin) satisfies every package's Requires-Dist, as `pip check` will at the end of the
      build; a pin that contradicts torch's own (triton, say) fails here.
@@ -33,12 +33,10 @@ import json
 import os
 import re
 import shlex
-import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from packaging.markers import Marker
@@ -157,19 +155,11 @@ def pip_resolve(requirements: list[str], index: str, *, deps: bool, work: Path, 
     return json.loads(report.read_text())["install"], ""
 
 
-def flash_attn_sdist(version: str, sha256: str) -> str:
-    """'' when PyPI serves flash_attn-<version>.tar.gz with that sha256, else the problem."""
-    request = urllib.request.Request(f"{PYPI}/flash-attn/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-    cafile = os.environ.get("PIP_CERT") or None
-    context = ssl.create_default_context(cafile=cafile)
-    with urllib.request.urlopen(request, timeout=60, context=context) as response:
-        files = json.load(response)["files"]
-    wanted = f"flash_attn-{version}.tar.gz"
-    found = [f for f in files if f["filename"] == wanted]
-    if not found:
-        return f"PyPI has no {wanted}"
-    if found[0]["hashes"].get("sha256") != sha256:
-        return f"{wanted} on PyPI has sha256 {found[0]['hashes'].get('sha256')}, the Dockerfile names {sha256}"
+def kernel_loader_pinned(docker_args: dict[str, str], lock: dict[str, str]) -> str:
+    """'' unless the Dockerfile fetches a hub kernel and the lock does not pin `kernels` to load it."""
+    if "FA2_KERNEL_REPO" in docker_args and "kernels" not in {canonicalize_name(n) for n in lock}:
+        return (f"the image fetches the {docker_args['FA2_KERNEL_REPO']} hub kernel, but requirements-lock.txt "
+                "pins no kernels package to load it")
     return ""
 
 
@@ -244,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, version in pins(REPO / "requirements.txt").items():
         if name != "torch" and lock.get(name) != version:
             problems.append(f"requirements.txt pins {name}=={version}, requirements-lock.txt {lock.get(name)}")
+    problem = kernel_loader_pinned(dockerfile_args(dockerfile, overrides), lock)
+    if problem:
+        problems.append(problem)
     if problems:  # a flavour that does not exist: no need to ask any index
         print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
         return 1
@@ -258,11 +251,6 @@ def main(argv: list[str] | None = None) -> int:
         lock_items, error = pip_resolve(lock_lines, args.lock_index, deps=False, work=work, name="lock")
         if error:
             problems.append(f"requirements-lock.txt does not resolve from {args.lock_index}: {error}")
-    docker_args = dockerfile_args(dockerfile, overrides)
-    if "FLASH_ATTN_VERSION" in docker_args:
-        problem = flash_attn_sdist(docker_args["FLASH_ATTN_VERSION"], docker_args.get("FLASH_ATTN_SHA256", ""))
-        if problem:
-            problems.append(problem)
     if torch_items and lock_items:
         problems += consistency(merge(torch_items, lock_items))
         sdists = sorted(i["metadata"]["name"] for i in lock_items

@@ -331,8 +331,7 @@ def test_workflow_and_compose_build_only_published_flavours():
 def test_cuda_base_images_and_minimum_driver_match_the_flavour():
     flavour = one_default(CUDA, "TORCH_CUDA")
     entry = flavour_table()["flavours"][flavour]
-    builder, base = one_default(CUDA, "BUILDER_IMAGE"), one_default(CUDA, "BASE_IMAGE")
-    assert re.fullmatch(rf"nvidia/cuda:{re.escape(entry['cuda'])}\.\d+-devel-ubuntu22\.04", builder), builder
+    base = one_default(CUDA, "BASE_IMAGE")
     assert re.fullmatch(rf"nvidia/cuda:{re.escape(entry['cuda'])}\.\d+-runtime-ubuntu22\.04", base), base
     # The image, its labels and the start script name the same minimum driver and flavour.
     assert one_default(CUDA, "CLI_TUNER_MIN_DRIVER") == str(entry["min_driver"])
@@ -352,25 +351,37 @@ def test_cuda_image_lets_start_sh_judge_the_driver():
     assert runtime_runs and "/usr/local/cuda*/compat" in runtime_runs[0]
 
 
-def test_flash_attn_is_axolotls_pin_built_from_a_hashed_sdist_for_sm86_and_sm90():
-    version = one_default(CUDA, "FLASH_ATTN_VERSION")
-    extra_pins = [r for r in importlib.metadata.requires("axolotl") or []
-                  if r.startswith("flash-attn") and 'extra == "flash-attn"' in r]
-    assert extra_pins and all(f"flash-attn=={version};" in r.replace(" ", "") for r in extra_pins), extra_pins
-    assert re.fullmatch(r"[0-9a-f]{64}", one_default(CUDA, "FLASH_ATTN_SHA256"))
+KERNEL_DEST = "/opt/cli-tuner/kernels/flash-attn2"
+
+
+def test_flash_attention_is_axolotls_hub_kernel_fetched_at_build_time_and_never_compiled():
+    from cli_tuner.facts import attention
+
+    assert one_default(CUDA, "FA2_KERNEL_REPO") == attention.KERNEL_REPO
+    assert one_default(CUDA, "FA2_KERNEL_VERSION") == str(attention.KERNEL_VERSION)
+    assert one_default(CUDA, "FA2_KERNEL_REVISION") == ""   # empty: the v2 branch's commit at build time
+    done = instructions(CUDA)
+    env = " ".join(arguments for keyword, arguments in done if keyword == "ENV")
+    assert f"LOCAL_KERNELS={attention.KERNEL_REPO}={KERNEL_DEST}" in env
+    overrides = attention.local_overrides({"LOCAL_KERNELS": f"{attention.KERNEL_REPO}={KERNEL_DEST}"})
+    assert overrides == {attention.KERNEL_REPO: Path(KERNEL_DEST)}
+    assert not KERNEL_DEST.startswith("/workspace")   # the pod's volume is mounted over /workspace
+    runs = [(i, arguments) for i, (keyword, arguments) in enumerate(done) if keyword == "RUN"]
+    fetch = [i for i, a in runs if "fetch_attention_kernel.py" in a]
+    lock = [i for i, a in runs if "requirements-lock.txt" in a]
+    assert len(fetch) == 1 and lock and lock[0] < fetch[0]   # kernels and torch are installed first
+    fetch_run = dict(runs)[fetch[0]]
+    assert f"--dest {KERNEL_DEST}" in fetch_run and '--version "${FA2_KERNEL_VERSION}"' in fetch_run
+    assert '--revision "${FA2_KERNEL_REVISION}"' in fetch_run and '--repo "${FA2_KERNEL_REPO}"' in fetch_run
+    copies = [i for i, (keyword, arguments) in enumerate(done)
+              if keyword == "COPY" and arguments.startswith("scripts/fetch_attention_kernel.py ")]
+    assert copies and copies[0] < fetch[0]
+    # After the app is in, the job's own fact module must find the kernel offline, or the build fails.
+    app = next(i for i, (keyword, arguments) in enumerate(done) if keyword == "COPY" and arguments == ". /app")
+    assert any(i > app and "HF_HUB_OFFLINE=1 python -m cli_tuner.facts.attention" in a for i, a in runs)
     text = CUDA.read_text()
-    assert '--hash=sha256:${FLASH_ATTN_SHA256}' in text and "--no-binary flash-attn" in text
-    assert 'FLASH_ATTN_CUDA_ARCHS="80;90"' in text and 'TORCH_CUDA_ARCH_LIST="8.0;9.0"' in text
-    assert "FLASH_ATTENTION_FORCE_BUILD=TRUE" in text
-    # Only the wheel crosses into the final stage: the devel image stays in the builder.
-    assert stages(CUDA)["runtime"]["base"] == "${BASE_IMAGE}"
-    assert "from=flash-attn,source=/wheels" in text
-
-
-def test_builder_tool_pins_match_the_lock_file():
-    lock = requirement_pins(REPO / "requirements-lock.txt")
-    for name, version in re.findall(r"\b(packaging|psutil|einops)==([0-9.]+)", CUDA.read_text()):
-        assert lock[name] == version, f"Dockerfile.cuda pins {name}=={version}, the lock {lock[name]}"
+    assert "flash_attn-" not in text and "pip wheel" not in text and "FLASH_ATTN_" not in text
+    assert set(stages(CUDA)) == {"python-apt", "runtime"} and "-devel-" not in text
 
 
 def test_base_images_are_args_with_real_defaults():
@@ -497,8 +508,12 @@ def test_resolver_reads_the_dockerfiles_and_refuses_an_unpublished_flavour(tmp_p
     assert resolve.torch_build(CUDA, flavours, {"TORCH_CUDA": "cu130", "CLI_TUNER_MIN_DRIVER": "580"})[2:] == ("cu130", [])
     assert any("needs driver 580" in p for p in resolve.torch_build(CUDA, flavours, {"TORCH_CUDA": "cu130"})[3])
     args = resolve.dockerfile_args(CUDA)
-    assert args["FLASH_ATTN_VERSION"] == one_default(CUDA, "FLASH_ATTN_VERSION")
-    assert args["FLASH_ATTN_SHA256"] == one_default(CUDA, "FLASH_ATTN_SHA256")
+    assert args["FA2_KERNEL_REPO"] == one_default(CUDA, "FA2_KERNEL_REPO")
+    lock = requirement_pins(REPO / "requirements-lock.txt")
+    assert resolve.kernel_loader_pinned(args, lock) == ""
+    without = {name: version for name, version in lock.items() if name != "kernels"}
+    assert "pins no kernels package" in resolve.kernel_loader_pinned(args, without)
+    assert resolve.kernel_loader_pinned(resolve.dockerfile_args(CPU), without) == ""
     assert len(resolve.platform_options()) > 2 and "manylinux_2_35_x86_64" in resolve.platform_options()
 
 

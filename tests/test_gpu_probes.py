@@ -87,7 +87,8 @@ def test_an_undefined_symbol_is_an_abi_mismatch(targets, fake_extension, monkeyp
     assert check.failed_error
     assert "flash-attn 2.8.3 on NVIDIA RTX A5000: its compiled extension does not match this torch" in check.detail
     assert MISSING_SYMBOL in check.detail
-    assert "built for torch 2.13.0+cu128" in check.fix and "Dockerfile.cuda" in check.fix
+    assert "wheel built for this torch" in check.fix and "Dockerfile.cuda" in check.fix
+    assert "fetch_attention_kernel.py" in check.fix and "attn_implementation=sdpa" in check.fix
 
 
 def test_a_missing_module(targets):
@@ -102,7 +103,7 @@ def test_no_kernel_image_names_the_arch_list(targets):
     assert result.error_line == "CUDA error: no kernel image is available for execution on the device"
     check = gpu_probes.as_check("flash-attn", result, A5000, "2.8.3")
     assert "no kernel for this GPU's architecture" in check.detail
-    assert "FLASH_ATTN_CUDA_ARCHS" in check.fix and "sm_86" in check.fix
+    assert "kernels for sm_86" in check.fix and "attn_implementation=sdpa" in check.fix
     assert "sm_86" in gpu_probes.as_check("bitsandbytes", result, A5000, "0.50.2").fix
 
 
@@ -168,8 +169,10 @@ def test_cpu_and_mps_say_not_applicable_and_start_no_probe():
 def test_deep_checks_on_cuda_run_in_a_child_and_the_parent_never_imports_torch(tmp_path):
     """A fake A5000 on this CPU machine: both deep checks reach a child, which sees no CUDA device,
     and the job's process has not imported torch, so it cannot have touched CUDA."""
-    site = tmp_path / "site"   # flash-attn's metadata, so the check goes on to its probe
+    site = tmp_path / "site"   # flash-attn's metadata and package folder, so the check goes on to its probe
     (site / "flash_attn-2.8.3.dist-info").mkdir(parents=True)
+    (site / "flash_attn").mkdir()
+    (site / "flash_attn" / "__init__.py").write_text("")
     (site / "flash_attn-2.8.3.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: flash_attn\nVersion: 2.8.3\n")
     script = textwrap.dedent(f"""
         import sys

@@ -106,10 +106,36 @@ def test_cpu_torch_on_a_gpu_host_is_an_error_with_the_cu128_fix():
     assert "download.pytorch.org/whl/cu128" in check.fix
 
 
-def test_wrong_torch_version_is_an_error():
-    found = Platform(kind="cpu", torch_version="2.12.1+cpu")
+@pytest.mark.parametrize("version", ["2.10.0+cpu", "2.13.1+cu130", "2.14.0", "2.11.0rc1", "not-a-version"])
+def test_torch_outside_axolotls_supported_range_is_an_error(version):
+    check = environment.check_torch(Platform(kind="cpu", torch_version=version), {"torch": "2.13.0"})
+    assert check.failed_error and "outside Axolotl 0.19's supported range" in check.detail
+    assert "pins 2.13.0" in check.detail and "torch==2.13.0" in check.fix
+
+
+@pytest.mark.parametrize("version", ["2.11.0+cu130", "2.12.1+cpu", "2.13.0rc2"])
+def test_torch_inside_axolotls_range_but_not_the_pin_is_a_warning_naming_the_pin(version):
+    found = Platform(kind="cuda", torch_version=version, torch_cuda="13.0")
     check = environment.check_torch(found, {"torch": "2.13.0"})
-    assert check.failed_error and "pins 2.13.0" in check.detail and "torch==2.13.0" in check.fix
+    assert check.failed and not check.failed_error and check.level == "warning"
+    assert "tested pin 2.13.0" in check.detail and version in check.detail
+
+
+def test_the_pinned_torch_passes_whatever_its_build_tag():
+    assert environment.check_torch(Platform(kind="cpu", torch_version="2.13.0+cpu"), {"torch": "2.13.0"}).ok
+
+
+def test_the_torch_range_is_axolotls_own_requirement():
+    """AXOLOTL_TORCH_RANGE is what the installed axolotl's metadata requires of torch, not a guess."""
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+
+    torch_requirements = [Requirement(r) for r in importlib.metadata.requires("axolotl") or []]
+    torch_requirements = [r for r in torch_requirements if r.name == "torch" and r.marker is None]
+    assert len(torch_requirements) == 1
+    assert torch_requirements[0].specifier == SpecifierSet(environment.AXOLOTL_TORCH_RANGE)
 
 
 def test_pins_are_compared_with_a_requirements_file(tmp_path):
@@ -400,3 +426,24 @@ def test_flash_attn_pin_is_axolotls_extra():
 
     extra = [r for r in requires("axolotl") if r.startswith("flash-attn") and 'extra == "flash-attn"' in r]
     assert extra and f"=={environment.FLASH_ATTN_PIN}" in extra[0]
+
+
+def test_a_torch_inside_axolotls_range_passes_preflight_with_its_warning_in_the_plan(locked_data, tmp_path, monkeypatch):
+    """A GPU machine's own torch (2.11.0 here) does not stop a training mode; the warning names the
+    pin and rides in plan.findings, which the pipeline writes to provenance.json's preflight_warnings."""
+    from conftest import data_sets
+
+    monkeypatch.setenv("AXOLOTL_DO_NOT_TRACK", "1")
+    monkeypatch.setattr(machine, "detect", lambda: Platform(kind="cpu", torch_version="2.11.0+cpu",
+                                                            python_version="3.11.7"))
+    loaded = load(REPO / "configs/axolotl_config.yaml", sets=[s for s in data_sets(locked_data) if s != "--set"])
+    plan = preflight.prepare("rehearse", loaded, output_root=tmp_path / "out")
+    torch_findings = [c for c in plan.findings if c.name == "torch"]
+    assert len(torch_findings) == 1 and torch_findings[0].level == "warning"
+    assert "tested pin 2.13.0" in torch_findings[0].line()
+
+    monkeypatch.setattr(machine, "detect", lambda: Platform(kind="cpu", torch_version="2.10.0+cpu",
+                                                            python_version="3.11.7"))
+    with pytest.raises(EnvironmentProblem) as raised:
+        preflight.prepare("rehearse", loaded, output_root=tmp_path / "out")
+    assert raised.value.exit_code == 5 and "outside Axolotl 0.19's supported range" in str(raised.value)

@@ -14,6 +14,8 @@ import re
 import shutil
 from pathlib import Path
 
+from ..facts import attention as attention_facts
+from ..facts.attention import AttentionSource
 from ..facts.gpus import GpuSpec
 from ..facts.machine import CONFIG_CUDA_80GB, CONFIG_MPS, Machine, recommend_config, version_tuple
 from ..findings import Check
@@ -24,6 +26,11 @@ GIB = 2**30
 TORCH_INDEX = "https://download.pytorch.org/whl/cu128"
 FLASH_ATTN_PIN = "2.8.3"   # axolotl 0.19.0's `flash-attn` extra
 DISK_WARNING_GIB = 20      # a 7B base model download (~15 GB) plus checkpoints
+# The torch versions Axolotl 0.19.0 supports: its wheel's METADATA says
+# `Requires-Dist: torch<=2.13.0,>=2.11.0` (tests/test_platform.py reads it from the installed axolotl).
+# Inside that range a torch other than the pin runs the job (a GPU machine's own CUDA build, say) untested:
+# a warning. Outside it, an error.
+AXOLOTL_TORCH_RANGE = ">=2.11.0,<=2.13.0"
 
 # Oldest Linux driver for each CUDA toolkit (NVIDIA CUDA Toolkit release notes, table 3 "CUDA
 # Toolkit and Corresponding Driver Versions", GA releases).
@@ -74,9 +81,26 @@ def check_torch(found: Machine, pins: dict[str, str]) -> Check:
     build = (f"CUDA {found.torch_cuda} build" if found.torch_cuda
              else ("MPS build" if found.mps_built else "CPU build"))
     if found.torch_version.split("+")[0] != wanted:
-        return Check("torch", False, "error", f"torch {found.torch_version} ({build}), requirements.txt pins {wanted}",
+        if torch_in_axolotl_range(found.torch_version):
+            return Check("torch", False, "warning",
+                         f"torch {found.torch_version} ({build}) is inside Axolotl 0.19's supported range "
+                         f"({AXOLOTL_TORCH_RANGE}) but not the tested pin {wanted} (requirements.txt)",
+                         _torch_install(found))
+        return Check("torch", False, "error", f"torch {found.torch_version} ({build}) is outside Axolotl 0.19's "
+                     f"supported range ({AXOLOTL_TORCH_RANGE}); requirements.txt pins {wanted}",
                      _torch_install(found))
     return Check("torch", True, "error", f"torch {found.torch_version} ({build})")
+
+
+def torch_in_axolotl_range(version: str) -> bool:
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        public = Version(version.split("+")[0])
+    except InvalidVersion:
+        return False
+    return SpecifierSet(AXOLOTL_TORCH_RANGE).contains(public, prereleases=True)
 
 
 def check_torch_build(found: Machine) -> Check:
@@ -141,21 +165,27 @@ def check_bitsandbytes(found: Machine, pins: dict[str, str], deep: bool) -> Chec
     return Check("bitsandbytes", True, "info", f"bitsandbytes {version} (its 4-bit kernels are probed by doctor, smoke and full)")
 
 
-def check_flash_attn(found: Machine, deep: bool = False) -> Check:
-    """Metadata only, or with `deep` on CUDA: load the extension and run one attention call in a child process."""
-    version = installed_version("flash-attn") or installed_version("flash_attn")
+def check_flash_attn(found: Machine, deep: bool = False, source: AttentionSource | None = None) -> Check:
+    """What flash_attention_2 would run on here (facts.attention: the flash_attn package, the hub kernel,
+    or none); with `deep` on CUDA, that source loaded as training loads it and one attention call run,
+    in a child process."""
     if found.kind != "cuda":
         return Check("flash-attn", True, "info", f"not applicable on {found.kind.upper()} (CUDA only); configs use sdpa here")
     capable = version_tuple(found.compute_capability or "0") >= (8,)
     if not capable:
         return Check("flash-attn", True, "info", f"sm_{found.compute_capability} has no Flash Attention 2; use attn_implementation: sdpa")
-    if version is None:
-        return Check("flash-attn", False, "warning", f"not installed; {CONFIG_CUDA_80GB} uses attn_implementation: flash_attention_2",
-                     f"pip install flash-attn=={FLASH_ATTN_PIN} --no-build-isolation (or --set attn_implementation=sdpa)")
+    source = attention_facts.detect() if source is None else source
+    if not source.available:
+        return Check("flash-attn", False, "warning", f"{source.detail}; a config asking for flash_attention_2 "
+                     f"trains with sdpa here ({CONFIG_CUDA_80GB} does)", attention_facts.FIX)
+    label = "flash-attn" if source.kind == attention_facts.PACKAGE else f"{attention_facts.KERNEL_REPO} hub kernel"
     if deep:
         # installed but broken is an error even for an sdpa config: libraries that find it installed may import it
-        return gpu_probes.as_check("flash-attn", gpu_probes.run("flash-attn"), found, version)
-    return Check("flash-attn", True, "info", f"flash-attn {version} (its kernels checked by doctor, smoke and full on a GPU)")
+        return gpu_probes.as_check("flash-attn", gpu_probes.run("flash-attn"), found,
+                                   source.version if source.kind == attention_facts.PACKAGE else None)
+    return Check("flash-attn", True, "info", f"{source.detail} (its kernels checked by doctor, smoke and full on a GPU)"
+                 if source.kind == attention_facts.HUB_KERNEL else f"{label} {source.version} (its kernels checked by "
+                 "doctor, smoke and full on a GPU)")
 
 
 def check_pins(pins: dict[str, str], requirements: Path) -> list[Check]:

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import console
+from ..facts import attention as attention_facts
 from ..facts.machine import Machine
 from ..findings import Check
 
@@ -114,13 +115,9 @@ def compare(name: str, got, want, tolerance: float) -> float:
     return difference
 
 
-def probe_flash_attn() -> str:
-    """Load flash_attn_2_cuda, run a causal GQA attention forward and backward, compare with SDPA."""
-    torch = _cuda()
-    import flash_attn_2_cuda  # noqa: F401  the compiled extension: an ABI mismatch fails here
-    import flash_attn
-    from flash_attn import flash_attn_func
-
+def attention_round(torch, flash_attn_func) -> tuple[float, float]:
+    """A causal GQA attention forward and backward through `flash_attn_func`, against float32 SDPA;
+    the max differences of the output and of the query gradient."""
     torch.manual_seed(0)
     # (batch, seqlen, heads, headdim): 8 query heads over 2 KV heads and head dim 128, as in the 7B models
     q = torch.randn(2, 128, 8, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
@@ -128,6 +125,7 @@ def probe_flash_attn() -> str:
     v = torch.randn(2, 128, 2, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
     grad = torch.randn(2, 128, 8, 128, device="cuda", dtype=torch.bfloat16)
     out = flash_attn_func(q, k, v, causal=True)
+    out = out[0] if isinstance(out, tuple) else out   # some builds return (out, softmax_lse, ...)
     out.backward(grad)
     torch.cuda.synchronize()
 
@@ -137,10 +135,40 @@ def probe_flash_attn() -> str:
         qr.transpose(1, 2), kr.repeat_interleave(4, dim=2).transpose(1, 2), vr.repeat_interleave(4, dim=2).transpose(1, 2),
         is_causal=True).transpose(1, 2)
     ref.backward(grad.float())
-    forward = compare("the attention output", out, ref, 0.02)
-    backward = compare("the query gradient", q.grad, qr.grad, 0.05)
-    return (f"flash-attn {flash_attn.__version__}: flash_attn_2_cuda loads; causal bf16 attention forward and backward "
-            f"match SDPA (max difference {forward:.4f} / {backward:.4f}) on {torch.cuda.get_device_name(0)}")
+    return compare("the attention output", out, ref, 0.02), compare("the query gradient", q.grad, qr.grad, 0.05)
+
+
+def load_hub_kernel_attention():
+    """flash_attn_func as transformers 5.16 loads it for flash_attention_2 without the flash_attn
+    package, after Axolotl's pin of the kernel's major version (what a training run does)."""
+    from axolotl.monkeypatch.attention.fa2_hub_kernel import patch_fa2_hub_kernel_version
+    from transformers.modeling_flash_attention_utils import FLASH_ATTN_KERNEL_FALLBACK, lazy_import_flash_attention
+
+    patch_fa2_hub_kernel_version()
+    (flash_attn_func, _varlen, *_rest), _process = lazy_import_flash_attention(FLASH_ATTN_KERNEL_FALLBACK["flash_attention_2"])
+    if flash_attn_func is None:
+        raise ImportError(f"{attention_facts.KERNEL_REPO} loaded without flash_attn_func")
+    return flash_attn_func
+
+
+def probe_flash_attn() -> str:
+    """The flash-attention source this machine has (facts.attention): load it as training would, run a
+    causal GQA attention forward and backward, compare with SDPA."""
+    torch = _cuda()
+    source = attention_facts.detect()
+    if source.kind == attention_facts.NONE:
+        raise ModuleNotFoundError(source.detail)
+    if source.kind == attention_facts.PACKAGE:
+        import flash_attn_2_cuda  # noqa: F401  the compiled extension: an ABI mismatch fails here
+        from flash_attn import flash_attn_func
+
+        what = f"flash-attn {source.version}: flash_attn_2_cuda loads"
+    else:
+        flash_attn_func = load_hub_kernel_attention()
+        what = f"{attention_facts.KERNEL_REPO} hub kernel ({source.kernel_path}) loads through transformers"
+    forward, backward = attention_round(torch, flash_attn_func)
+    return (f"{what}; causal bf16 attention forward and backward match SDPA (max difference "
+            f"{forward:.4f} / {backward:.4f}) on {torch.cuda.get_device_name(0)}")
 
 
 def bnb_4bit_round(device: str) -> str:
@@ -257,13 +285,13 @@ def _sm(found: Machine) -> str:
 def _fixes(package: str, probe: str, found: Machine, version: str | None) -> dict[str, str]:
     rerun = f"python -m {PROBE_MODULE} {probe} shows it again"
     if package == "flash-attn":
-        reinstall = ("rebuild the image (Dockerfile.cuda builds flash-attn 2.8.3 against the pinned torch), or "
-                     "pip install --force-reinstall --no-deps a flash_attn 2.8.3 wheel built for torch 2.13.0+cu128 and cp311; "
-                     "meanwhile pip uninstall flash-attn and --set attn_implementation=sdpa")
+        reinstall = ("rebuild the image (Dockerfile.cuda fetches the flash-attn2 hub kernel for its torch), or "
+                     "python scripts/fetch_attention_kernel.py with network; with the flash_attn package: pip install "
+                     "--force-reinstall --no-deps a flash_attn 2.8.3 wheel built for this torch and cp311 (or pip uninstall "
+                     "flash-attn); meanwhile --set attn_implementation=sdpa")
         return {
             MISSING: reinstall, ABI: reinstall, IMPORT: reinstall, ERROR: reinstall + f"; {rerun}",
-            ARCH: (f"rebuild flash-attn with FLASH_ATTN_CUDA_ARCHS covering {_sm(found)} (Dockerfile.cuda builds \"80;90\": "
-                   "sm_80 code runs on sm_86, sm_90 on the H100), or --set attn_implementation=sdpa"),
+            ARCH: f"a flash-attention build with kernels for {_sm(found)}, or --set attn_implementation=sdpa",
             WRONG: reinstall, CRASH: reinstall + f"; {rerun}", NO_RESULT: rerun,
         }
     reinstall = (f"pip install --force-reinstall bitsandbytes=={version or '0.50.2'}; "

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..config import LoadedConfig
 from ..data import VerifiedData
+from ..facts.attention import AttentionSource
 from ..facts.gpus import GpuSpec
 from ..facts.machine import Machine
 from ..facts.models import ModelFacts
@@ -27,3 +28,11 @@ class Plan:
     machine: Machine | None            # this machine, detected once (None when not needed)
     findings: list[Check] = field(default_factory=list)  # warnings and infos the command shows
     estimate: Any = None               # the memory estimate on the target or this machine's GPU
+    attention: AttentionSource | None = None  # this machine's flash-attention source (CUDA machines)
+    fallbacks: list[dict] = field(default_factory=list)  # config changes made for this machine (checks/attention.py)
+
+    def attention_record(self) -> dict | None:
+        """What provenance records: the flash-attention source and any fallback made for it."""
+        if self.attention is None:
+            return None
+        return {"source": self.attention.as_record(), "fallback": self.fallbacks}

@@ -14,10 +14,10 @@ from pathlib import Path
 from .. import atomic, data
 from ..config import LoadedConfig, canonical_hash, require_local_datasets
 from ..errors import ConfigError, DataError, EnvironmentProblem
-from ..facts import gpus, machine as machine_facts, models
+from ..facts import attention as attention_facts, gpus, machine as machine_facts, models
 from ..findings import Check, first_error
 from ..paths import PREPARED_DIR
-from . import config_rules, data_report, environment, memory
+from . import attention, config_rules, data_report, environment, memory
 from .plan import Plan
 
 KIND_ERRORS = {"data": DataError, "config": ConfigError, "environment": EnvironmentProblem}
@@ -94,13 +94,21 @@ def raise_environment(source: str, results: list[Check]) -> None:
 
 def prepare(mode: str, loaded: LoadedConfig, *, output_root: Path | str | None = None,
             check_environment: bool = True) -> Plan:
-    """Data, config, machine, model: verified in that order, so nothing costly runs on a bad input."""
+    """Data, config, machine, model: verified in that order, so nothing costly runs on a bad input.
+    The machine is detected before the config is checked, so the checks see its fallback (checks/attention.py)."""
     verified = verify_data(loaded)  # first: no model, no GPU on bad data
     facts = resolve_facts(loaded)
     target = None if mode == "rehearse" else resolve_target(loaded)
-    findings = check_config(loaded, facts, target)
     found = machine_facts.detect() if mode in TRAINING_MODES else None
-    plan = Plan(mode, loaded, verified, facts, target, found, findings)
+    source, fallbacks = None, []
+    if found is not None and found.kind == "cuda" and mode in GPU_MODES:
+        # Before anything reads the config (Axolotl's schema, which refuses flash_attention_2 on a CUDA
+        # machine without a source; the step arithmetic; memory; the resolved config): a config asking
+        # for flash attention on a CUDA machine with no source for it trains with sdpa.
+        source = attention_facts.detect()
+        fallbacks = attention.machine_fallback(loaded.axolotl, found, source)
+    findings = check_config(loaded, facts, target)
+    plan = Plan(mode, loaded, verified, facts, target, found, findings, attention=source, fallbacks=fallbacks)
     if found is not None and check_environment:
         root = output_root or os.environ.get("OUTPUT_ROOT", "outputs")
         results, plan.estimate = environment_checks(mode, found, target, loaded, facts, root)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from .. import console
-from ..checks import data_report, preflight, steps
+from ..checks import attention, data_report, preflight, steps
 from ..errors import DataError
 from ..paths import SMOKE_OVERLAY
 from ..config import LoadedConfig
@@ -30,6 +30,8 @@ def train(mode: str, args: argparse.Namespace, loaded: LoadedConfig,
         check.done("passed")
     console.say(f"data verified: {len(plan.verified.files)} files, data sha256 {plan.verified.data_sha256[:16]}...")
     options.show_findings(plan)
+    if plan.fallbacks:
+        console.say(attention.describe(plan.fallbacks))
     report = check_data(plan, args.output_root, rehearsal_options)
     if mode == "smoke":
         size_smoke_slice(plan.loaded, report)

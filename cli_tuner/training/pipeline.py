@@ -353,6 +353,8 @@ def _run_locked(plan: Plan, options: RunOptions, rehearsal_options, settings, id
             if mode == "rehearse":
                 cfg = write_slices(loaded, run_dir, {"test_datasets": rehearsal.VAL_EXAMPLES})
             extra: dict = {}
+            if plan.attention_record() is not None:
+                extra["attention"] = plan.attention_record()  # the flash-attention source, and any fallback
             if mode == "rehearse":
                 cfg, extra["rehearsal"] = prepare_rehearsal(rehearsal_options or RehearsalOptions(), loaded, facts, run_dir, cfg)
             cfg["output_dir"] = str(run_dir)
@@ -381,6 +383,8 @@ def _run_locked(plan: Plan, options: RunOptions, rehearsal_options, settings, id
                 tracking=tracking_summary,
                 trainer=trainer_record,
                 steps={"planned": cfg.get("max_steps"), "completed": None},
+                # the warnings preflight let through (a torch other than the pin, say): the run's own record
+                preflight_warnings=[c.line() for c in plan.findings if c.failed],
                 **extra,
             )
             measurements.write_inputs(plan, cfg, run_dir)  # the plugin's MFU needs them and may not import checks/

@@ -18,7 +18,7 @@ from .. import atomic
 from ..checks.environment import installed_version
 from ..paths import PROVENANCE_FILE as FILE_NAME, REPO_ROOT
 
-PACKAGES = ("torch", "axolotl", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "trl", "flash-attn")
+PACKAGES = ("torch", "axolotl", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "trl", "flash-attn", "kernels")
 
 
 def utc_now() -> str:

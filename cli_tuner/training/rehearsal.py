@@ -11,6 +11,7 @@ import copy
 from pathlib import Path
 
 from .. import atomic, data, tokenizer as tokenizer_loader
+from ..checks import attention
 from ..config import LoadedConfig
 from ..errors import ConfigError
 from ..facts.models import ModelFacts
@@ -98,7 +99,6 @@ def build_model(facts: ModelFacts, tokenizer, out_dir: Path, seed: int = 0) -> P
     return out_dir
 
 
-FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3", "flash_attention_4")
 LORA_KERNELS = ("lora_qkv_kernel", "lora_o_kernel", "lora_mlp_kernel")
 # Rows of packed or padded tokens longer than this cost the CPU a vocabulary-wide logit row per token
 # slot (Qwen2.5: 151,665 entries); 512 keeps a rehearsal near a minute and still packs several
@@ -113,12 +113,6 @@ REASONS = {
     "base_model": "a tiny random model of the same architecture class and module names; a 7B model "
                   "does not train on two CPU cores in a minute",
     "tokenizer_config": "saved with the tiny model (the base model's tokenizer, or a local BPE when unreachable)",
-    "attn_implementation": "flash-attn is CUDA-only; Axolotl isolates packed examples under sdpa too "
-                           "(attn_decontaminates_packing: block-diagonal mask from the restarting position_ids)",
-    "multipack_real_batches": "keeps the pod's batching under sdpa: one packed bin of micro_batch_size x "
-                              "sequence_len tokens per micro batch, as flash attention gets (Axolotl's default "
-                              "for sdpa is micro_batch_size bins of sequence_len)",
-    "flash_attention": "flash-attn is CUDA-only (sdpa instead)",
     "tf32": "TF32 is a CUDA matmul mode (Ampere and newer); transformers refuses tf32 without it",
     "lora_kernel": "Axolotl's LoRA kernels (auto-enabled on the pod) are Triton/CUDA-only; on CPU they fail "
                    "in axolotl/kernels (_cuda_getCurrentRawStream, or 'Torch not compiled with CUDA')",
@@ -133,7 +127,7 @@ REASONS = {
                                   "and does not undo it for training; the rehearsal plugin turns that CPU "
                                   "inference shortcut off (the NF4 weights and 4-bit matmul are unchanged)",
 }
-AUTO = "auto"  # shown for a key the pod leaves to Axolotl
+AUTO = attention.AUTO  # shown for a key the pod leaves to Axolotl
 # Evaluation on CPU costs a vocabulary-wide logit row per token of every validation example; the
 # rehearsal proves the eval path on the first few (same files, format and pipeline).
 VAL_EXAMPLES = 4
@@ -168,16 +162,8 @@ def rehearsal_config(full: dict, model_dir: Path, steps: int, save_steps: int | 
 
     change("base_model", str(model_dir), REASONS["base_model"])
     change("tokenizer_config", str(model_dir), REASONS["tokenizer_config"])
-    if cfg.get("attn_implementation") in FLASH_ATTENTION:
-        change("attn_implementation", "sdpa", REASONS["attn_implementation"])
-        if cfg.get("sample_packing") and cfg.get("multipack_real_batches") is None:
-            # The pod's batching: flash attention gets one bin of micro_batch_size x sequence_len per
-            # micro batch; under sdpa Axolotl would switch to micro_batch_size bins of sequence_len.
-            divergences.append(_divergence("multipack_real_batches", AUTO, False, REASONS["multipack_real_batches"]))
-            cfg["multipack_real_batches"] = False
-    if cfg.get("flash_attention"):
-        change("flash_attention", None, REASONS["flash_attention"])
-        cfg.setdefault("attn_implementation", "sdpa")
+    for made in attention.sdpa_instead(cfg, "flash-attn is CUDA-only"):  # the rule a GPU without flash attention gets too
+        divergences.append(_divergence(made["key"], made["from"], made["to"], made["reason"]))
     if cfg.get("tf32"):
         change("tf32", False, REASONS["tf32"])
     if cfg.get("adapter") in ("lora", "qlora"):
