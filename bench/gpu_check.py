@@ -312,8 +312,8 @@ def plan_case(case: Case, layers: int, tokenizer_dirs: dict[str, str], nl2bash: 
     else:
         lengths = token_lengths(loaded, tokenizer)
     train_needed = steps.examples_for_one_step(cfg, lengths["train"])
-    smoke_train = int(loaded.tuner.get("train_examples") or 0)
-    smoke_val = int(loaded.tuner.get("val_examples") or 0)
+    smoke_train = loaded.settings.train_examples or 0
+    smoke_val = loaded.settings.val_examples or 0
     val_lengths = lengths.get("val", [])
     val_needed = val_examples_for_one_eval_batch(cfg, val_lengths)
     val_used = min(len(val_lengths), max(smoke_val, math.ceil((val_needed or 0) * DATA_MARGIN)))

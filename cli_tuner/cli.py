@@ -31,7 +31,7 @@ exit codes: 0 ok, 1 unexpected, 2 usage, 3 data integrity, 4 invalid config,
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="entrypoint.py",
+        prog=program_name(),
         description="cli-tuner: validate, rehearse and run Axolotl QLoRA fine-tuning with locked data and provenance.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     for command in commands.ALL:
         command.add_arguments(sub.add_parser(command.NAME, help=command.HELP))
     return parser
+
+
+def program_name() -> str:
+    """What the user typed: `cli-tuner` (the installed command) or `entrypoint.py` (the images, a checkout)."""
+    typed = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return typed if typed in ("cli-tuner", "entrypoint.py") else "entrypoint.py"
 
 
 def _command_from_env(argv: list[str]) -> list[str]:
@@ -59,11 +65,12 @@ def dispatch(args: argparse.Namespace) -> int:
     for command in commands.ALL:
         if command.NAME == args.command:
             return command.run(args)
-    raise UsageError(f"unknown command {args.command!r}; run entrypoint.py --help")
+    raise UsageError(f"unknown command {args.command!r}; run {program_name()} --help")
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
+    console.quiet_known_library_noise()
     parser = build_parser()
     try:
         argv = _command_from_env(list(sys.argv[1:] if argv is None else argv))

@@ -2,7 +2,8 @@
 
 The resolved config is the one thing Axolotl receives: it is written into the run folder and
 hashed into provenance. Keys under `cli_tuner:` are this job's own settings and are removed
-before Axolotl sees the config.
+before Axolotl sees the config; they become one checked `settings.Settings` here, merged with their
+environment stand-ins and command-line options (the precedence rule is in cli_tuner/settings.py).
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
+from . import settings as job_settings
 from .errors import ConfigError, DataError, UsageError
-
-TUNER_KEY = "cli_tuner"
+from .settings import TUNER_KEY, Settings
 DEFAULT_VAL_FRACTION = 0.1
 
 
@@ -60,10 +62,9 @@ def apply_set(config: dict, assignment: str) -> None:
 
     dotted, raw = assignment.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = parse_value(raw)
     except yaml.YAMLError as exc:
         raise UsageError(f"--set {dotted}: value {raw!r} is not valid YAML ({exc})") from exc
-    value = _float_if_numeric(value)
     keys = dotted.strip().split(".")
     node: Any = config
     for index, key in enumerate(keys[:-1]):
@@ -79,6 +80,13 @@ def apply_set(config: dict, assignment: str) -> None:
         node[position] = value
     else:
         node[last] = value
+
+
+def parse_value(raw: str) -> Any:
+    """A value typed on a command line or in the environment: YAML (2 is an int, true a bool)."""
+    import yaml
+
+    return _float_if_numeric(yaml.safe_load(raw)) if raw != "" else ""
 
 
 def _float_if_numeric(value: Any) -> Any:
@@ -111,7 +119,7 @@ def canonical_hash(config: dict) -> str:
 class LoadedConfig:
     path: Path
     axolotl: dict
-    tuner: dict = field(default_factory=dict)
+    settings: Settings = field(default_factory=Settings)  # the checked `cli_tuner:` block
     overlays: list[Path] = field(default_factory=list)
     sets: list[str] = field(default_factory=list)
     target_override: str | None = None
@@ -121,7 +129,7 @@ class LoadedConfig:
 
     @property
     def target(self) -> str | None:
-        return self.target_override or self.tuner.get("target")
+        return self.target_override or self.settings.target
 
     @property
     def base_model(self) -> str:
@@ -138,7 +146,7 @@ class LoadedConfig:
     def split_files(self) -> dict[str, list[Path]]:
         train = [Path(d["path"]) for d in self.axolotl.get("datasets") or [] if isinstance(d, dict) and d.get("path")]
         val = [Path(d["path"]) for d in self.axolotl.get("test_datasets") or [] if isinstance(d, dict) and d.get("path")]
-        test_file = self.tuner.get("test_file")
+        test_file = self.settings.test_file
         if test_file:
             test = [Path(test_file)]
         else:
@@ -162,16 +170,60 @@ def resolve(raw: dict) -> tuple[dict, dict]:
     return config, tuner
 
 
-def load(config_path: Path | str, overlays: list | None = None, sets: list | None = None, **options: Any) -> LoadedConfig:
+def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings' environment stand-ins that are set (an empty value is unset), typed as `--set` types."""
+    values = {}
+    for name, key in job_settings.environment_names().items():
+        raw = str(environ.get(name) or "")
+        if raw.strip():
+            try:
+                values[key] = parse_value(raw)
+            except Exception:  # noqa: BLE001 - not YAML: kept as text, which the key's type check names
+                values[key] = raw
+    return values
+
+
+def load(config_path: Path | str, overlays: list | None = None, sets: list | None = None, *,
+         on_finish: str | None = None, known_target: Callable[[str], bool] | None = None, target_names: str = "",
+         environ: Mapping[str, str] | None = None, **options: Any) -> LoadedConfig:
+    """The config, its overlays in order, then `--set`; its `cli_tuner:` block checked into Settings
+    with the environment stand-ins and `on_finish` (the `--on-finish` option). `known_target`: whether
+    a `cli_tuner.target` names a known GPU (None: not checked)."""
     config_path = Path(config_path)
     raw = read_yaml(config_path)
     overlay_paths = [Path(p) for p in overlays or []]
+    layers = [_file_layer(config_path, raw)]
     for overlay in overlay_paths:
-        raw = deep_merge(raw, read_yaml(overlay))
+        layer = read_yaml(overlay)
+        layers.append(_file_layer(overlay, layer))
+        raw = deep_merge(raw, layer)
     for assignment in sets or []:
         apply_set(raw, assignment)
     axolotl_cfg, tuner = resolve(raw)
-    return LoadedConfig(config_path, axolotl_cfg, tuner, overlay_paths, list(sets or []), **options)
+    dotted = [a.split("=", 1)[0].strip().split(".") for a in sets or []]
+    set_keys = {parts[1] for parts in dotted if len(parts) > 1 and parts[0] == TUNER_KEY}
+    env_names = {key: name for name, key in job_settings.environment_names().items()}
+    layers += [
+        (lambda key: env_names[key], from_environment(os.environ if environ is None else environ)),
+        (lambda key: f"--set {key_name(key)}", {k: v for k, v in tuner.items() if k in set_keys}),
+        (lambda key: "--on-finish", {"on_finish": on_finish} if on_finish else {}),
+    ]
+    if options.get("gpu_memory_gb") is not None:
+        known_target = None  # an unlisted GPU of that size may have any name
+    checked = job_settings.build(layers, {"known_target": known_target, "target_names": target_names})
+    return LoadedConfig(config_path, axolotl_cfg, checked, overlay_paths, list(sets or []), **options)
+
+
+def key_name(key: str) -> str:
+    return f"{TUNER_KEY}.{key}"
+
+
+def _file_layer(path: Path, raw: dict) -> tuple[Callable[[str], str], dict]:
+    """One file's `cli_tuner:` block, each key named with the file it came from."""
+    block = raw.get(TUNER_KEY) or {}
+    if not isinstance(block, dict):
+        raise ConfigError(f"{path}: `{TUNER_KEY}:` must be a mapping of keys, got {type(block).__name__}")
+    return (lambda key: f"{path}: {key_name(key)}"), block
 
 
 def require_local_datasets(loaded: LoadedConfig) -> None:

@@ -10,6 +10,7 @@ the training pipeline hand them here, so the job speaks in one voice.
 - `phase`: one progress bar per phase (data check, preparation, training, evaluation) on a
   terminal; off a terminal (CI, `docker logs`) a start line, a few milestone lines and a done line,
   never carriage returns.
+- `quiet_known_library_noise`: silences what libraries log at import that is known to be harmless here.
 - `hold_library_logs`: keeps the warnings that libraries log in this process (torchao, bitsandbytes,
   Python warnings) off the console; `held_library_logs` hands them over for the run's train.log.
 """
@@ -199,6 +200,26 @@ _HELD: _Held | None = None
 _QUIET_LOGGERS = ("torch.utils._pytree",)
 
 
+class _KnownHarmless(logging.Filter):
+    """torchao tries every compiled extension it ships when Axolotl imports it: the mxfp8 one is built
+    for CPython 3.10 and the cutlass one for sm_90a CUDA, so on this 3.11 job (and without that GPU)
+    they never load, and this job's QLoRA path uses neither."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Failed to load ") and "torchao/_C" in message and ".so" in message)
+
+
+def quiet_known_library_noise() -> None:
+    """Silence what libraries log at import that is known to be harmless here (before they are imported),
+    so a command's console starts with the job's own lines."""
+    torchao = logging.getLogger("torchao")
+    if not any(isinstance(f, _KnownHarmless) for f in torchao.filters):
+        torchao.addFilter(_KnownHarmless())
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def hold_library_logs() -> None:
     """Libraries' logged warnings and Python warnings go to a buffer instead of stderr (errors still
     print); the pipeline writes the buffer into train.log. Also turns off the hub's and transformers'
@@ -212,8 +233,7 @@ def hold_library_logs() -> None:
     errors.setLevel(logging.ERROR)
     logging.getLogger().addHandler(errors)
     logging.captureWarnings(True)
-    for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_known_library_noise()
     from huggingface_hub.utils import disable_progress_bars
 
     disable_progress_bars()

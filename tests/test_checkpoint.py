@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_tuner import console, data
+from cli_tuner import config, console, data
 from cli_tuner.evaluation import answers, evaluate as evaluation, report as eval_report
 from cli_tuner.data import sha256_file
 from cli_tuner.errors import CheckpointGateFailed
@@ -366,23 +366,10 @@ def test_the_adapter_must_beat_the_base_model_by_the_margin():
     assert eval_report.score(["ls"], ["ls"]).gate() == []  # without a baseline the margin is not judged
 
 
-@pytest.mark.parametrize("tuner, message", [
-    ({"min_command_rate": "high"}, "cli_tuner.min_command_rate: 'high'; give a fraction between 0 and 1"),
-    ({"min_syntax_rate": -0.1}, "cli_tuner.min_syntax_rate: -0.1"),
-    ({"min_margin_over_base": 2}, "cli_tuner.min_margin_over_base: 2"),
-    ({"margin_metric": "bleu"}, "cli_tuner.margin_metric: 'bleu'; use one of normalized_match, first_word_match"),
-])
-def test_gate_settings_from_the_config_are_checked(tuner, message):
-    from cli_tuner.errors import ConfigError
-
-    with pytest.raises(ConfigError) as caught:
-        eval_report.GateSettings.from_tuner(tuner)
-    assert caught.value.message.startswith(message) and caught.value.exit_code == 4
-
-
 def test_gate_settings_from_the_config():
-    settings = eval_report.GateSettings.from_tuner({"min_command_rate": 0.8, "allow_dangerous_answers": True,
-                                                     "min_margin_over_base": 0.1, "margin_metric": "normalized_match"})
+    loaded = config.load(REPO / "configs/axolotl_config.yaml", sets=["cli_tuner.min_command_rate=0.8", "cli_tuner.allow_dangerous_answers=true",
+                                       "cli_tuner.min_margin_over_base=0.1", "cli_tuner.margin_metric=normalized_match"])
+    settings = eval_report.GateSettings.from_settings(loaded.settings)
     assert settings == eval_report.GateSettings(0.8, 0.9, True, 0.1, "normalized_match")
 
 

@@ -60,7 +60,9 @@ def test_overlay_then_set_order_and_namespace_split(tmp_path):
     loaded = load(A5000, overlays=[overlay], sets=["micro_batch_size=5"])
     assert loaded.axolotl["micro_batch_size"] == 5
     assert "cli_tuner" not in loaded.axolotl
-    assert loaded.tuner == {"target": "a5000", "test_file": "data/processed/test.jsonl", "train_examples": 10}
+    assert loaded.settings.model_dump(exclude_unset=True) == {"target": "a5000", "test_file": "data/processed/test.jsonl",
+                                                              "train_examples": 10}
+    assert loaded.settings.source("train_examples") == f"{overlay}: cli_tuner.train_examples"
     assert loaded.target == "a5000"
 
 

@@ -119,7 +119,7 @@ def optimizer_steps_axolotl_gives(cfg: dict, lengths: list[int]) -> int:
                                                  if (c.name, o.name if o else None) not in NOT_FOR], ids=ids)
 def test_smoke_slice_trains_at_least_one_full_optimizer_step(config_path, overlay, sample_lengths):
     loaded = resolved("smoke", config_path, overlay)
-    cfg, asked = loaded.axolotl, int(loaded.tuner["train_examples"])
+    cfg, asked = loaded.axolotl, loaded.settings.train_examples
     # NL2Bash-sized data (~10k examples) built from the sample split's real token lengths.
     lengths = sample_lengths[TOKENIZER_OF[config_path.name]] * 50
     count = steps.examples_for_one_step(cfg, lengths, at_least=asked)

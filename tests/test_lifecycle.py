@@ -21,6 +21,8 @@ import pytest
 
 from cli_tuner.errors import (AlreadyFinished, CheckpointGateFailed, ConfigError, DataError, EXIT_USAGE, Interrupted,
                               RepeatedFailure, RunFolderBusy, TrainingFailed)
+from cli_tuner import config
+from cli_tuner.settings import Settings
 from cli_tuner.training import attempts, lifecycle, run_lock, tracking
 from conftest import REPO
 
@@ -137,14 +139,37 @@ def test_idle_stays_up_until_the_pod_is_stopped():
     (None, "idle", "full", True, {"RUNPOD_POD_ID": "p"}, "idle"),      # the config decides over auto
     ("exit", "idle", "full", True, {"RUNPOD_POD_ID": "p"}, "exit"),    # the option over the config
 ])
-def test_the_finish_setting(option, configured, mode, unattended, env, action):
-    assert lifecycle.resolve_finish(option, configured, mode, unattended, env=env).action == action
+def test_the_finish_setting(option, configured, mode, unattended, env, action, monkeypatch):
+    monkeypatch.delenv("ON_FINISH", raising=False)
+    sets = [f"cli_tuner.on_finish={configured}"] if configured else []
+    loaded = config.load(REPO / "configs/axolotl_config.yaml", sets=sets, on_finish=option)
+    assert lifecycle.resolve_finish(loaded.settings, mode, unattended, env=env).action == action
 
 
-def test_a_misspelt_finish_setting_names_the_key():
+def test_the_finish_settings_precedence(monkeypatch, tmp_path):
+    """--on-finish, then --set, then ON_FINISH, then the file: each named as the source."""
+    base = tmp_path / "c.yaml"
+    base.write_text((REPO / "configs/axolotl_config.yaml").read_text() + "\n" +
+                    "cli_tuner: {target: a5000, test_file: data/processed/test.jsonl, on_finish: idle}\n")
+
+    def source(**kwargs):
+        settings = config.load(base, **kwargs).settings
+        return settings.on_finish, settings.source("on_finish")
+
+    monkeypatch.delenv("ON_FINISH", raising=False)
+    assert source() == ("idle", f"{base}: cli_tuner.on_finish")
+    monkeypatch.setenv("ON_FINISH", "exit")
+    assert source() == ("exit", "ON_FINISH")
+    assert source(sets=["cli_tuner.on_finish=stop"]) == ("stop", "--set cli_tuner.on_finish")
+    assert source(sets=["cli_tuner.on_finish=stop"], on_finish="idle") == ("idle", "--on-finish")
+
+
+def test_a_misspelt_finish_setting_names_the_key(monkeypatch):
+    monkeypatch.setenv("ON_FINISH", "shutdown")
     with pytest.raises(ConfigError) as caught:
-        lifecycle.resolve_finish(None, "shutdown", "full", True, env={})
-    assert caught.value.message == "cli_tuner.on_finish: 'shutdown' is not one of auto, stop, idle, exit"
+        config.load(REPO / "configs/axolotl_config.yaml")
+    assert caught.value.message.startswith("ON_FINISH (stands in for cli_tuner.on_finish): 'shutdown' is not one of "
+                                           "the listed values; allowed: one of auto, stop, idle, exit; fix: set ON_FINISH=")
 
 
 @pytest.mark.parametrize("error, unattended, follows", [
@@ -167,26 +192,19 @@ def test_which_endings_follow_the_finish_setting(error, unattended, follows):
 # ------------------------------------------------------------------ the trainer's environment, W&B
 
 def test_the_trainer_gets_expandable_segments_unless_the_user_chose(monkeypatch):
-    env, record = lifecycle.trainer_environment({}, lifecycle.RunSettings())
+    env, record = lifecycle.trainer_environment({}, Settings())
     assert env["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True" == record["PYTORCH_CUDA_ALLOC_CONF"]
     assert env["CLI_TUNER_CHECKPOINT_EVERY_MINUTES"] == "10.0"
-    env, _ = lifecycle.trainer_environment({"PYTORCH_CUDA_ALLOC_CONF": "max_split_size_mb:128"}, lifecycle.RunSettings())
+    env, _ = lifecycle.trainer_environment({"PYTORCH_CUDA_ALLOC_CONF": "max_split_size_mb:128"}, Settings())
     assert env["PYTORCH_CUDA_ALLOC_CONF"] == "max_split_size_mb:128"
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("checkpoint_every_minutes", "often", "cli_tuner.checkpoint_every_minutes: 'often' is not a number of minutes >= 0"),
-    ("max_identical_failures", -1, "cli_tuner.max_identical_failures: -1 is not a whole number >= 0"),
-])
-def test_bad_lifecycle_settings_name_the_key(key, value, message):
-    with pytest.raises(ConfigError) as caught:
-        lifecycle.RunSettings.from_tuner({key: value})
-    assert caught.value.message.startswith(message)
-
-
 def test_lifecycle_keys_do_not_change_the_run_identity():
-    tuner = {"target": "h100", "on_finish": "idle", "checkpoint_every_minutes": 5, "max_identical_failures": 2}
-    assert lifecycle.identity_tuner(tuner) == {"target": "h100"}
+    loaded = config.load(REPO / "configs/training_config_h100.yaml",
+                         sets=["cli_tuner.on_finish=idle", "cli_tuner.checkpoint_every_minutes=5",
+                               "cli_tuner.max_identical_failures=2", "cli_tuner.price_per_hour=2.5",
+                               "cli_tuner.memory_headroom=0.1"])
+    assert loaded.settings.identity() == {"target": "h100", "test_file": "data/processed/test.jsonl"}
 
 
 def test_the_wandb_run_id_is_stable_per_run_folder_and_resumes(tmp_path, monkeypatch):

@@ -126,8 +126,9 @@ def test_full_mode_checks_the_final_adapter_and_enforces_the_gate(rehearsal, tmp
            "optimizer=adamw_torch", "gradient_checkpointing=false", "max_steps=2", "warmup_steps=1",
            "save_steps=2", "eval_steps=2", "gradient_accumulation_steps=1", f"base_model={run / 'rehearsal-model'}",
            "cli_tuner.target=null",
-           # An unreachable bar, so the gate's failure path runs whatever the random model writes.
-           "cli_tuner.min_syntax_rate=1.01"]
+           # An unreachable bar (the adapter 100 points above the base model), so the gate's failure
+           # path runs whatever the random model writes.
+           "cli_tuner.min_margin_over_base=1.0", "cli_tuner.min_syntax_rate=1.0"]
     sets = [arg for pair in (("--set", s) for s in cpu) for arg in pair]
     result = run_entrypoint("full", *data_sets(files), *sets, "--skip-checks",
                             "--output-root", str(tmp_path / "outputs"))

@@ -78,7 +78,7 @@ def test_smoke_slice_grows_to_one_optimizer_step(tmp_path, qwen_tokenizer_dir):
     plan = preflight.prepare("smoke", loaded, check_environment=False)
     report = training_mode.check_data(plan, str(tmp_path / "out"), None)
     training_mode.size_smoke_slice(plan.loaded, report)
-    assert plan.loaded.tuner["train_examples"] == 12
+    assert plan.loaded.settings.train_examples == 12
     plan.loaded.axolotl["gradient_accumulation_steps"] = 13
     with pytest.raises(DataError, match=r"train.jsonl: 12 examples \(\d+ tokens\) are fewer than one optimizer "
                                        r"step of .*axolotl_config.yaml takes \(13 examples\); smoke needs more"):

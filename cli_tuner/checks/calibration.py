@@ -22,23 +22,21 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import atomic
 from ..config import TUNER_KEY, LoadedConfig, canonical_hash
-from ..errors import ConfigError, EnvironmentProblem
+from ..errors import EnvironmentProblem
 from ..facts.gpus import GpuSpec
 from ..paths import CALIBRATION_FILE
+from ..settings import field_extra
 from . import config_rules, memory
 
-DEFAULT_HEADROOM = 0.05     # 5% of the board: an eval batch or allocator growth after step 10 must still fit
-PRICE_ENV = "GPU_PRICE_PER_HOUR"
-# Our own settings that change neither memory nor speed: a price or a headroom set for `full`
-# only must still find smoke's entry. Smoke's overlay keys never reach the key (the full config is hashed).
-SETTINGS_KEYS = ("memory_headroom", "price_per_hour")
+# The headroom's default (5% of the board: an eval batch or allocator growth after step 10 must still fit)
+# and the price's environment stand-in live with the other settings, in cli_tuner/settings.py.
+PRICE_ENV = field_extra("price_per_hour")["env"]
 # Packed rows are ~99% real tokens on this project's data (bench/bench_tokens.py: 0.993 on
 # NL2Bash with the packing overlay), so a packed step carries about this share of its slots.
 PACKED_FILL = 0.99
@@ -47,9 +45,10 @@ PACKED_FILL = 0.99
 # ----------------------------------------------------------------------------- identity
 
 def config_key(loaded: LoadedConfig) -> str:
-    """The full run's config identity without the settings of this module."""
-    tuner = {k: v for k, v in loaded.tuner.items() if k not in SETTINGS_KEYS}
-    return canonical_hash({"axolotl": loaded.axolotl, TUNER_KEY: tuner})
+    """The full run's config identity without the settings that change neither memory nor speed (a price
+    or a headroom set for `full` only must still find smoke's entry). Smoke's overlay keys never reach
+    the key (the full config is hashed)."""
+    return canonical_hash({"axolotl": loaded.axolotl, TUNER_KEY: loaded.settings.identity()})
 
 
 def entry_key(config_sha256: str, data_sha256: str, gpu_name: str) -> str:
@@ -80,24 +79,9 @@ def save(output_root: Path | str, entry: dict) -> Path:
 
 # ----------------------------------------------------------------------------- settings
 
-def settings(loaded: LoadedConfig, environ=os.environ) -> tuple[float, float | None]:
-    """(headroom fraction, price per hour or None), from cli_tuner.* or the environment."""
-    raw = loaded.tuner.get("memory_headroom", DEFAULT_HEADROOM)
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 <= raw < 1:
-        raise ConfigError(f"{loaded.path}: cli_tuner.memory_headroom {raw!r} must be a fraction of GPU memory "
-                          f"in [0, 1), e.g. 0.05 for 5%")
-    price = loaded.tuner.get("price_per_hour")
-    where = f"{loaded.path}: cli_tuner.price_per_hour"
-    if price is None and environ.get(PRICE_ENV):
-        price, where = environ[PRICE_ENV], f"{PRICE_ENV}"
-    if price is not None:
-        try:
-            price = float(price)
-        except (TypeError, ValueError):
-            price = -1.0
-        if isinstance(loaded.tuner.get("price_per_hour"), bool) or not price > 0 or math.isinf(price):
-            raise ConfigError(f"{where} must be a positive number (the pod's price per hour, e.g. 0.27)")
-    return float(raw), price
+def settings(loaded: LoadedConfig) -> tuple[float, float | None]:
+    """(headroom fraction, price per hour or None): checked when the config loaded."""
+    return loaded.settings.memory_headroom, loaded.settings.price_per_hour
 
 
 # ----------------------------------------------------------------------------- shapes

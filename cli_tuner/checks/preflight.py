@@ -125,7 +125,7 @@ DATA_CHECKS_DIR = "data-checks"
 
 def data_checks_key(loaded: LoadedConfig, verified: data.VerifiedData, tokenizer_name: str, allow_dangerous: bool) -> str:
     return canonical_hash({"schema": 2, "data_sha256": verified.data_sha256, "tokenizer": tokenizer_name,
-                           "allow_dangerous": allow_dangerous, "test_file": str(loaded.tuner.get("test_file") or ""),
+                           "allow_dangerous": allow_dangerous, "test_file": str(loaded.settings.test_file or ""),
                            "config": {k: loaded.axolotl.get(k) for k in DATA_REPORT_KEYS}})
 
 
@@ -137,7 +137,7 @@ def check_training_data(plan: Plan, output_root: Path | str, *, tokenizer=None, 
     Raises DataError (exit 3) on the report's errors; --allow-dangerous-data turns dangerous
     commands into warnings, as in validate."""
     loaded = plan.loaded
-    allow = loaded.allow_dangerous_data or bool(loaded.tuner.get("allow_dangerous_data"))
+    allow = loaded.allow_dangerous_data or loaded.settings.allow_dangerous_data
     name = tokenizer_name or tokenizer_override or loaded.tokenizer_source
     key = data_checks_key(loaded, plan.verified, name, allow)
     cache = Path(output_root) / PREPARED_DIR / DATA_CHECKS_DIR / f"{key[:32]}.json"

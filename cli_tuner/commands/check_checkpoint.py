@@ -14,7 +14,7 @@ from ..paths import EVAL_FILE
 
 NAME = "check-checkpoint"
 HELP = "generate on the test split and score the Bash it writes"
-DEFAULTS = GateSettings()
+DEFAULTS = GateSettings()  # the options' defaults are the config keys' (settings.Settings)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,6 +10,7 @@ from ..checks import environment, memory, preflight
 from ..errors import EnvironmentProblem
 from ..facts import machine as machine_facts
 from ..findings import Check, markup_lines, summary_line
+from . import options
 
 NAME = "doctor"
 HELP = "detect the platform, recommend a config, check the environment"
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = facts = None
     disk_need = None
     if args.config:
-        loaded = config.load(args.config)
+        loaded = config.load(args.config, **options.target_check())
         facts = preflight.resolve_facts(loaded)
         disk_need = memory.estimate_checkpoint_disk(loaded.axolotl, facts)
     results = environment.checks(found, NAME, output_root=os.environ.get("OUTPUT_ROOT", "outputs"), disk_need_bytes=disk_need)

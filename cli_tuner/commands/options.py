@@ -6,9 +6,10 @@ import argparse
 import os
 from pathlib import Path
 
-from .. import config, console
+from .. import config, console, settings
 from ..checks.plan import Plan
 from ..config import LoadedConfig
+from ..facts import gpus
 from ..paths import DEFAULT_CONFIG
 from ..training.pipeline import RunOptions
 
@@ -46,9 +47,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", default=env_flag("CLI_TUNER_VERBOSE"),
                         help="stream Axolotl's full log to the console as it comes (env CLI_TUNER_VERBOSE=1); "
                              "by default it goes to the run's train.log and the console shows one bar per phase")
-    parser.add_argument("--on-finish", choices=("auto", "stop", "idle", "exit"), default=os.environ.get("ON_FINISH") or None,
-                        help="when the run ends: stop the RunPod pod, stay up idle, or exit (env ON_FINISH; "
-                             "default: cli_tuner.on_finish, else auto = stop on RunPod for full and TRAIN_MODE starts)")
+    parser.add_argument("--on-finish", choices=settings.FINISH_CHOICES, default=None,
+                        help="when the run ends: stop the RunPod pod, stay up idle, or exit (wins over ON_FINISH, "
+                             "then cli_tuner.on_finish; default auto = stop on RunPod for full and TRAIN_MODE starts)")
     parser.add_argument("--unattended", action="store_true",
                         help="started by the container's TRAIN_MODE (set for you): a restart may follow, so errors "
                              "no restart can fix follow --on-finish too")
@@ -58,17 +59,33 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def load_config(args: argparse.Namespace, last_overlays: tuple[str, ...] = ()) -> LoadedConfig:
+def load_config(args: argparse.Namespace, last_overlays: tuple[str, ...] = (), on_finish: str | None = None) -> LoadedConfig:
     """The config with the user's overlays, then `last_overlays` (a mode's own), then --set."""
     return config.load(
         args.config,
         overlays=[*args.overlay, *last_overlays],
         sets=args.sets,
+        on_finish=on_finish,
+        **target_check(),
         target_override=args.target,
         gpu_memory_gb=args.gpu_memory,
         allow_trust_remote_code=args.allow_trust_remote_code,
         allow_dangerous_data=args.allow_dangerous_data,
     )
+
+
+def target_check() -> dict:
+    """What config.load needs to check `cli_tuner.target` against the GPU table (facts, above the base)."""
+    return {"known_target": lambda name: gpus.lookup(name) is not None, "target_names": gpus.known_names()}
+
+
+def settings_without_config(args: argparse.Namespace) -> settings.Settings:
+    """`on_finish` from `--on-finish` and ON_FINISH alone: how a run that could not load its config ends
+    (by the same precedence; a bad stand-in of another key does not change it)."""
+    names = {key: name for name, key in settings.environment_names().items()}
+    stand_in = {k: v for k, v in config.from_environment(os.environ).items() if k == "on_finish"}
+    return settings.build([(lambda key: names[key], stand_in),
+                           (lambda key: "--on-finish", {"on_finish": args.on_finish} if args.on_finish else {})])
 
 
 def run_options(args: argparse.Namespace) -> RunOptions:

@@ -97,20 +97,20 @@ def size_smoke_slice(loaded: LoadedConfig, report: data_report.DataReport) -> No
     """The smoke slice must hold one full optimizer step of this config's packing, micro batch and
     accumulation, and one eval batch of its eval batching; grow it past cli_tuner.train_examples /
     val_examples when it does not."""
-    asked = int(loaded.tuner.get("train_examples") or 0)
+    asked = loaded.settings.train_examples
     if asked:
         needed = require_one_step(loaded, loaded.axolotl, report, "smoke", at_least=asked)
         need = steps.need_for_one_step(loaded.axolotl)
         if needed != asked:
             console.say(f"smoke slice: {needed} train examples, not {asked}: one optimizer step of this config "
                         f"takes {need.describe()}")
-            loaded.tuner["train_examples"] = needed
-    asked = int(loaded.tuner.get("val_examples") or 0)
+            loaded.settings = loaded.settings.with_values(train_examples=needed)
+    asked = loaded.settings.val_examples or 0
     needed = eval_examples(loaded, loaded.axolotl, report, asked)
     if needed is not None and needed != asked:
         console.say(f"smoke slice: {needed} val examples, not {asked}: one eval batch of this config takes "
                     f"{eval_batches.batching(loaded.axolotl).describe()}")
-        loaded.tuner["val_examples"] = needed
+        loaded.settings = loaded.settings.with_values(val_examples=needed)
 
 
 def eval_examples(loaded: LoadedConfig, cfg: dict, report: data_report.DataReport, asked: int) -> int | None:
@@ -142,7 +142,7 @@ def mode_overlays(mode: str) -> tuple[str, ...]:
 
 def load(args: argparse.Namespace, last_overlays: tuple[str, ...] = ()) -> LoadedConfig:
     tracking.load_env_file()  # before the config, so nothing reads the environment without .env
-    return options.load_config(args, last_overlays)
+    return options.load_config(args, last_overlays, on_finish=args.on_finish)
 
 
 def run_mode(mode: str, args: argparse.Namespace, last_overlays: tuple[str, ...] = (), rehearsal_for=None,
@@ -150,26 +150,26 @@ def run_mode(mode: str, args: argparse.Namespace, last_overlays: tuple[str, ...]
     """Load and train (with `train`'s hooks), then do what the finish setting says (stop the pod, stay up, exit).
 
     `rehearsal_for(loaded)`: the rehearsal's options, which depend on the loaded config."""
-    configured = None
+    loaded = None
     try:
-        loaded = load(args, last_overlays)
+        loaded = load(args, last_overlays)  # every setting is checked here, on_finish included
         rehearsal_options = rehearsal_for(loaded) if rehearsal_for is not None else None
-        configured = loaded.tuner.get("on_finish")
-        lifecycle.resolve_finish(args.on_finish, configured, mode, args.unattended)  # a typo fails now, not at the end
         train(mode, args, loaded, rehearsal_options, before=before, after=after)
     except CliTunerError as exc:
         if lifecycle.applies(exc, args.unattended):
-            finish = _finish(args, configured, mode)
+            finish = _finish(args, loaded, mode)
             what = "already finished" if isinstance(exc, AlreadyFinished) else f"exit {exc.exit_code}"
             # After the error line is shown (cli.main), so the log's last error says why.
             exc.then = lambda code: lifecycle.carry_out(finish, code, what)
         raise
-    return lifecycle.carry_out(_finish(args, configured, mode), 0, "succeeded")
+    return lifecycle.carry_out(_finish(args, loaded, mode), 0, "succeeded")
 
 
-def _finish(args: argparse.Namespace, configured, mode: str) -> lifecycle.Finish:
+def _finish(args: argparse.Namespace, loaded: LoadedConfig | None, mode: str) -> lifecycle.Finish:
+    """The finish action; when the config did not load, from `--on-finish` and ON_FINISH alone."""
     try:
-        return lifecycle.resolve_finish(args.on_finish, configured, mode, args.unattended)
+        settings = loaded.settings if loaded is not None else options.settings_without_config(args)
     except CliTunerError as exc:
         console.problem(f"{exc.message}; using exit")
         return lifecycle.Finish("exit", "fallback")
+    return lifecycle.resolve_finish(settings, mode, args.unattended)

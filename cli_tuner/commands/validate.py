@@ -6,6 +6,7 @@ import argparse
 
 from .. import console
 from ..checks import calibration, data_report, eval_batches, memory, preflight
+from ..training import tracking
 from . import options
 
 NAME = "validate"
@@ -19,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    tracking.load_env_file()  # as the training modes do: the environment stand-ins of the settings are checked too
     loaded = options.load_config(args)
     plan = preflight.prepare(NAME, loaded)
     verified = plan.verified
@@ -28,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
                 f"({plan.facts.model_type}, {plan.facts.source} facts)")
     report = None
     if not args.no_data_report:
-        allow = loaded.allow_dangerous_data or bool(loaded.tuner.get("allow_dangerous_data"))
+        allow = loaded.allow_dangerous_data or loaded.settings.allow_dangerous_data
         report = data_report.check(loaded, tokenizer_override=args.tokenizer, allow_dangerous=allow)
         data_report.show(report)
         data_report.raise_for_errors(report)

@@ -4,45 +4,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import CheckpointGateFailed, ConfigError
+from ..errors import CheckpointGateFailed
+from ..settings import MARGIN_METRICS, Settings, default
 from .answers import score_examples, short, summarize
 
-MARGIN_METRICS = ("normalized_match", "first_word_match", "exact_match", "command")
+MARGIN_METRICS = MARGIN_METRICS  # check-checkpoint's --margin-metric choices, the same as the setting's
 
 
 @dataclass(frozen=True)
 class GateSettings:
-    """What an adapter must reach to pass; `cli_tuner:` keys of the same names, check-checkpoint options."""
+    """What an adapter must reach to pass: the `cli_tuner:` gate keys (checked in settings.Settings),
+    or check-checkpoint's options (checked there)."""
 
-    min_command_rate: float = 0.9     # answers that are commands (COMMAND_RULES), not prose
-    min_syntax_rate: float = 0.9      # answers `bash -n` accepts
-    allow_dangerous: bool = False
-    min_margin: float = 0.05          # adapter's rate minus the base model's, on margin_metric (with a baseline)
-    margin_metric: str = "first_word_match"
-
-    KEYS = {"min_command_rate": "min_command_rate", "min_syntax_rate": "min_syntax_rate",
-            "allow_dangerous_answers": "allow_dangerous", "min_margin_over_base": "min_margin",
-            "margin_metric": "margin_metric"}
-
-    def __post_init__(self) -> None:
-        for name in ("min_command_rate", "min_syntax_rate"):
-            value = getattr(self, name)
-            # above 1 is a bar no adapter reaches: the gate always fails (how tests run its failure path)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{name}: {value!r}; give a fraction between 0 and 1, e.g. 0.9")
-        if not isinstance(self.min_margin, (int, float)) or isinstance(self.min_margin, bool) \
-                or not -1.0 <= self.min_margin <= 1.0:
-            raise ConfigError(f"min_margin_over_base: {self.min_margin!r}; give a rate difference between -1 and 1, e.g. 0.05")
-        if self.margin_metric not in MARGIN_METRICS:
-            raise ConfigError(f"margin_metric: {self.margin_metric!r}; use one of {', '.join(MARGIN_METRICS)}")
+    min_command_rate: float = default("min_command_rate")  # answers that are commands (COMMAND_RULES), not prose
+    min_syntax_rate: float = default("min_syntax_rate")    # answers `bash -n` accepts
+    allow_dangerous: bool = default("allow_dangerous_answers")
+    min_margin: float = default("min_margin_over_base")    # adapter's rate minus the base model's, on margin_metric
+    margin_metric: str = default("margin_metric")
 
     @classmethod
-    def from_tuner(cls, tuner: dict, where: str = "cli_tuner") -> GateSettings:
-        values = {field_name: tuner[key] for key, field_name in cls.KEYS.items() if key in tuner}
-        try:
-            return cls(**values)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}.{exc.message}") from exc
+    def from_settings(cls, settings: Settings) -> GateSettings:
+        return cls(min_command_rate=settings.min_command_rate, min_syntax_rate=settings.min_syntax_rate,
+                   allow_dangerous=settings.allow_dangerous_answers, min_margin=settings.min_margin_over_base,
+                   margin_metric=settings.margin_metric)
 
 
 def _metric_rate(summary: dict, metric: str) -> float:

@@ -20,7 +20,6 @@ from ..errors import RepeatedFailure
 from ..paths import ATTEMPTS_FILE
 from .provenance import utc_now
 
-DEFAULT_MAX_IDENTICAL_FAILURES = 3
 # Parts of an error line that differ between two otherwise identical failures.
 VOLATILE = [re.compile(r"\d{4}-\d\d-\d\d[ T_]\d\d:\d\d:\d\d[,.\d]*"), re.compile(r"0x[0-9a-fA-F]+"),
             re.compile(r"\bpid \d+\b")]

@@ -7,7 +7,8 @@ A pod bills by the hour whether it trains or not. When a run ends (`on_finish`):
 - `exit`: end the process with the run's exit code (a container's restart policy may start it again);
 - `auto` (the default): `stop` on a RunPod pod for `full` and for unattended starts (TRAIN_MODE),
   `exit` everywhere else.
-The choice comes from `--on-finish` (env ON_FINISH), else `cli_tuner.on_finish`, else `auto`.
+The choice is the setting `on_finish` (`--on-finish`, `ON_FINISH` or `cli_tuner.on_finish`; see
+cli_tuner/settings.py for which wins).
 """
 
 from __future__ import annotations
@@ -21,49 +22,21 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import atomic, console
-from ..errors import CheckpointGateFailed, CliTunerError, ConfigError, Interrupted, RunFolderBusy, TrainingFailed
+from ..errors import CheckpointGateFailed, CliTunerError, Interrupted, RunFolderBusy, TrainingFailed
 from ..paths import CHECKPOINT_MINUTES_ENV, job_pid_file as pid_file_path
-from .attempts import DEFAULT_MAX_IDENTICAL_FAILURES
-
-FINISH_CHOICES = ("auto", "stop", "idle", "exit")
-DEFAULT_CHECKPOINT_MINUTES = 10.0
+from ..settings import Settings
 # After the stop request, wait this long for RunPod's SIGTERM: exiting at once could let the
 # restart policy start the container again before the stop lands.
 STOP_WAIT_S = 300
-# `cli_tuner:` keys that say how a run is looked after, not what it trains: kept out of the run's
-# identity, so changing them continues the same run folder.
-LIFECYCLE_KEYS = ("on_finish", "checkpoint_every_minutes", "max_identical_failures")
 ALLOC_CONF = "expandable_segments:True"
 
 
-@dataclass(frozen=True)
-class RunSettings:
-    checkpoint_every_minutes: float = DEFAULT_CHECKPOINT_MINUTES
-    max_identical_failures: int = DEFAULT_MAX_IDENTICAL_FAILURES
-
-    @classmethod
-    def from_tuner(cls, tuner: dict) -> "RunSettings":
-        minutes = tuner.get("checkpoint_every_minutes", DEFAULT_CHECKPOINT_MINUTES)
-        failures = tuner.get("max_identical_failures", DEFAULT_MAX_IDENTICAL_FAILURES)
-        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or minutes < 0:
-            raise ConfigError(f"cli_tuner.checkpoint_every_minutes: {minutes!r} is not a number of minutes >= 0; "
-                              f"set e.g. 10 (0 turns timed checkpoints off)")
-        if isinstance(failures, bool) or not isinstance(failures, int) or failures < 0:
-            raise ConfigError(f"cli_tuner.max_identical_failures: {failures!r} is not a whole number >= 0; "
-                              f"set e.g. 3 (0 never refuses)")
-        return cls(float(minutes), failures)
-
-
-def identity_tuner(tuner: dict) -> dict:
-    return {key: value for key, value in tuner.items() if key not in LIFECYCLE_KEYS}
-
-
-def trainer_environment(env: dict, settings: RunSettings) -> tuple[dict, dict]:
+def trainer_environment(env: dict, settings: Settings) -> tuple[dict, dict]:
     """(the trainer's environment, what of it provenance records)."""
     env = dict(env)
     # Fewer out-of-memory crashes from fragmentation with varying sequence lengths; the user's wins.
     env.setdefault("PYTORCH_CUDA_ALLOC_CONF", ALLOC_CONF)
-    env[CHECKPOINT_MINUTES_ENV] = repr(settings.checkpoint_every_minutes)
+    env[CHECKPOINT_MINUTES_ENV] = repr(float(settings.checkpoint_every_minutes))
     return env, {"PYTORCH_CUDA_ALLOC_CONF": env["PYTORCH_CUDA_ALLOC_CONF"],
                  "checkpoint_every_minutes": settings.checkpoint_every_minutes,
                  "max_identical_failures": settings.max_identical_failures}
@@ -81,16 +54,9 @@ def on_runpod(env=os.environ) -> bool:
     return bool(env.get("RUNPOD_POD_ID"))
 
 
-def resolve_finish(option: str | None, configured, mode: str, unattended: bool, env=os.environ) -> Finish:
-    if option:
-        choice, source = option, "--on-finish/ON_FINISH"
-    elif configured is not None:
-        choice, source = configured, "cli_tuner.on_finish"
-    else:
-        choice, source = "auto", "default"
-    if choice not in FINISH_CHOICES:
-        where = "cli_tuner.on_finish" if source == "cli_tuner.on_finish" else "ON_FINISH / --on-finish"
-        raise ConfigError(f"{where}: {choice!r} is not one of {', '.join(FINISH_CHOICES)}")
+def resolve_finish(settings: Settings, mode: str, unattended: bool, env=os.environ) -> Finish:
+    """The action of the (already checked) `on_finish` setting for this mode and start."""
+    choice, source = settings.on_finish, settings.source("on_finish")
     if choice == "auto":
         stop = on_runpod(env) and (unattended or mode == "full")
         return Finish("stop" if stop else "exit", "auto")

@@ -76,7 +76,7 @@ def prepared_dataset_path(cfg: dict, output_root: Path, data_sha256: str) -> str
 def identity_of(mode: str, loaded: LoadedConfig, verified: data.VerifiedData,
                 rehearsal_options: RehearsalOptions | None = None) -> run_folder.Identity:
     options = rehearsal_options.as_record() if mode == "rehearse" and rehearsal_options else {}
-    config_hash = canonical_hash({"axolotl": loaded.axolotl, TUNER_KEY: lifecycle.identity_tuner(loaded.tuner),
+    config_hash = canonical_hash({"axolotl": loaded.axolotl, TUNER_KEY: loaded.settings.identity(),
                                   "options": options})
     return run_folder.Identity(mode, config_hash, verified.data_sha256)
 
@@ -86,7 +86,7 @@ def write_slices(loaded: LoadedConfig, run_dir: Path, limits: dict | None = None
     slices live in the run folder."""
     cfg = dict(loaded.axolotl)
     if limits is None:
-        limits = {"datasets": loaded.tuner.get("train_examples"), "test_datasets": loaded.tuner.get("val_examples")}
+        limits = {"datasets": loaded.settings.train_examples, "test_datasets": loaded.settings.val_examples}
     for key, limit in limits.items():
         if not limit:
             continue
@@ -350,8 +350,8 @@ def check_final(plan: Plan, final: Path, provenance: Provenance) -> list[str]:
         say("checkpoint check skipped: no test split (set cli_tuner.test_file)")
         return []
     sample = REHEARSAL_CHECK_SAMPLES if plan.mode == "rehearse" else None
-    settings = GateSettings.from_tuner(loaded.tuner)
-    baseline = plan.mode == "full" and bool(loaded.tuner.get("baseline", True))  # the base model sets the bar
+    settings = GateSettings.from_settings(loaded.settings)
+    baseline = plan.mode == "full" and loaded.settings.baseline  # the base model sets the bar
     with console.phase("checkpoint check", unit="prompts") as bar:
         report = evaluation.evaluate(final, test_file=test_files[0], sample_size=sample, baseline=baseline,
                                      device=plan.machine.torch_device,
@@ -370,7 +370,7 @@ def check_final(plan: Plan, final: Path, provenance: Provenance) -> list[str]:
 def run(plan: Plan, options: RunOptions, rehearsal_options: RehearsalOptions | None = None) -> Path:
     """Train the plan's config in its run folder; returns the run folder. Raises the job's errors."""
     mode, loaded, verified = plan.mode, plan.loaded, plan.verified
-    settings = lifecycle.RunSettings.from_tuner(loaded.tuner)
+    settings = loaded.settings
     identity = identity_of(mode, loaded, verified, rehearsal_options)
     folder = run_folder.open_run(Path(options.output_root), identity, options.run_id, options.new_run,
                                  resume=options.resume, say=say)
