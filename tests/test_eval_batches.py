@@ -144,7 +144,7 @@ def test_eval_batch_count_is_axolotls(config_path, overlay, smoke, sets, val_len
 @pytest.mark.parametrize("config_path,overlay,sets", [(c, o, s) for c, o, smoke, s in CASES if smoke], ids=ids)
 def test_smoke_slice_holds_one_eval_batch(config_path, overlay, sets, val_lengths):
     loaded = resolved(config_path, overlay, True, sets)
-    cfg, asked = loaded.axolotl, int(loaded.tuner["val_examples"])
+    cfg, asked = loaded.axolotl, int(loaded.settings.val_examples)
     lengths = val_lengths[TOKENIZER_OF[config_path.name]] * 40  # NL2Bash-sized val split
     count = eval_batches.examples_for_one_batch(cfg, [lengths], at_least=asked)
     assert count is not None and count >= asked
@@ -244,7 +244,7 @@ def test_smoke_slice_grows_val_to_one_eval_batch_and_says_so(capsys, tmp_path, q
     report = training_mode.check_data(plan, str(tmp_path / "out"), None)
     capsys.readouterr()
     training_mode.size_smoke_slice(plan.loaded, report)
-    grown = plan.loaded.tuner["val_examples"]
+    grown = plan.loaded.settings.val_examples
     said = [line for line in capsys.readouterr().out.splitlines() if "val examples" in line]
     assert grown > 5 and len(said) == 1 and f"smoke slice: {grown} val examples, not 5" in said[0], said
     assert "2 packed bins of 256 tokens" in said[0]
