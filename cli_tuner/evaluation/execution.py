@@ -12,8 +12,10 @@ Both run in the sandbox, each on its own fresh copy of the fixture tree. They ag
   compared, as adding a file moves them).
 
 A reference that cannot tell right from wrong is "not executable on the fixture" and counts
-neither way: it fails, prints nothing and changes nothing; or it times out, overflows its output,
-is dangerous (never run), or the sandbox failed on it. Predictions the risk rules call dangerous
+neither way: it prints nothing and changes nothing, whether it fails (`ifconfig` is not there) or
+succeeds (`find . -name aaa` finds nothing: any command that does nothing, `true` included, would
+match it on exit status alone); or it times out, overflows its output, is dangerous (never run),
+or the sandbox failed on it. Predictions the risk rules call dangerous
 are not run and count as wrong; so do empty ones.
 
 References run once per distinct text; predictions once per distinct text across models (the
@@ -118,8 +120,9 @@ def _unusable(reference: Outcome, master: dict) -> str | None:
         return "reference output over the cap"
     if reference.tree_capped:
         return "reference leaves a tree too large to list"
-    if reference.status != 0 and not reference.stdout and effects(reference.tree, master) == effects(master, master):
-        return "reference fails, prints nothing and changes nothing on the fixture"
+    if not reference.stdout.strip() and effects(reference.tree, master) == effects(master, master):
+        return ("reference fails, prints nothing and changes nothing on the fixture" if reference.status else
+                "reference prints nothing and changes nothing on the fixture")
     return None
 
 
@@ -165,12 +168,14 @@ def score(sandbox: Sandbox, references: list[str], predictions: dict[str, list[s
     master = sandbox.master_tree
     seconds = sandbox.limits.seconds
     reference_runs = run_all(sandbox, references, workers)
-    usable = [r for r, outcome in reference_runs.items() if _unusable(outcome, master) is None]
+    usable = {r for r, outcome in reference_runs.items() if _unusable(outcome, master) is None}
     # a second run of each usable reference finds the ones whose output varies (date, ps, mktemp)
-    again = run_all(sandbox, usable, workers)
+    again = run_all(sandbox, sorted(usable), workers)
     unsteady = {r: judge(reference_runs[r], again[r], master, order_matters(r), seconds) for r in usable}
     unsteady = {r: v.why for r, v in unsteady.items() if v.verdict != CORRECT}
-    prediction_runs = run_all(sandbox, [a for answers in predictions.values() for a in answers], workers)
+    judged = [i for i, r in enumerate(references) if r in usable and r not in unsteady]
+    # predictions run only where the reference can judge them
+    prediction_runs = run_all(sandbox, [answers[i] for answers in predictions.values() for i in judged], workers)
     verdicts: dict[str, list[Verdict]] = {}
     for name, answers in predictions.items():
         verdicts[name] = []
