@@ -81,9 +81,9 @@ def compare_stdout(reference: bytes, prediction: bytes, ordered: bool) -> tuple[
     if not ordered and _unordered(ref_lines) == _unordered(pred_lines):
         return True, "stdout same lines, another order"
     if len(ref_lines) != len(pred_lines):
-        return False, f"stdout differs: {len(pred_lines)} lines vs {len(ref_lines)}"
+        return False, f"stdout differs: {len(pred_lines)} lines, the reference {len(ref_lines)}"
     at = next(i for i, (a, b) in enumerate(zip(ref_lines, pred_lines)) if a != b)
-    return False, f"stdout differs at line {at + 1}: {pred_lines[at][:40]!r} vs {ref_lines[at][:40]!r}"
+    return False, f"stdout differs at line {at + 1}: {pred_lines[at][:40]!r}, the reference {ref_lines[at][:40]!r}"
 
 
 def effects(tree: dict[str, tuple], master: dict[str, tuple]) -> dict[str, tuple]:
@@ -140,7 +140,7 @@ def judge(reference: Outcome, prediction: Outcome, master: dict, ordered: bool, 
         return Verdict(WRONG, "leaves a tree too large to list")
     if (reference.status == 0) != (prediction.status == 0):
         first = prediction.stderr.decode(errors="replace").strip().splitlines()
-        return Verdict(WRONG, f"exit status differs: {prediction.status} vs {reference.status}"
+        return Verdict(WRONG, f"exit status differs: {prediction.status}, the reference {reference.status}"
                               + (f" ({first[0][:60]})" if first and prediction.status else ""))
     same, rule = compare_stdout(reference.stdout, prediction.stdout, ordered)
     if not same:
