@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.planted_commands import KINDS, plant
+from conftest import require_reference
 from cli_tuner.corpus import nl2bash
 from cli_tuner.errors import ConfigError
 from cli_tuner.evaluation import execution, execution_scoring, intervals, nlc2cmd, report as eval_report, sandbox
@@ -238,9 +239,10 @@ def test_score_execution_refuses_a_bad_eval_file(entrypoint, tmp_path, content, 
 # ------------------------------------------------------------------ the NL2Bash test split
 
 @pytest.fixture(scope="module")
-def nl2bash_scored(nl2bash_dir, tmp_path_factory):
+def nl2bash_scored(tmp_path_factory):
     if not AVAILABLE.ok:
         pytest.skip(AVAILABLE.reason)
+    nl2bash_dir = require_reference("nl2bash")
     out = tmp_path_factory.mktemp("nl2bash")
     nl2bash.convert(nl2bash_dir / "all.nl", nl2bash_dir / "all.cm", out)
     references = [json.loads(line)["messages"][1]["content"] for line in (out / "test.jsonl").read_text().splitlines()]
