@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()[0]
     ours, theirs = report.summary["execution"], report.summary["baseline"]["execution"]
     result = {
-        "examples": len(references), "models": 2, "cores": len(os.sched_getaffinity(0)), "sandbox": line,
+        "examples": len(references), "models": 2, "cores": len(os.sched_getaffinity(0)), "sandbox_line": line,
         "seconds": round(seconds, 1), "budget_seconds": BUDGET_SECONDS, "within_budget": seconds <= BUDGET_SECONDS,
         "load_average_before_after": [round(load_before, 1), round(load_after, 1)],
         "executable_share": ours["executable_share"],

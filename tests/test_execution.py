@@ -64,6 +64,7 @@ def test_order_counts_only_where_the_reference_makes_it_count(reference, ordered
     ("date +%N", "date +%N", "not executable", "reference varies between runs"),
     ("ls", "rm -rf /", "wrong", "dangerous: not run"),
     ("ls", "", "wrong", "empty answer"),
+    ("ls", "ls\x00 -la", "wrong", "the sandbox failed: the command holds a NUL byte"),
     ("ls", "sleep 30", "wrong", "timed out after 3 s"),
 ])
 def test_verdicts_say_why(box, reference, prediction, verdict, why):

@@ -176,9 +176,14 @@ class Sandbox:
         argv = [*_prlimit(limits, self.availability.run_as),
                 *bwrap_args(self.master, limits, shutil.which("bwrap") or "bwrap"),
                 "bash", "-c", RUNNER, "runner", command, f"{limits.seconds:g}"]
+        if "\0" in command:
+            return Outcome(None, notes=["the command holds a NUL byte, which no shell can be given"])
         started = time.monotonic()
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   env=_environment(), start_new_session=True, **_as_user(self.availability.run_as))
+        try:
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       env=_environment(), start_new_session=True, **_as_user(self.availability.run_as))
+        except OSError as exc:
+            return Outcome(None, notes=[f"the sandbox could not start: {exc}"])
         try:
             raw, err = process.communicate(timeout=limits.seconds + 10)  # copying and listing the tree take time too
         except subprocess.TimeoutExpired:
