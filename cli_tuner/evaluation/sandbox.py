@@ -9,8 +9,10 @@ deadline that kills the whole process group), CPU time, address space and file s
 and, when this process is root, the sandbox runs as `nobody` so RLIMIT_NPROC counts its
 processes (root is exempt from it). `--die-with-parent` ends it if this process dies.
 
-What it does not stop: a fork bomb run as root (no process limit applies), nor a command that
-waits out its limits. Commands the risk rules call dangerous are never given to it
+What it does not stop: a fork bomb where the process count is not bounded -- when `nobody` cannot
+start bubblewrap and a root job falls back to running it as root, or when the job is an ordinary
+user's (its RLIMIT_NPROC would count all that user's processes, so none is set; the probe's line
+says which mode runs). Commands the risk rules call dangerous are never given to it
 (`execution.py` refuses them first).
 
 After the command, the same sandbox lists the resulting tree (kind, mode, size, time, target)
