@@ -134,6 +134,17 @@ def test_one_file_stops_at_the_file_size_limit(box):
 
 
 @needs_sandbox
+def test_the_process_count_is_bounded_when_it_runs_as_nobody(proven):
+    """A bounded loop (60 short sleepers, never an unbounded one) against a limit of 40 processes."""
+    if proven.availability.run_as is None:
+        pytest.skip(f"no process-count bound in this mode ({proven.availability.reason})")
+    limits = sandbox.Limits(seconds=4.0, processes=40)
+    with sandbox.Sandbox(limits, availability=proven.availability) as bounded:
+        outcome = bounded.run("for i in $(seq 1 60); do sleep 2 & done; echo done")
+    assert b"fork: retry: Resource temporarily unavailable" in outcome.stderr
+
+
+@needs_sandbox
 def test_there_is_no_network(proven):
     outcome = proven.run("curl -sS --max-time 3 http://1.1.1.1/ || exec 3<>/dev/tcp/1.1.1.1/80")
     assert outcome.status != 0 and not outcome.timed_out
