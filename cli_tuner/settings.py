@@ -38,7 +38,7 @@ from .errors import ConfigError
 
 TUNER_KEY = "cli_tuner"
 FINISH_CHOICES = ("auto", "stop", "idle", "exit")
-MARGIN_METRICS = ("normalized_match", "first_word_match", "exact_match", "command")
+MARGIN_METRICS = ("normalized_match", "first_word_match", "exact_match", "command", "execution_accuracy")
 
 
 def extra(example: Any, env: str | None = None, identity: bool = True) -> dict:
@@ -83,8 +83,13 @@ class Settings(BaseModel):
     min_margin_over_base: float = Field(
         0.05, ge=-1, le=1, description="with `baseline`: how much higher the adapter's `margin_metric` rate must "
                                        "be than the base model's", json_schema_extra=extra(0.05))
-    margin_metric: Literal[MARGIN_METRICS] = Field(
-        "first_word_match", description="the rate `min_margin_over_base` compares", json_schema_extra=extra("first_word_match"))
+    margin_metric: Optional[Literal[MARGIN_METRICS]] = Field(
+        None, description="the rate `min_margin_over_base` compares; unset: `execution_accuracy` where the sandbox "
+                          "ran (the lower bound of the paired difference's 95% interval must clear the margin), "
+                          "else `first_word_match`", json_schema_extra=extra("execution_accuracy"))
+    sandbox_seconds: float = Field(
+        5.0, ge=1, le=600, description="wall-time limit of one command in the execution sandbox (check-checkpoint)",
+        json_schema_extra=extra(5))
     baseline: bool = Field(
         True, description="`full` also scores the base model without the adapter, which sets the margin's bar",
         json_schema_extra=extra(False))

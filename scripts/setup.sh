@@ -9,6 +9,8 @@
 # settings. Without uv, or when uv fails, pip installs the same requirements with the same lock.
 # Settings: PYTHON (python3.11), CLI_TUNER_INSTALLER=pip (skip uv), CLI_TUNER_UV_DIR (where uv is
 # bootstrapped), TORCH_INDEX_URL (the PyTorch CPU wheel index).
+# Prerequisites: Python 3.11; bubblewrap (`apt-get install bubblewrap`), the sandbox check-checkpoint runs
+# the model's commands in for execution accuracy (without it the static metrics alone decide).
 # Exit codes: 2 bad option, 5 wrong Python or an install that failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -115,6 +117,8 @@ else
   install_with_pip || fail "installing the pinned packages failed (above); check the network and pip's index settings (pip config list), then run bash scripts/setup.sh again"
 fi
 
+command -v bwrap >/dev/null \
+  || echo "note: bubblewrap (bwrap) is not installed: execution accuracy will not be scored (apt-get install bubblewrap)" >&2
 .venv/bin/cli-tuner --help >/dev/null \
   || fail ".venv/bin/cli-tuner does not run; remove .venv and run bash scripts/setup.sh again"
 echo "environment ready: .venv ($(.venv/bin/python -c 'import axolotl, torch; print("axolotl", axolotl.__version__, "torch", torch.__version__)' 2>/dev/null | tail -1); .venv/bin/cli-tuner; $INSTALLER, $((SECONDS - started)) s)"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cli_tuner import config, console, data
-from cli_tuner.evaluation import answers, evaluate as evaluation, report as eval_report
+from cli_tuner.evaluation import answers, evaluate as evaluation, report as eval_report, sandbox
 from cli_tuner.data import sha256_file
 from cli_tuner.errors import CheckpointGateFailed
 from conftest import REPO, make_locked_data
@@ -269,6 +269,10 @@ def test_check_checkpoint_end_to_end_on_a_tiny_model(tiny_run, entrypoint):
     assert first["where"] == f"{tiny_run['test']}:1" and first["reference"] == "ls -la"
     assert first["answer"] == answers.extract_command(first["raw_output"])
     assert 0 < len(first["raw_output"]) and summary["syntax_valid"] == sum(e["syntax_ok"] for e in report["examples"])
+    assert -1 <= summary["nlc2cmd_score"] <= 1 and report["sandbox"] in result.stdout
+    if sandbox.probe().ok:  # where it cannot start, test_execution.py holds the one-line fallback
+        assert summary["execution"]["judged"] + summary["execution"]["not_executable"] == 4
+        assert {e["execution"]["verdict"] for e in report["examples"]} <= {"correct", "wrong", "not executable"}
 
 
 @pytest.mark.slow

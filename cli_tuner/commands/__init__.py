@@ -4,7 +4,7 @@ plain options and call the library. `cli.py` builds the parser from `ALL`, in th
 """
 
 from . import (check_checkpoint, convert_nl2bash, data_report, doctor, estimate_memory, export, full, lock_data,
-               rehearse, smoke, validate)
+               rehearse, score_execution, smoke, validate)
 
 ALL = (validate, smoke, full, rehearse, export, lock_data, doctor, data_report, estimate_memory, check_checkpoint,
-       convert_nl2bash)
+       score_execution, convert_nl2bash)

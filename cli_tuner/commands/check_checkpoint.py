@@ -8,12 +8,13 @@ from pathlib import Path
 from .. import console
 from ..errors import UsageError
 from ..evaluation.evaluate import evaluate
-from ..evaluation.report import MARGIN_METRICS, GateSettings, enforce_gate
+from ..evaluation.report import MARGIN_METRICS, STATIC_DEFAULT, GateSettings, enforce_gate
+from ..evaluation.sandbox import Limits
 from ..facts import machine as machine_facts
 from ..paths import EVAL_FILE
 
 NAME = "check-checkpoint"
-HELP = "generate on the test split and score the Bash it writes"
+HELP = "generate on the test split and score the Bash it writes (and what it does, in a sandbox)"
 DEFAULTS = GateSettings()  # the options' defaults are the config keys' (settings.Settings)
 
 
@@ -22,30 +23,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-file", default=None, help="chat JSONL to score on (default: the run's test split)")
     parser.add_argument("--sample-size", type=int, default=None, help="score only the first N examples")
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--baseline", action="store_true",
+                        help="also score the base model without the adapter; the adapter must beat it by --min-margin")
+    add_gate_arguments(parser)
+    parser.add_argument("--base-model", default=None, help="base model folder or id (default: from provenance)")
+    parser.add_argument("--sandbox-seconds", type=float, default=DEFAULTS.sandbox_seconds,
+                        help="wall-time limit of one command in the sandbox (default %(default)s)")
+    parser.add_argument("--no-execution", action="store_true",
+                        help="do not run the answers in the sandbox (score them later with score-execution)")
+
+
+def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The gate's options, shared with score-execution."""
     parser.add_argument("--min-command-rate", type=float, default=DEFAULTS.min_command_rate,
                         help="fail when fewer answers than this are commands: first word a builtin, a function it "
                              "defines or a known program, and no prose (default %(default)s)")
     parser.add_argument("--min-syntax-rate", type=float, default=DEFAULTS.min_syntax_rate,
                         help="fail when fewer answers than this parse as Bash (default %(default)s)")
     parser.add_argument("--allow-dangerous", action="store_true", help="do not fail on dangerous answers")
-    parser.add_argument("--baseline", action="store_true",
-                        help="also score the base model without the adapter; the adapter must beat it by --min-margin")
     parser.add_argument("--min-margin", type=float, default=DEFAULTS.min_margin,
                         help="with --baseline: how much higher the adapter's --margin-metric rate must be (default %(default)s)")
     parser.add_argument("--margin-metric", choices=MARGIN_METRICS, default=DEFAULTS.margin_metric,
-                        help="the rate --min-margin compares (default %(default)s)")
-    parser.add_argument("--base-model", default=None, help="base model folder or id (default: from provenance)")
+                        help="the rate --min-margin compares (default: execution_accuracy where the sandbox runs, "
+                             "judged on the lower bound of the paired difference's 95%% interval; else "
+                             f"{STATIC_DEFAULT})")
 
 
 def settings_from(args: argparse.Namespace) -> GateSettings:
     for option, value in (("--min-command-rate", args.min_command_rate), ("--min-syntax-rate", args.min_syntax_rate)):
         if not 0.0 <= value <= 1.0:
             raise UsageError(f"{option} {value}: give a fraction between 0 and 1")
+    if not 0 < args.sandbox_seconds <= 600:
+        raise UsageError(f"--sandbox-seconds {args.sandbox_seconds}: give seconds per command, above 0 and at most 600")
     if not -1.0 <= args.min_margin <= 1.0:
         raise UsageError(f"--min-margin {args.min_margin}: give a rate difference between -1 and 1, e.g. 0.05")
     return GateSettings(min_command_rate=args.min_command_rate, min_syntax_rate=args.min_syntax_rate,
                         allow_dangerous=args.allow_dangerous, min_margin=args.min_margin,
-                        margin_metric=args.margin_metric)
+                        margin_metric=args.margin_metric, sandbox_seconds=args.sandbox_seconds)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     device = machine_facts.detect().torch_device
     report = evaluate(Path(args.checkpoint), test_file=Path(args.test_file) if args.test_file else None,
                       sample_size=args.sample_size, max_new_tokens=args.max_new_tokens,
-                      base_model=args.base_model, baseline=args.baseline, device=device)
+                      base_model=args.base_model, baseline=args.baseline, device=device,
+                      execution=not args.no_execution, sandbox_limits=Limits(seconds=settings.sandbox_seconds))
     console.show(report.renderable(console.is_terminal()))
     console.out(f"wrote {Path(args.checkpoint) / EVAL_FILE}")
     enforce_gate(report, settings)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from ..shell import commands as known, parse, risk, syntax as bash_checks
+from . import nlc2cmd
 
 SHELLCHECK_LEVELS = ("error", "warning", "info", "style")
 WORST_SHOWN = 5
@@ -164,6 +165,7 @@ def score_examples(answers: list[str], references: list[str]) -> list[dict]:
             "exact_match": answer.strip() == reference.strip(),
             "normalized_match": normalize(answer) == normalize(reference),
             "first_word_match": reference_word is not None and first_word(answer) == reference_word,
+            "nlc2cmd_score": round(nlc2cmd.score(answer, reference), 4),
         })
     return examples
 
@@ -220,6 +222,8 @@ def summarize(examples: list[dict]) -> dict:
         "normalized_match_rate": _rate(count("normalized_match"), total),
         "first_word_match": count("first_word_match"),
         "first_word_match_rate": _rate(count("first_word_match"), total),
+        # NLC2CMD (Agarwal et al. 2021): mean over examples, in [-1, 1]; comparable with the competition's scores
+        "nlc2cmd_score": round(sum(e["nlc2cmd_score"] for e in examples) / total, 4) if total else 0.0,
         "worst": [{"index": e["index"], "prompt": e.get("prompt"), "answer": e["answer"], "reference": e["reference"],
                    "why": _why_bad(e)} for e in ranked[:WORST_SHOWN]],
     }

@@ -14,7 +14,11 @@ Errors, and why these classes:
   (exit 3) -- an integrity problem, like a dataset that fails its manifest.
 - the base model cannot be loaded (offline and not cached) or the adapter does not fit it:
   ConfigError (exit 4).
-- the gate fails (too few answers parse, or a dangerous answer): CheckpointGateFailed (exit 6).
+- the gate fails (too few answers parse, or a dangerous answer, or no margin over the base model):
+  CheckpointGateFailed (exit 6).
+
+Execution accuracy (execution_scoring) runs each answer in the sandbox against its reference;
+where bubblewrap cannot start the report says so in one line and the static metrics decide.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from ..paths import EVAL_FILE
 from .adapter_files import check_test_file_hash, resolve_base_model, resolve_test_file, verify_checkpoint
 from .answers import extract_command
 from .generation import BATCH_SIZE, generate, load_checkpoint_tokenizer, load_conversations, load_model
+from .execution_scoring import add_execution
 from .report import EvalReport, score
+from .sandbox import Limits
 
 
 def _scored(replies: list[str], conversations: list[dict]) -> tuple[dict, list[dict]]:
@@ -42,8 +48,12 @@ def _scored(replies: list[str], conversations: list[dict]) -> tuple[dict, list[d
 
 def evaluate(checkpoint_dir: Path, test_file: Path | None = None, sample_size: int | None = None,
              max_new_tokens: int = 64, base_model: str | None = None, baseline: bool = False,
-             device: str = "cpu", on_progress=None) -> EvalReport:
+             device: str = "cpu", on_progress=None, execution: bool = True,
+             sandbox_limits: Limits | None = None) -> EvalReport:
     """Generate on the test split with the adapter (and, with baseline, without it), score, write eval.json.
+
+    With `execution`, the answers also run in the sandbox where it starts (`context["sandbox"]` says
+    how, or why not, in one line); `score-execution` can add that later to the written eval.json.
 
     `device` is the torch device of the machine the plan detected (cuda, mps or cpu); `on_progress`,
     if given, is called with (prompts answered, prompts in all) after each batch."""
@@ -100,5 +110,9 @@ def evaluate(checkpoint_dir: Path, test_file: Path | None = None, sample_size: i
         "seconds": {"load": round(load_seconds, 1), "generate": round(generate_seconds, 1)},
     }
     report = EvalReport(summary, examples, baseline_examples, context)
+    if execution:
+        add_execution(report, sandbox_limits)
+    else:
+        report.context["sandbox"] = "execution not scored (turned off); score it later with score-execution"
     atomic.write_json(checkpoint_dir / EVAL_FILE, report.as_dict())
     return report

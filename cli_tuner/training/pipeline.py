@@ -22,6 +22,7 @@ from ..checks.plan import Plan
 from ..config import TUNER_KEY, LoadedConfig, canonical_hash, dump_yaml
 from ..errors import CheckpointGateFailed, Interrupted, TrainingFailed
 from ..evaluation import evaluate as evaluation
+from ..evaluation import sandbox
 from ..evaluation.report import GateSettings
 from ..facts import gpus
 from ..paths import (FINAL_DIR, PREPARED_DIR, PROGRESS_FILE, PROVENANCE_FILE, REHEARSAL_MODEL_DIR, REPO_ROOT,
@@ -355,13 +356,16 @@ def check_final(plan: Plan, final: Path, provenance: Provenance) -> list[str]:
     with console.phase("checkpoint check", unit="prompts") as bar:
         report = evaluation.evaluate(final, test_file=test_files[0], sample_size=sample, baseline=baseline,
                                      device=plan.machine.torch_device,
+                                     sandbox_limits=sandbox.Limits(seconds=settings.sandbox_seconds),
                                      on_progress=lambda done, total: bar.update(completed=done, total=total))
         bar.done(f"{report.summary.get('n')} prompts answered")
     write_held_library_logs(final.parent / TRAIN_LOG)
     console.show(report.renderable(console.is_terminal()))
     reasons = report.gate(settings)
     gated = plan.mode == "full"
-    provenance.update(checkpoint_check={"summary": report.summary, "gate_failures": reasons, "gated": gated})
+    provenance.update(checkpoint_check={"summary": report.summary, "gate_failures": reasons, "gated": gated,
+                                        "margin_metric": settings.metric_for(report.summary),
+                                        "sandbox": report.context.get("sandbox")})
     if reasons and not gated:
         say("checkpoint check: a random rehearsal model fails the quality gate by design; only `full` enforces it")
     return reasons if gated else []

@@ -82,3 +82,25 @@ class Provenance:
 
     def save(self) -> None:
         atomic.write_json(self.path, self.record)
+
+
+def record_rescored_check(path: Path, check: dict, run_id: str | None) -> str | None:
+    """Replace a finished run's checkpoint check with a later scoring's (score-execution) and move its
+    status with the gate: a gated run that now fails becomes `failed_gate`, one that now passes
+    `succeeded`. Returns the new status; None when the file is another run's or is not there."""
+    import json
+
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if run_id is not None and record.get("run_id") not in (None, run_id):
+        return None
+    earlier = record.get("checkpoint_check") or {}
+    gated = earlier.get("gated", record.get("mode") == "full")
+    record["checkpoint_check"] = {**check, "gated": gated, "rescored_utc": utc_now()}
+    if gated and record.get("status") in ("succeeded", "failed_gate"):
+        failed = bool(check["gate_failures"])
+        record["status"] = "failed_gate" if failed else "succeeded"
+        record["error"] = f"checkpoint check failed: {'; '.join(check['gate_failures'])}" if failed else None
+    atomic.write_json(path, record)
+    return record.get("status")
