@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import LoadedConfig
+from .distributed import SINGLE, Topology
 from ..data import VerifiedData
 from ..facts.gpus import GpuSpec
 from ..facts.machine import Machine
@@ -27,3 +28,4 @@ class Plan:
     machine: Machine | None            # this machine, detected once (None when not needed)
     findings: list[Check] = field(default_factory=list)  # warnings and infos the command shows
     estimate: Any = None               # the memory estimate on the target or this machine's GPU
+    topology: Topology = SINGLE        # how many training processes, on how many machines

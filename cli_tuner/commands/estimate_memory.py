@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import console
-from ..checks import memory, preflight
+from ..checks import distributed, memory, preflight
 from ..facts import machine as machine_facts
 from . import options
 
@@ -15,6 +15,11 @@ HELP = "peak GPU memory of a config on a target"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_config_arguments(parser)
+    options.add_gpus_argument(parser)
+    parser.add_argument("--strategy", choices=distributed.STRATEGIES, default=None,
+                        help="how the processes split the memory: ddp replicates, fsdp2 shards parameters, gradients "
+                             "and optimizer states, zero2 shards gradients and optimizer states (default: the "
+                             "config's, ddp when it names none)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
     if gpu is None:
         gpu = machine_facts.gpu_spec(machine_facts.detect())
         console.out(f"no --target or cli_tuner.target: estimating for this machine's {gpu.name}")
-    estimate, check = preflight.memory_on(loaded, facts, gpu)
+    topology = options.topology(args)
+    preflight.raise_for(distributed.topology_problems(topology), "--gpus")
+    estimate, check = preflight.memory_on(loaded, facts, gpu, topology, args.strategy)
     console.show(estimate.renderable())
     memory.raise_unless_fits(check)
     if check.failed:
