@@ -17,7 +17,7 @@ from . import training_mode
 
 NAME = "full"
 HELP = "the full training run, then the checkpoint check and phase2-final/"
-add_arguments = training_mode.add_arguments
+add_arguments = training_mode.add_gpu_arguments
 
 
 def check_calibration(args: argparse.Namespace, plan: Plan) -> calibration.Decision | None:

@@ -17,7 +17,7 @@ from . import training_mode
 
 NAME = "smoke"
 HELP = "10-step smoke run derived from the full config (overlay configs/axolotl_smoke_test.yaml)"
-add_arguments = training_mode.add_arguments
+add_arguments = training_mode.add_gpu_arguments
 
 
 def record_calibration(args: argparse.Namespace, plan: Plan, run_dir: Path) -> Path | None:

@@ -6,11 +6,13 @@ import argparse
 from pathlib import Path
 
 from .. import console
-from ..checks import data_report, preflight, steps
+from ..checks import data_report, distributed, preflight, steps
 from ..errors import DataError
 from ..paths import SMOKE_OVERLAY
 from ..config import LoadedConfig
-from ..errors import AlreadyFinished, CliTunerError
+from ..errors import AlreadyFinished, CliTunerError, EnvironmentProblem
+from ..checks.distributed import Topology
+from ..facts import machine as machine_facts
 from ..training import lifecycle, pipeline, rehearsal, tracking
 from . import options
 
@@ -20,15 +22,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_run_arguments(parser)
 
 
+def add_gpu_arguments(parser: argparse.ArgumentParser) -> None:
+    """smoke and full: processes per machine and the machines (torchrun's options)."""
+    add_arguments(parser)
+    options.add_gpus_argument(parser, "all visible GPUs on a CUDA machine, else 1")
+    options.add_node_arguments(parser)
+
+
+def topology_for(mode: str, args: argparse.Namespace) -> Topology:
+    """The processes this run asks for: the rehearsal's --processes on the CPU, or --gpus (default:
+    every visible CUDA GPU) with the machines' options."""
+    if mode == "rehearse":
+        return Topology(nproc_per_node=args.processes, cpu=True)
+    found = machine_facts.detect()
+    visible = found.device_count if found.kind == "cuda" else 0
+    topology = options.topology(args, default_processes=max(visible, 1))
+    if found.kind == "cuda" and topology.nproc_per_node > visible and not args.skip_checks:
+        raise EnvironmentProblem(f"--gpus {topology.nproc_per_node}: this machine shows {visible} CUDA GPU"
+                                 f"{'s' if visible != 1 else ''}; ask at most {visible} (CUDA_VISIBLE_DEVICES limits them)")
+    return topology
+
+
 def train(mode: str, args: argparse.Namespace, loaded: LoadedConfig,
           rehearsal_options: pipeline.RehearsalOptions | None = None, before=None, after=None) -> int:
     """`before(plan)` runs after preflight and before any model loads; `after(plan, run_dir)` after training."""
     if not args.verbose:
         console.hold_library_logs()  # libraries' warnings go to train.log, not between the bars
     with console.phase("data check") as check:
-        plan = preflight.prepare(mode, loaded, output_root=args.output_root, check_environment=not args.skip_checks)
+        plan = preflight.prepare(mode, loaded, output_root=args.output_root, check_environment=not args.skip_checks,
+                                 topology=topology_for(mode, args))
         check.done("passed")
     console.say(f"data verified: {len(plan.verified.files)} files, data sha256 {plan.verified.data_sha256[:16]}...")
+    if plan.topology.distributed:
+        batch = distributed.batch_of(plan.loaded.axolotl, plan.topology.world_size)
+        console.say(f"{plan.topology.world_size} processes ({plan.topology.nnodes} machine"
+                    f"{'s' if plan.topology.nnodes != 1 else ''}, {distributed.strategy_of(plan.loaded.axolotl)}"
+                    f"{', gloo on CPU' if plan.topology.cpu else ''}): {batch.line()}")
     options.show_findings(plan)
     report = check_data(plan, args.output_root, rehearsal_options)
     if mode == "smoke":

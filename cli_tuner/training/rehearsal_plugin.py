@@ -10,6 +10,12 @@ It makes the config's own training path run on a CPU without changing the config
   evaluation before the first step breaks the next backward pass. The NF4 weights, their
   quantization state and the 4-bit matmul stay as they are; only that CPU inference shortcut is off.
 
+- On several CPU processes (`rehearse --processes N`, DDP over gloo): each rank's model on the CPU.
+  Axolotl's normalize_config gives every rank `device_map: {"": LOCAL_RANK}` (one accelerator per
+  rank); on a CPU that index names a device that is not there and transformers stops in
+  `caching_allocator_warmup` ("Cannot access accelerator device when none is available"). The
+  plugin sets the model loader's device_map to "cpu" after Axolotl's own placement.
+
 Like the job's main plugin it runs inside the trainer process, so it imports nothing of the package.
 """
 
@@ -18,7 +24,28 @@ from __future__ import annotations
 from axolotl.integrations.base import BasePlugin
 
 
+def _place_ranks_on_the_cpu() -> None:
+    import os
+
+    from axolotl.loaders.model import ModelLoader
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or getattr(ModelLoader, "_cli_tuner_ranks_on_cpu", False):
+        return
+    original = ModelLoader._set_device_map_config
+
+    def set_device_map_config(self):
+        original(self)
+        if "device_map" in self.model_kwargs:
+            self.model_kwargs["device_map"] = "cpu"
+
+    ModelLoader._set_device_map_config = set_device_map_config
+    ModelLoader._cli_tuner_ranks_on_cpu = True
+
+
 class CpuRehearsalPlugin(BasePlugin):
+    def register(self, cfg):
+        _place_ranks_on_the_cpu()
+
     def get_training_args(self, cfg):
         return {"use_cpu": True}
 
