@@ -17,8 +17,7 @@ import pytest
 from cli_tuner import cli
 from cli_tuner.checks import distributed, memory, memory_sharding
 from cli_tuner.checks.distributed import Topology
-from cli_tuner.facts.gpus import GpuSpec
-from cli_tuner.facts.models import ModelFacts
+from bench.multi_gpu_memory import ANSWERDOTAI, LLAMA2_7B, PUBLISHED_PER_GPU, RTX3090, training_peak
 from conftest import REPO
 
 FOUR_BIT_CONFIGS = ("configs/axolotl_config.yaml", "configs/training_config_h100.yaml")
@@ -138,28 +137,6 @@ def test_validate_prints_the_accumulation_that_keeps_the_config_batch(capsys, mo
 
 # ------------------------------------------------------------------ per-GPU memory
 
-LLAMA2_7B = ModelFacts(
-    name="meta-llama/Llama-2-7b-hf", source="published config.json", model_type="llama",
-    architectures=["LlamaForCausalLM"], hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-    num_attention_heads=32, num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096,
-    tie_word_embeddings=False, rope_theta=10000.0, rms_norm_eps=1e-5)
-RTX3090 = GpuSpec("RTX 3090", 24, bf16=True, flash_attention=True, bnb_4bit=True, peak_bf16_tflops=71.0, kind="cuda")
-ANSWERDOTAI = {
-    "adapter": "qlora", "load_in_4bit": True, "lora_r": 64, "lora_dropout": 0.0,
-    "lora_target_modules": ["q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "down_proj"],
-    "gradient_checkpointing": True, "attn_implementation": "sdpa", "bf16": True, "optimizer": "adamw_torch",
-    "bnb_config_kwargs": {"bnb_4bit_use_double_quant": False},
-}
-PUBLISHED_PER_GPU = [("fsdp2", 1, 512, 4.98), ("fsdp2", 1, 2048, 5.21), ("fsdp2", 4, 2048, 11.22),
-                     ("fsdp2", 10, 2048, 20.97), ("ddp", 8, 2048, 20.94)]
-
-
-def training_peak(strategy: str, batch: int, sequence: int, processes: int = 2) -> float:
-    one = memory.estimate(dict(ANSWERDOTAI, micro_batch_size=batch, sequence_len=sequence), LLAMA2_7B, RTX3090,
-                          with_advice=False)
-    return sum(memory_sharding.per_gpu(one, LLAMA2_7B, strategy, processes).parts.values())
-
-
 @pytest.mark.parametrize("strategy,batch,sequence,published", PUBLISHED_PER_GPU)
 def test_per_gpu_training_peak_matches_answerdotai_fsdp_qlora_benchmarks(strategy, batch, sequence, published):
     # Their train.py loads each rank's quantized shard itself, so the comparison is the training peak
@@ -193,3 +170,85 @@ def test_estimate_memory_takes_gpus_and_strategy(capsys, monkeypatch):
     assert "per GPU, 2 x fsdp2" in out and "FSDP gathered root" in out
     code, out = run_cli(capsys, monkeypatch, "estimate-memory", "--gpus", "2", "--strategy", "zero2")
     assert code == 0 and "ZeRO fp32 master weights" in out
+
+
+# ------------------------------------------------------------------ launcher, calibration, resume
+
+def test_one_process_keeps_the_python_launcher_and_several_use_torchrun(tmp_path):
+    import sys
+
+    from cli_tuner.training import launcher
+
+    single = launcher.command(tmp_path / "c.yaml", Topology())
+    assert single[-2:] == ["--launcher", "python"] and single[0] == sys.executable
+    two = launcher.command(tmp_path / "c.yaml", Topology(nproc_per_node=4, nnodes=2, node_rank=1,
+                                                         master_addr="10.0.0.5", master_port=29500))
+    assert two[two.index("--launcher") + 1] == "torchrun"
+    assert two[two.index("--") + 1:] == ["--nproc-per-node=4", "--nnodes=2", "--node-rank=1",
+                                         "--master-addr=10.0.0.5", "--master-port=29500"]
+
+
+def test_the_cpu_ranks_get_accelerate_cpu_and_this_pythons_torchrun():
+    import sys
+    from pathlib import Path
+
+    from cli_tuner.training import launcher
+
+    env = launcher.environment({"PATH": "/usr/bin"}, Topology(nproc_per_node=2, cpu=True))
+    assert env["ACCELERATE_USE_CPU"] == "true"
+    assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
+    assert "ACCELERATE_USE_CPU" not in launcher.environment({}, Topology(nproc_per_node=2))  # GPUs: NCCL
+
+
+def test_calibration_is_keyed_by_processes_and_strategy():
+    from cli_tuner.checks import calibration
+
+    one = calibration.entry_key("c" * 16, "d" * 16, "RTX A5000")
+    assert one == f"{'c' * 16}-{'d' * 16}-RTX A5000"  # the key one GPU always had
+    assert calibration.entry_key("c" * 16, "d" * 16, "RTX A5000", 4, "fsdp2").endswith("-4xfsdp2")
+    assert calibration.entry_key("c" * 16, "d" * 16, "RTX A5000", 2, "ddp") != one
+
+
+def _checkpoint(path, ranks):
+    import json
+
+    path.mkdir(parents=True)
+    for name in ("adapter_config.json", "optimizer.pt", "scheduler.pt"):
+        (path / name).write_text("x")
+    (path / "adapter_model.bin").write_text("x")
+    (path / "trainer_state.json").write_text(json.dumps({"global_step": 2}))
+    for rank in ranks:
+        (path / f"rng_state_{rank}.pth").write_text("x")
+
+
+def test_a_checkpoint_is_complete_only_when_every_rank_wrote_its_part(tmp_path):
+    from cli_tuner.training import run_folder
+
+    _checkpoint(tmp_path / "checkpoint-2", [0, 1])
+    assert run_folder.checkpoint_problem(tmp_path / "checkpoint-2", "ddp", range(2)) is None
+    _checkpoint(tmp_path / "checkpoint-4", [0])
+    assert "rng_state_1.pth" in run_folder.checkpoint_problem(tmp_path / "checkpoint-4", "ddp", range(2))
+    said = []
+    assert run_folder.newest_complete_checkpoint(tmp_path, said.append, "ddp", range(2)).name == "checkpoint-2"
+    assert "not every rank" in said[0]
+
+
+def test_resume_on_another_world_size_or_strategy_is_refused_in_one_line(tmp_path):
+    import json
+
+    from cli_tuner.errors import UsageError
+    from cli_tuner.training import run_folder
+
+    identity = run_folder.Identity("full", "c" * 64, "d" * 64)
+    run = tmp_path / identity.default_run_id()
+    _checkpoint(run / "checkpoint-2", [0, 1])
+    record = {**identity.record(), "status": "interrupted", "layout": {"world_size": 2, "strategy": "ddp"}}
+    (run / "provenance.json").write_text(json.dumps(record))
+    for layout in (run_folder.Layout(4, "ddp", range(4)), run_folder.Layout(2, "fsdp2", range(2))):
+        with pytest.raises(UsageError) as refused:
+            run_folder.open_run(tmp_path, identity, None, False, True, say=lambda _: None, layout=layout)
+        assert "written by 2 processes with ddp" in refused.value.message and "\n" not in refused.value.message
+    folder = run_folder.open_run(tmp_path, identity, None, False, True, say=lambda _: None,
+                                 layout=run_folder.Layout(2, "ddp", range(2)))
+    assert folder.resume_from.name == "checkpoint-2"
+    folder.lock.release()

@@ -61,12 +61,12 @@ def train(mode: str, args: argparse.Namespace, loaded: LoadedConfig,
     options.show_findings(plan)
     report = check_data(plan, args.output_root, rehearsal_options)
     if mode == "smoke":
-        size_smoke_slice(plan.loaded, report)
+        size_smoke_slice(plan.loaded, report, plan.topology.world_size)
     if mode == "rehearse":
         # The rehearsal batches as its resolved config says (row length, packing batching).
         cfg, _ = rehearsal.rehearsal_config(plan.loaded.axolotl, Path("rehearsal-model"), rehearsal_options.steps,
                                             rehearsal_options.save_steps, rehearsal_options.packing)
-        require_one_step(plan.loaded, cfg, report, "the rehearsal")
+        require_one_step(plan.loaded, across(cfg, plan.topology.world_size), report, "the rehearsal")
     if before is not None:
         before(plan)
     run_dir = pipeline.run(plan, options.run_options(args), rehearsal_options)
@@ -106,14 +106,23 @@ def require_one_step(loaded: LoadedConfig, cfg: dict, report: data_report.DataRe
     return needed
 
 
-def size_smoke_slice(loaded: LoadedConfig, report: data_report.DataReport) -> None:
+def across(cfg: dict, processes: int) -> dict:
+    """`cfg` as one optimizer step of `processes` ranks consumes data: each rank takes its own micro
+    batches, so a step takes the accumulation times the processes."""
+    if processes <= 1:
+        return cfg
+    return {**cfg, "gradient_accumulation_steps": int(cfg.get("gradient_accumulation_steps") or 1) * processes}
+
+
+def size_smoke_slice(loaded: LoadedConfig, report: data_report.DataReport, processes: int = 1) -> None:
     """The smoke slice must hold one full optimizer step of this config's packing, micro batch and
-    accumulation; grow it past cli_tuner.train_examples when it does not."""
+    accumulation on every process; grow it past cli_tuner.train_examples when it does not."""
     asked = int(loaded.tuner.get("train_examples") or 0)
     if not asked:
         return
-    needed = require_one_step(loaded, loaded.axolotl, report, "smoke", at_least=asked)
-    need = steps.need_for_one_step(loaded.axolotl)
+    cfg = across(loaded.axolotl, processes)
+    needed = require_one_step(loaded, cfg, report, "smoke", at_least=asked)
+    need = steps.need_for_one_step(cfg)
     if needed != asked:
         console.say(f"smoke slice: {needed} train examples, not {asked}: one optimizer step of this config "
                     f"takes {need.describe()}")
