@@ -280,7 +280,8 @@ def last_error_line(log_path: Path) -> str:
         lines = [l.strip() for l in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if l.strip()]
     except OSError:
         return "no log"
-    errors = [l for l in lines if "Error" in l or "error:" in l]
+    # torchrun's own closing ChildFailedError names no cause; a rank's error line does
+    errors = [l for l in lines if ("Error" in l or "error:" in l) and "ChildFailedError" not in l]
     return (errors or lines or ["no output"])[-1][:300]
 
 
