@@ -252,3 +252,35 @@ def test_resume_on_another_world_size_or_strategy_is_refused_in_one_line(tmp_pat
                                  layout=run_folder.Layout(2, "ddp", range(2)))
     assert folder.resume_from.name == "checkpoint-2"
     folder.lock.release()
+
+
+def test_sharded_strategies_go_through_torchrun_even_on_one_gpu(tmp_path):
+    from cli_tuner.training import launcher
+
+    assert launcher.uses_torchrun(launcher.command(tmp_path / "c.yaml", Topology(), "fsdp2"))
+    assert not launcher.uses_torchrun(launcher.command(tmp_path / "c.yaml", Topology(), "ddp"))
+
+
+def test_signals_reach_every_rank_under_torchrun_and_only_the_trainer_alone(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from cli_tuner.training import launcher
+
+    # A stand-in launcher with two children: the signal goes to the children under torchrun.
+    code = ("import subprocess,sys,time\n"
+            "kids=[subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']) for _ in range(2)]\n"
+            "print('ready', flush=True); time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline().strip() == "ready"
+        ranks = launcher.ranks_of(parent.pid)
+        assert len(ranks) == 2
+        assert sorted(launcher.deliver(15, parent.pid, through_torchrun=True)) == sorted(ranks)
+        time.sleep(0.5)
+        assert parent.poll() is None  # the launcher itself was not signalled
+        assert launcher.deliver(15, parent.pid, through_torchrun=False) == [parent.pid]
+        parent.wait(timeout=10)
+    finally:
+        parent.kill()

@@ -25,9 +25,10 @@ from pathlib import Path
 from ..checks.distributed import Topology
 
 
-def command(resolved_path: Path, topology: Topology) -> list[str]:
+def command(resolved_path: Path, topology: Topology, strategy: str = "ddp") -> list[str]:
+    """FSDP and DeepSpeed need a process group even on one GPU: they go through torchrun always."""
     base = [sys.executable, "-m", "axolotl.cli.main", "train", str(resolved_path)]
-    if not topology.distributed:
+    if not topology.distributed and strategy == "ddp":
         return base + ["--launcher", "python"]
     torchrun = [f"--nproc-per-node={topology.nproc_per_node}", f"--nnodes={topology.nnodes}",
                 f"--node-rank={topology.node_rank}"]
@@ -58,15 +59,19 @@ def ranks_of(launcher_pid: int) -> list[int]:
         return []
 
 
-def deliver(signum: int, launcher_pid: int, topology: Topology) -> list[int]:
+def uses_torchrun(command_line: list[str]) -> bool:
+    return "torchrun" in command_line
+
+
+def deliver(signum: int, launcher_pid: int, through_torchrun: bool) -> list[int]:
     """Send `signum` to every rank on this machine; the pids it reached.
 
     The ranks, not torchrun: torchrun answers SIGTERM by terminating its workers and killing them
     30 s later, which would cut a checkpoint short. Each rank's graceful-stop callback checkpoints
     and stops at the step all ranks agree on (callbacks.rank_agreement), then torchrun exits.
     """
-    targets = ranks_of(launcher_pid) if topology.distributed else []
-    targets = targets or [launcher_pid]
+    # One process: the trainer itself (its own children are DataLoader workers, not ranks).
+    targets = (ranks_of(launcher_pid) if through_torchrun else []) or [launcher_pid]
     reached = []
     for pid in targets:
         try:

@@ -198,7 +198,8 @@ def write_held_library_logs(log_path: Path) -> None:
 
 
 def run_training(resolved_path: Path, run_dir: Path, env: dict, verbose: bool = False,
-                 pass_fds: tuple[int, ...] = (), topology: Topology = SINGLE) -> tuple[int, int | None]:
+                 pass_fds: tuple[int, ...] = (), topology: Topology = SINGLE,
+                 strategy: str = "ddp") -> tuple[int, int | None]:
     """Run `axolotl train` in its own session; (exit code, signal we received or None).
 
     Its whole output goes to train.log; the console gets it too with `verbose`, else the
@@ -208,7 +209,7 @@ def run_training(resolved_path: Path, run_dir: Path, env: dict, verbose: bool = 
     env = launcher.environment(env, topology)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.setdefault("PYTHONUNBUFFERED", "1")
-    command = launcher.command(resolved_path, topology)
+    command = launcher.command(resolved_path, topology, strategy)
     received: list[int] = []
     log_path = run_dir / TRAIN_LOG
     write_held_library_logs(log_path)
@@ -221,8 +222,8 @@ def run_training(resolved_path: Path, run_dir: Path, env: dict, verbose: bool = 
         def on_signal(signum, _frame):
             received.append(signum)
             if len(received) == 1:
-                reached = launcher.deliver(signal.SIGTERM, child.pid, topology)
-                who = f"{len(reached)} ranks" if topology.distributed else "the trainer"
+                reached = launcher.deliver(signal.SIGTERM, child.pid, launcher.uses_torchrun(command))
+                who = f"{len(reached)} ranks" if launcher.uses_torchrun(command) else "the trainer"
                 say(f"signal {signum}: asking {who} to checkpoint and stop (send again to stop at once)")
             else:
                 launcher.kill_all(child.pid)
@@ -399,7 +400,8 @@ def _run_locked(plan: Plan, options: RunOptions, rehearsal_options, settings, id
             )
             measurements.write_inputs(plan, cfg, run_dir)  # the plugin's MFU needs them and may not import checks/
             returncode, received = run_training(resolved_path, run_dir, env, verbose=options.verbose,
-                                                pass_fds=(folder.lock.fileno(),), topology=plan.topology)
+                                                pass_fds=(folder.lock.fileno(),), topology=plan.topology,
+                                                strategy=distributed.strategy_of(cfg))
             progress = progress_of(run_dir)
             if received is not None:
                 status, error = "interrupted", f"signal {received} at step {progress.get('step')}"
