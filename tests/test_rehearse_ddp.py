@@ -62,8 +62,7 @@ def _rank_pids(job: subprocess.Popen) -> dict[str, int]:
     pids = {}
     for proc in psutil.Process(job.pid).children(recursive=True):
         try:
-            if "axolotl.cli.train" in " ".join(proc.cmdline()) and "torch" in " ".join(proc.parent().cmdline()) \
-                    and "axolotl.cli.train" not in " ".join(proc.parent().cmdline()):
+            if "axolotl.cli.train" in " ".join(proc.cmdline()) and "torchrun" in " ".join(proc.parent().cmdline()):
                 pids[proc.environ().get("LOCAL_RANK")] = proc.pid
         except psutil.Error:
             continue
@@ -98,3 +97,26 @@ def test_kill_9_of_one_rank_ends_the_run_and_the_same_command_resumes(tmp_path):
     assert record["status"] == "succeeded" and record["world_size"] == 2
     assert record["resumed_from"] and record["resumed_from"].startswith("checkpoint-")
     assert record["steps"]["completed"] == 12
+
+
+def test_sigterm_reaches_every_rank_and_they_checkpoint_the_same_step(tmp_path):
+    files = make_locked_data(tmp_path / "data")
+    command = [sys.executable, str(REPO / "entrypoint.py"), "rehearse", "--processes", "2", "--steps", "30",
+               "--save-steps", "100", *data_sets(files), "--output-root", str(tmp_path / "outputs")]
+    job = subprocess.Popen(command, cwd=REPO, env={**os.environ, **ENV}, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 900
+    while job.poll() is None and time.time() < deadline:
+        progress = list((tmp_path / "outputs").glob("rehearse-*/progress.json"))
+        if progress and (json.loads(progress[0].read_text() or "{}").get("step") or 0) >= 2:
+            job.send_signal(signal.SIGTERM)  # what docker stop sends the job
+            break
+        time.sleep(0.5)
+    output, _ = job.communicate(timeout=600)
+    assert job.returncode == 130, output[-3000:]
+    assert "asking 2 ranks to checkpoint and stop" in output
+    (run,) = run_folders(tmp_path / "outputs")
+    (checkpoint,) = run.glob("checkpoint-*")
+    assert (checkpoint / "rng_state_0.pth").is_file() and (checkpoint / "rng_state_1.pth").is_file()
+    record = json.loads((run / "provenance.json").read_text())
+    assert record["status"] == "interrupted" and record["last_checkpoint"] == checkpoint.name
