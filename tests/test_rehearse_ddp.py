@@ -51,7 +51,7 @@ def test_the_ranks_trained_as_one_and_rank_0_alone_wrote(two_ranks):
     # One W&B run, one logger: a rank that did not join the process group would log its own.
     assert len(list((run / "wandb").glob("offline-run-*"))) == 1
     assert log.count("'grad_norm'") == 2, "one line per step: the ranks were not one DDP group"
-    assert "[RANK:1]" not in log.replace("[rank1]", "")
+    assert "[RANK:1] Saving model checkpoint" not in log  # a rank outside the group saved as its own rank 0
     assert json.loads((run / "progress.json").read_text())["step"] == 2
 
 
