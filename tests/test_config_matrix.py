@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cli_tuner import config
-from cli_tuner.checks import config_rules, data_report, preflight, steps
+from cli_tuner.checks import config_rules, data_report, distributed, preflight, steps
 from cli_tuner.commands import training_mode
 from cli_tuner.training import rehearsal
 from conftest import REPO
@@ -22,11 +22,17 @@ MODES = ("validate", "smoke", "full")
 # and pass once the named --set is given.
 NOT_FOR = {("training_config_m4.yaml", "packing.yaml"): ("attn_implementation", "environment",
                                                          ["attn_implementation=sdpa"])}
+# Strategy overlays: checked on 2 processes. The M4 config's MPS target has no distributed backend.
+STRATEGY_OVERLAYS = ("ddp.yaml", "fsdp2-qlora.yaml", "deepspeed-zero2.yaml")
+NOT_FOR.update({("training_config_m4.yaml", name): ("cli_tuner.target", "config", ["cli_tuner.target=h100"])
+                for name in STRATEGY_OVERLAYS})
+# The CPU rehearsal runs DDP over gloo only (checks.distributed.rules refuses the others there).
+SHARDED_OVERLAYS = ("fsdp2-qlora.yaml", "deepspeed-zero2.yaml")
 
 
 def test_the_matrix_covers_every_shipped_file():
     assert {p.name for p in CONFIGS} == {"axolotl_config.yaml", "training_config_h100.yaml", "training_config_m4.yaml"}
-    assert [p.name for p in OVERLAYS if p] == ["packing.yaml"]
+    assert [p.name for p in OVERLAYS if p] == sorted(["packing.yaml", *STRATEGY_OVERLAYS])
 
 
 def resolved(mode: str, config_path: Path, overlay: Path | None, sets=()) -> config.LoadedConfig:
@@ -36,7 +42,11 @@ def resolved(mode: str, config_path: Path, overlay: Path | None, sets=()) -> con
 
 def errors_of(loaded: config.LoadedConfig) -> list[config_rules.Problem]:
     facts = preflight.resolve_facts(loaded)
-    problems = config_rules.all_problems(loaded, facts, preflight.resolve_target(loaded))
+    target = preflight.resolve_target(loaded)
+    problems = config_rules.all_problems(loaded, facts, target)
+    strategy_overlay = any(p.name in STRATEGY_OVERLAYS for p in loaded.overlays)
+    topology = distributed.Topology(nproc_per_node=2) if strategy_overlay else distributed.SINGLE
+    problems += distributed.rules(loaded.axolotl, topology, target.kind if target else None)
     return [p for p in problems if p.level == "error"]
 
 
@@ -150,7 +160,10 @@ ALLOWED = {
     ("training_config_h100.yaml", None): ALWAYS | LORA_KERNELS | FOUR_BIT | PACKED_FLASH | {"tf32"},
     ("training_config_h100.yaml", "packing.yaml"): ALWAYS | LORA_KERNELS | FOUR_BIT | PACKED_FLASH | {"tf32"},
     ("training_config_m4.yaml", None): ALWAYS | LORA_KERNELS,
+    ("axolotl_config.yaml", "ddp.yaml"): ALWAYS | LORA_KERNELS | FOUR_BIT | {"tf32", "warmup_steps"},
+    ("training_config_h100.yaml", "ddp.yaml"): ALWAYS | LORA_KERNELS | FOUR_BIT | PACKED_FLASH | {"tf32"},
 }
+NOT_REHEARSED = {(c.name, o) for c in CONFIGS for o in SHARDED_OVERLAYS} - set(NOT_FOR)
 KEPT = ("adapter", "load_in_4bit", "load_in_8bit", "bnb_config_kwargs", "bf16", "fp16", "optimizer",
         "gradient_checkpointing", "gradient_accumulation_steps", "micro_batch_size", "sample_packing",
         "eval_sample_packing", "pad_to_sequence_len", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
@@ -174,7 +187,14 @@ def test_rehearsal_divergences_are_the_pinned_ones_each_with_a_reason(pair, tmp_
 
 def test_every_shipped_pair_has_a_pinned_rehearsal_or_a_reason_not_to():
     pairs = {(c.name, o.name if o else None) for c in CONFIGS for o in OVERLAYS}
-    assert pairs == set(ALLOWED) | set(NOT_FOR)
+    assert pairs == set(ALLOWED) | set(NOT_FOR) | NOT_REHEARSED
+
+
+@pytest.mark.parametrize("pair", sorted(NOT_REHEARSED), ids=str)
+def test_sharded_overlays_are_refused_by_the_cpu_rehearsal_with_the_reason(pair):
+    loaded = resolved("rehearse", REPO / "configs" / pair[0], REPO / "configs" / "overlays" / pair[1])
+    problems = distributed.rules(loaded.axolotl, distributed.Topology(nproc_per_node=2, cpu=True), None)
+    assert any("DDP over gloo only" in p.message for p in problems if p.level == "error")
 
 
 def test_user_set_step_keys_survive_the_rehearsal(tmp_path):

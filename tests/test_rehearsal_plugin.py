@@ -30,3 +30,21 @@ def test_only_the_rehearsal_config_names_the_plugin(tmp_path):
     cfg, _ = rehearsal.rehearsal_config(loaded.axolotl, tmp_path, 2, None, "config")
     assert set(cfg["plugins"]) == {rehearsal.PLUGIN}
     assert pipeline.PLUGIN != rehearsal.PLUGIN
+
+
+def test_cpu_ranks_restore_a_checkpoint_mapped_to_their_cpu_n_device():
+    import io
+
+    import torch
+
+    from cli_tuner.training.rehearsal_plugin import _restore_cpu_n_locations
+
+    saved = io.BytesIO()
+    torch.save({"exp_avg": torch.ones(3)}, saved)
+    _restore_cpu_n_locations()
+    _restore_cpu_n_locations()  # once only, however many times a rank registers the plugin
+    saved.seek(0)
+    # transformers' map_location on a CPU rank: accelerate's device cpu:<local rank>
+    assert torch.load(saved, map_location=torch.device("cpu", 1))["exp_avg"].sum() == 3
+    names = [getattr(entry[2], "__name__", "") for entry in torch.serialization._package_registry]
+    assert names.count("restore_cpu_rank_location") == 1

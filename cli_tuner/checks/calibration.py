@@ -51,8 +51,11 @@ def config_key(loaded: LoadedConfig) -> str:
     return canonical_hash({"axolotl": loaded.axolotl, TUNER_KEY: loaded.settings.identity()})
 
 
-def entry_key(config_sha256: str, data_sha256: str, gpu_name: str) -> str:
-    return f"{config_sha256[:16]}-{data_sha256[:16]}-{gpu_name}"
+def entry_key(config_sha256: str, data_sha256: str, gpu_name: str, processes: int = 1, strategy: str = "ddp") -> str:
+    """One GPU keeps the key it always had; several processes, or a sharding strategy, add both: a
+    peak measured on 1 of N GPUs under FSDP says nothing about one GPU alone."""
+    key = f"{config_sha256[:16]}-{data_sha256[:16]}-{gpu_name}"
+    return key if processes == 1 and strategy == "ddp" else f"{key}-{processes}x{strategy}"
 
 
 def path_in(output_root: Path | str) -> Path:
@@ -105,7 +108,7 @@ def estimated_training_gib(cfg: dict, facts, gpu: GpuSpec, tokens: int) -> float
 # ----------------------------------------------------------------------------- after smoke
 
 def record(full: LoadedConfig, facts, gpu: GpuSpec, measured: dict, data_sha256: str, run_name: str,
-           smoke_wall_seconds: float | None) -> dict:
+           smoke_wall_seconds: float | None, processes: int = 1, strategy: str = "ddp") -> dict:
     """The calibration entry: smoke's measurements beside the estimate for the same batch."""
     cfg = full.axolotl
     config_sha256 = config_key(full)
@@ -118,7 +121,8 @@ def record(full: LoadedConfig, facts, gpu: GpuSpec, measured: dict, data_sha256:
     timed = (steps.get("median_after_first") or 0) * (measured.get("steps_measured") or 0)
     overhead = max(0.0, smoke_wall_seconds - timed) if smoke_wall_seconds else None
     return {
-        "key": entry_key(config_sha256, data_sha256, gpu.name),
+        "key": entry_key(config_sha256, data_sha256, gpu.name, processes, strategy),
+        "processes": processes, "strategy": strategy,
         "config_sha256": config_sha256, "data_sha256": data_sha256, "gpu": gpu.name,
         "capacity_gib": gpu_memory.get("total_gib") or round(gpu.capacity_gib, 3),
         "recorded_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -29,6 +29,7 @@ OPTIMIZER_STATE_BYTES = {
     "adamw_torch_npu_fused": 8, "adamw_anyprecision": 8, "adamw_bnb_32bit": 8, "paged_adamw_32bit": 8,
     "adamw_32bit": 8, "adam": 8, "adamw": 8,
     "adamw_bnb_8bit": 2 * _BNB8, "adamw_8bit": 2 * _BNB8, "paged_adamw_8bit": 2 * _BNB8, "adam_8bit": 2 * _BNB8,
+    "adamw_torch_8bit": 2 * _BNB8,  # torchao AdamW8bit: 8-bit states, one fp32 scale per 256-value block
     "lion_32bit": 4, "paged_lion_32bit": 4, "lion_8bit": _BNB8, "paged_lion_8bit": _BNB8,
     "ademamix": 12, "paged_ademamix_32bit": 12, "ademamix_8bit": 3 * _BNB8, "paged_ademamix_8bit": 3 * _BNB8,
     "rmsprop": 4, "rmsprop_bnb": 4, "rmsprop_bnb_32bit": 4, "rmsprop_bnb_8bit": _BNB8, "adagrad": 4,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import LoadedConfig
+from .distributed import SINGLE, Topology
 from ..data import VerifiedData
 from ..facts.attention import AttentionSource
 from ..facts.gpus import GpuSpec
@@ -28,6 +29,7 @@ class Plan:
     machine: Machine | None            # this machine, detected once (None when not needed)
     findings: list[Check] = field(default_factory=list)  # warnings and infos the command shows
     estimate: Any = None               # the memory estimate on the target or this machine's GPU
+    topology: Topology = SINGLE        # how many training processes, on how many machines
     attention: AttentionSource | None = None  # this machine's flash-attention source (CUDA machines)
     fallbacks: list[dict] = field(default_factory=list)  # config changes made for this machine (checks/attention.py)
 

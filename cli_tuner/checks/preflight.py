@@ -17,7 +17,8 @@ from ..errors import ConfigError, DataError, EnvironmentProblem
 from ..facts import attention as attention_facts, gpus, machine as machine_facts, models
 from ..findings import Check, first_error
 from ..paths import PREPARED_DIR
-from . import attention, config_rules, data_report, environment, memory
+from . import attention, config_rules, data_report, distributed, environment, memory, memory_sharding
+from .distributed import SINGLE, Topology
 from .plan import Plan
 
 KIND_ERRORS = {"data": DataError, "config": ConfigError, "environment": EnvironmentProblem}
@@ -61,17 +62,34 @@ def raise_for(problems: list[config_rules.Problem], source: str) -> list[Check]:
     return as_checks(problems)
 
 
-def check_config(loaded: LoadedConfig, facts, gpu) -> list[Check]:
-    return raise_for(config_rules.all_problems(loaded, facts, gpu), str(loaded.path))
+def deepspeed_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("deepspeed") is not None
 
 
-def memory_on(loaded: LoadedConfig, facts, gpu: gpus.GpuSpec) -> tuple[memory.MemoryEstimate, Check]:
+def check_config(loaded: LoadedConfig, facts, gpu, topology: Topology = SINGLE) -> list[Check]:
+    problems = config_rules.all_problems(loaded, facts, gpu)
+    problems += distributed.rules(loaded.axolotl, topology, gpu.kind if gpu is not None else None,
+                                  deepspeed_installed())
+    return raise_for(problems, str(loaded.path))
+
+
+def memory_on(loaded: LoadedConfig, facts, gpu: gpus.GpuSpec, topology: Topology = SINGLE,
+              strategy: str | None = None) -> tuple[memory.MemoryEstimate, Check]:
+    """The peak on one GPU; on several processes, on each of them (`strategy`: the config's by default)."""
     estimate = memory.estimate(loaded.axolotl, facts, gpu)
+    strategy = strategy or distributed.strategy_of(loaded.axolotl)
+    if topology.distributed or strategy != "ddp":
+        if strategy not in distributed.STRATEGIES:
+            raise ConfigError(f"{loaded.path}: no per-GPU estimate for strategy {strategy}; "
+                              f"one of {', '.join(distributed.STRATEGIES)}")
+        estimate = memory_sharding.per_gpu(estimate, facts, strategy, topology.world_size)
     return estimate, memory.fit_check(estimate, str(loaded.path))
 
 
 def environment_checks(mode: str, found: machine_facts.Machine, target, loaded: LoadedConfig, facts,
-                       output_root: Path | str) -> tuple[list[Check], memory.MemoryEstimate | None]:
+                       output_root: Path | str, topology: Topology = SINGLE) -> tuple[list[Check], memory.MemoryEstimate | None]:
     """The environment checks `mode` needs on this machine, and the memory estimate on its GPU."""
     disk_need = memory.estimate_checkpoint_disk(loaded.axolotl, facts)
     results = environment.checks(found, mode, output_root=output_root,
@@ -80,7 +98,7 @@ def environment_checks(mode: str, found: machine_facts.Machine, target, loaded: 
     if mode in GPU_MODES:
         results = environment.device_checks(found, target, loaded) + results
         if found.kind in ("cuda", "mps"):
-            estimate, check = memory_on(loaded, facts, machine_facts.gpu_spec(found))
+            estimate, check = memory_on(loaded, facts, machine_facts.gpu_spec(found), topology)
             results.append(check)
     return results, estimate
 
@@ -93,7 +111,7 @@ def raise_environment(source: str, results: list[Check]) -> None:
 
 
 def prepare(mode: str, loaded: LoadedConfig, *, output_root: Path | str | None = None,
-            check_environment: bool = True) -> Plan:
+            check_environment: bool = True, topology: Topology = SINGLE) -> Plan:
     """Data, config, machine, model: verified in that order, so nothing costly runs on a bad input.
     The machine is detected before the config is checked, so the checks see its fallback (checks/attention.py)."""
     verified = verify_data(loaded)  # first: no model, no GPU on bad data
@@ -107,11 +125,12 @@ def prepare(mode: str, loaded: LoadedConfig, *, output_root: Path | str | None =
         # for flash attention on a CUDA machine with no source for it trains with sdpa.
         source = attention_facts.detect()
         fallbacks = attention.machine_fallback(loaded.axolotl, found, source)
-    findings = check_config(loaded, facts, target)
-    plan = Plan(mode, loaded, verified, facts, target, found, findings, attention=source, fallbacks=fallbacks)
+    findings = check_config(loaded, facts, target, topology)
+    plan = Plan(mode, loaded, verified, facts, target, found, findings, attention=source, fallbacks=fallbacks,
+                topology=topology)
     if found is not None and check_environment:
         root = output_root or os.environ.get("OUTPUT_ROOT", "outputs")
-        results, plan.estimate = environment_checks(mode, found, target, loaded, facts, root)
+        results, plan.estimate = environment_checks(mode, found, target, loaded, facts, root, topology)
         raise_environment(f"{mode} preflight", results)
         plan.findings += [c for c in results if c.failed]
     return plan

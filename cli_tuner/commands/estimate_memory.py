@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 
 from .. import console
-from ..checks import memory, preflight
+from ..checks import distributed, memory, preflight
 from ..facts import machine as machine_facts
 from . import options
 
@@ -19,6 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cuda-major", type=int, choices=sorted(memory.BARE_CONTEXT_GIB), default=None,
                         help="CUDA runtime major of the torch that will train (default: this machine's torch on "
                              f"its GPU, else the image's, CUDA {memory.IMAGE_CUDA_MAJOR}); sets the CUDA context's size")
+    options.add_gpus_argument(parser)
+    parser.add_argument("--strategy", choices=distributed.STRATEGIES, default=None,
+                        help="how the processes split the memory: ddp replicates, fsdp2 shards parameters, gradients "
+                             "and optimizer states, zero2 shards gradients and optimizer states (default: the "
+                             "config's, ddp when it names none)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
         console.out(f"no --target or cli_tuner.target: estimating for this machine's {gpu.name}")
     if args.cuda_major is not None and gpu.kind == "cuda":
         gpu = dataclasses.replace(gpu, cuda_major=args.cuda_major)
-    estimate, check = preflight.memory_on(loaded, facts, gpu)
+    topology = options.topology(args)
+    preflight.raise_for(distributed.topology_problems(topology), "--gpus")
+    estimate, check = preflight.memory_on(loaded, facts, gpu, topology, args.strategy)
     console.show(estimate.renderable())
     memory.raise_unless_fits(check)
     if check.failed:

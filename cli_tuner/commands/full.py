@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 
 from .. import console
-from ..checks import calibration
+from ..checks import calibration, distributed
 from ..checks.plan import Plan
 from ..facts import machine as machine_facts
 from . import training_mode
 
 NAME = "full"
 HELP = "the full training run, then the checkpoint check and phase2-final/"
-add_arguments = training_mode.add_arguments
+add_arguments = training_mode.add_gpu_arguments
 
 
 def check_calibration(args: argparse.Namespace, plan: Plan) -> calibration.Decision | None:
@@ -25,10 +25,11 @@ def check_calibration(args: argparse.Namespace, plan: Plan) -> calibration.Decis
         return None  # preflight has refused a machine without a GPU already, unless told to skip checks
     headroom, price = calibration.settings(plan.loaded)
     gpu = machine_facts.gpu_spec(plan.machine)
-    key = calibration.entry_key(calibration.config_key(plan.loaded), plan.verified.data_sha256, gpu.name)
+    key = calibration.entry_key(calibration.config_key(plan.loaded), plan.verified.data_sha256, gpu.name,
+                                plan.topology.world_size, distributed.strategy_of(plan.loaded.axolotl))
     entry = calibration.find(args.output_root, key)
     if entry is None or entry.get("measured", {}).get("peak_device_gib") is None:
-        console.say(f"no smoke calibration for this config, data and {gpu.name} in "
+        console.say(f"no smoke calibration for this config, data, {gpu.name} and {plan.topology.world_size} process(es) in "
                     f"{calibration.path_in(args.output_root)}: run `smoke` first to measure; going on the estimate alone")
         return None
     train_files = {str(p) for p in plan.loaded.split_files()["train"]}

@@ -7,7 +7,9 @@ import os
 from pathlib import Path
 
 from .. import config, console, settings
+from ..checks.distributed import Topology
 from ..checks.plan import Plan
+from ..errors import UsageError
 from ..config import LoadedConfig
 from ..facts import gpus
 from ..paths import DEFAULT_CONFIG
@@ -97,3 +99,40 @@ def show_findings(plan: Plan) -> None:
     """The warnings preflight collected, on stderr, before the command goes on."""
     for finding in plan.findings:
         console.problem(f"  {finding.level}: {finding.line()}")
+
+
+def add_gpus_argument(parser: argparse.ArgumentParser, default_help: str = "1") -> None:
+    parser.add_argument("--gpus", type=int, default=None, metavar="N",
+                        help=f"training processes (one per GPU) on this machine (default {default_help}); the "
+                             "effective batch is micro batch x accumulation x processes")
+
+
+def add_node_arguments(parser: argparse.ArgumentParser) -> None:
+    """Several machines, as torchrun takes them; each defaults to the PET_* variable torchrun reads."""
+    parser.add_argument("--nnodes", type=int, default=_env_int("PET_NNODES", 1),
+                        help="machines in the run (env PET_NNODES; default %(default)s)")
+    parser.add_argument("--node-rank", type=int, default=_env_int("PET_NODE_RANK", 0),
+                        help="this machine's rank, 0 on the master (env PET_NODE_RANK; default %(default)s)")
+    parser.add_argument("--master-addr", default=os.environ.get("PET_MASTER_ADDR") or os.environ.get("MASTER_ADDR"),
+                        help="address of the node-rank-0 machine, reachable from all (env PET_MASTER_ADDR or MASTER_ADDR)")
+    parser.add_argument("--master-port", type=int,
+                        default=_env_int("PET_MASTER_PORT", None) or _env_int("MASTER_PORT", None),
+                        help="free TCP port on the master (env PET_MASTER_PORT or MASTER_PORT; torchrun's default 29500)")
+
+
+def _env_int(name: str, default: int | None) -> int | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"{name}={value!r} is not a whole number; fix or unset it") from None
+
+
+def topology(args: argparse.Namespace, default_processes: int = 1, cpu: bool = False) -> Topology:
+    """The processes the command line asks for; --gpus defaults to `default_processes`."""
+    processes = args.gpus if getattr(args, "gpus", None) is not None else default_processes
+    return Topology(nproc_per_node=processes, nnodes=getattr(args, "nnodes", 1), node_rank=getattr(args, "node_rank", 0),
+                    master_addr=getattr(args, "master_addr", None), master_port=getattr(args, "master_port", None),
+                    cpu=cpu)

@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-steps", type=int, default=None, help="checkpoint interval (default: at the end)")
     parser.add_argument("--packing", choices=("config", "on", "off"), default="config",
                         help="sample packing as in the config, or forced on/off")
+    parser.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="training processes: N > 1 runs DDP over gloo on the CPU through torchrun, the launcher "
+                             "path `smoke`/`full --gpus N` take on the pod (default %(default)s)")
 
 
 def set_keys(sets: list[str]) -> set[str]:

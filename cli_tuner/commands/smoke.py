@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from .. import console
-from ..checks import calibration
+from ..checks import calibration, distributed
 from ..checks.plan import Plan
 from ..facts import machine as machine_facts
 from ..paths import PROVENANCE_FILE, SMOKE_OVERLAY
@@ -17,7 +17,7 @@ from . import training_mode
 
 NAME = "smoke"
 HELP = "10-step smoke run derived from the full config (overlay configs/axolotl_smoke_test.yaml)"
-add_arguments = training_mode.add_arguments
+add_arguments = training_mode.add_gpu_arguments
 
 
 def record_calibration(args: argparse.Namespace, plan: Plan, run_dir: Path) -> Path | None:
@@ -32,7 +32,8 @@ def record_calibration(args: argparse.Namespace, plan: Plan, run_dir: Path) -> P
     except (OSError, ValueError):
         wall = None
     entry = calibration.record(full, plan.facts, machine_facts.gpu_spec(plan.machine), measured,
-                               plan.verified.data_sha256, run_dir.name, wall)
+                               plan.verified.data_sha256, run_dir.name, wall, plan.topology.world_size,
+                               distributed.strategy_of(full.axolotl))
     saved = calibration.save(args.output_root, entry)
     console.show(calibration.comparison(entry))
     console.say(f"calibration saved in {saved} ({entry['key']}): `full` with this config, data and GPU reads it")

@@ -7,11 +7,13 @@ import dataclasses
 from pathlib import Path
 
 from .. import console
-from ..checks import attention, data_report, eval_batches, preflight, steps
+from ..checks import attention, data_report, distributed, eval_batches, preflight, steps
 from ..errors import DataError
 from ..paths import SMOKE_OVERLAY
 from ..config import LoadedConfig
-from ..errors import AlreadyFinished, CliTunerError
+from ..errors import AlreadyFinished, CliTunerError, EnvironmentProblem
+from ..checks.distributed import Topology
+from ..facts import machine as machine_facts
 from ..training import lifecycle, pipeline, rehearsal, tracking
 from . import options
 
@@ -21,29 +23,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_run_arguments(parser)
 
 
+def add_gpu_arguments(parser: argparse.ArgumentParser) -> None:
+    """smoke and full: processes per machine and the machines (torchrun's options)."""
+    add_arguments(parser)
+    options.add_gpus_argument(parser, "all visible GPUs on a CUDA machine, else 1")
+    options.add_node_arguments(parser)
+
+
+def topology_for(mode: str, args: argparse.Namespace) -> Topology:
+    """The processes this run asks for: the rehearsal's --processes on the CPU, or --gpus (default:
+    every visible CUDA GPU) with the machines' options."""
+    if mode == "rehearse":
+        return Topology(nproc_per_node=args.processes, cpu=True)
+    found = machine_facts.detect()
+    visible = found.device_count if found.kind == "cuda" else 0
+    topology = options.topology(args, default_processes=max(visible, 1))
+    if found.kind == "cuda" and topology.nproc_per_node > visible and not args.skip_checks:
+        raise EnvironmentProblem(f"--gpus {topology.nproc_per_node}: this machine shows {visible} CUDA GPU"
+                                 f"{'s' if visible != 1 else ''}; ask at most {visible} (CUDA_VISIBLE_DEVICES limits them)")
+    return topology
+
+
 def train(mode: str, args: argparse.Namespace, loaded: LoadedConfig,
           rehearsal_options: pipeline.RehearsalOptions | None = None, before=None, after=None) -> int:
     """`before(plan)` runs after preflight and before any model loads; `after(plan, run_dir)` after training."""
     if not args.verbose:
         console.hold_library_logs()  # libraries' warnings go to train.log, not between the bars
     with console.phase("data check") as check:
-        plan = preflight.prepare(mode, loaded, output_root=args.output_root, check_environment=not args.skip_checks)
+        plan = preflight.prepare(mode, loaded, output_root=args.output_root, check_environment=not args.skip_checks,
+                                 topology=topology_for(mode, args))
         check.done("passed")
     console.say(f"data verified: {len(plan.verified.files)} files, data sha256 {plan.verified.data_sha256[:16]}...")
+    if plan.topology.distributed:
+        batch = distributed.batch_of(plan.loaded.axolotl, plan.topology.world_size)
+        console.say(f"{plan.topology.world_size} processes ({plan.topology.nnodes} machine"
+                    f"{'s' if plan.topology.nnodes != 1 else ''}, {distributed.strategy_of(plan.loaded.axolotl)}"
+                    f"{', gloo on CPU' if plan.topology.cpu else ''}): {batch.line()}")
     options.show_findings(plan)
     if plan.fallbacks:
         console.say(attention.describe(plan.fallbacks))
     report = check_data(plan, args.output_root, rehearsal_options)
     # The pod's eval batching on the eval set the pod's run evaluates (smoke: its slice, grown when short).
     if mode == "smoke":
-        size_smoke_slice(plan.loaded, report)
+        size_smoke_slice(plan.loaded, report, plan.topology.world_size)
     else:
         require_eval_batch(plan.loaded, plan.loaded.axolotl, report)
     if mode == "rehearse":
         # The rehearsal batches as its resolved config says (row length, packing batching).
         cfg, _ = rehearsal.rehearsal_config(plan.loaded.axolotl, Path("rehearsal-model"), rehearsal_options.steps,
                                             rehearsal_options.save_steps, rehearsal_options.packing)
-        require_one_step(plan.loaded, cfg, report, "the rehearsal")
+        require_one_step(plan.loaded, across(cfg, plan.topology.world_size), report, "the rehearsal")
         rehearsal_options = size_rehearsal_eval(plan.loaded, cfg, report, rehearsal_options)
     if before is not None:
         before(plan)
@@ -84,6 +113,14 @@ def require_one_step(loaded: LoadedConfig, cfg: dict, report: data_report.DataRe
     return needed
 
 
+def across(cfg: dict, processes: int) -> dict:
+    """`cfg` as one optimizer step of `processes` ranks consumes data: each rank takes its own micro
+    batches, so a step takes the accumulation times the processes."""
+    if processes <= 1:
+        return cfg
+    return {**cfg, "gradient_accumulation_steps": int(cfg.get("gradient_accumulation_steps") or 1) * processes}
+
+
 def val_files(loaded: LoadedConfig) -> str:
     return ", ".join(str(p) for p in loaded.split_files()["val"])
 
@@ -93,14 +130,15 @@ def require_eval_batch(loaded: LoadedConfig, cfg: dict, report: data_report.Data
     eval_batches.require_one_batch(cfg, eval_batches.eval_set(report.val_lengths), val_files(loaded), str(loaded.path))
 
 
-def size_smoke_slice(loaded: LoadedConfig, report: data_report.DataReport) -> None:
+def size_smoke_slice(loaded: LoadedConfig, report: data_report.DataReport, processes: int = 1) -> None:
     """The smoke slice must hold one full optimizer step of this config's packing, micro batch and
-    accumulation, and one eval batch of its eval batching; grow it past cli_tuner.train_examples /
-    val_examples when it does not."""
+    accumulation on every process, and one eval batch of its eval batching; grow it past
+    cli_tuner.train_examples / val_examples when it does not."""
     asked = loaded.settings.train_examples
     if asked:
-        needed = require_one_step(loaded, loaded.axolotl, report, "smoke", at_least=asked)
-        need = steps.need_for_one_step(loaded.axolotl)
+        cfg = across(loaded.axolotl, processes)
+        needed = require_one_step(loaded, cfg, report, "smoke", at_least=asked)
+        need = steps.need_for_one_step(cfg)
         if needed != asked:
             console.say(f"smoke slice: {needed} train examples, not {asked}: one optimizer step of this config "
                         f"takes {need.describe()}")

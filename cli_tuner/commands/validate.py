@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from .. import console
-from ..checks import calibration, data_report, eval_batches, memory, preflight
+from ..checks import calibration, data_report, distributed, eval_batches, memory, preflight
+from ..config import read_yaml
 from ..training import tracking
 from . import options
 
@@ -17,12 +18,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_config_arguments(parser)
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder for the data report (overrides the config)")
     parser.add_argument("--no-data-report", action="store_true", help="skip token statistics (no tokenizer needed)")
+    options.add_gpus_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     tracking.load_env_file()  # as the training modes do: the environment stand-ins of the settings are checked too
     loaded = options.load_config(args)
-    plan = preflight.prepare(NAME, loaded)
+    topology = options.topology(args)
+    plan = preflight.prepare(NAME, loaded, topology=topology)
     verified = plan.verified
     console.out(f"data: {len(verified.files)} files match their manifest (data sha256 {verified.data_sha256[:16]}...)")
     options.show_findings(plan)
@@ -36,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
         data_report.raise_for_errors(report)
         eval_batches.require_one_batch(loaded.axolotl, eval_batches.eval_set(report.val_lengths),
                                        ", ".join(str(p) for p in loaded.split_files()["val"]), str(loaded.path))
+    show_batch(loaded, topology)
     if plan.target is not None:
-        estimate, check = preflight.memory_on(loaded, plan.facts, plan.target)
+        estimate, check = preflight.memory_on(loaded, plan.facts, plan.target, topology)
         console.show(estimate.renderable())
         memory.raise_unless_fits(check)
         if check.failed:
@@ -60,3 +64,13 @@ def show_projection(plan, report: data_report.DataReport | None) -> None:
                     f"without max_steps and no data report to count packed rows); `smoke` measures it")
     else:
         console.out(projection.line())
+
+
+def show_batch(loaded, topology) -> None:
+    """The strategy, the processes and the effective batch; advice when they change the config's own."""
+    batch = distributed.batch_of(loaded.axolotl, topology.world_size, read_yaml(loaded.path))
+    console.out(f"strategy: {distributed.strategy_of(loaded.axolotl)} on {topology.world_size} "
+                f"process{'es' if topology.world_size != 1 else ''}; {batch.line()}")
+    advice = batch.advice()
+    if advice:
+        console.problem(f"note: {advice}")

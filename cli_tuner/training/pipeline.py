@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import atomic, console, data
+from ..checks import distributed
+from ..checks.distributed import SINGLE, Topology
 from ..checks.plan import Plan
 from ..config import TUNER_KEY, LoadedConfig, canonical_hash, dump_yaml
 from ..errors import CheckpointGateFailed, Interrupted, TrainingFailed
@@ -27,7 +29,7 @@ from ..evaluation.report import GateSettings
 from ..facts import gpus
 from ..paths import (FINAL_DIR, PREPARED_DIR, PROGRESS_FILE, PROVENANCE_FILE, REHEARSAL_MODEL_DIR, REPO_ROOT,
                      RESOLVED_CONFIG, TRAIN_LOG)
-from . import attempts, lifecycle, measurements, rehearsal, run_folder, tracking
+from . import attempts, launcher, lifecycle, measurements, rehearsal, run_folder, tracking
 from .provenance import Provenance
 
 PLUGIN = "cli_tuner.training.axolotl_plugin.CliTunerPlugin"
@@ -239,17 +241,18 @@ def write_held_library_logs(log_path: Path) -> None:
 
 
 def run_training(resolved_path: Path, run_dir: Path, env: dict, verbose: bool = False,
-                 pass_fds: tuple[int, ...] = ()) -> tuple[int, int | None]:
+                 pass_fds: tuple[int, ...] = (), topology: Topology = SINGLE,
+                 strategy: str = "ddp") -> tuple[int, int | None]:
     """Run `axolotl train` in its own session; (exit code, signal we received or None).
 
     Its whole output goes to train.log; the console gets it too with `verbose`, else the
     preparation and training bars, and on failure the log's last lines. `pass_fds`: the run
     lock, so the folder stays locked while a trainer orphaned by a killed parent still writes
-    into it."""
-    env = dict(env)
+    into it. `topology`: one process, or torchrun's ranks (training.launcher)."""
+    env = launcher.environment(env, topology)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.setdefault("PYTHONUNBUFFERED", "1")
-    command = [sys.executable, "-m", "axolotl.cli.main", "train", str(resolved_path), "--launcher", "python"]
+    command = launcher.command(resolved_path, topology, strategy)
     received: list[int] = []
     log_path = run_dir / TRAIN_LOG
     write_held_library_logs(log_path)
@@ -262,10 +265,11 @@ def run_training(resolved_path: Path, run_dir: Path, env: dict, verbose: bool = 
         def on_signal(signum, _frame):
             received.append(signum)
             if len(received) == 1:
-                say(f"signal {signum}: asking the trainer to checkpoint and stop (send again to stop at once)")
-                child.send_signal(signal.SIGTERM)
+                reached = launcher.deliver(signal.SIGTERM, child.pid, launcher.uses_torchrun(command))
+                who = f"{len(reached)} ranks" if launcher.uses_torchrun(command) else "the trainer"
+                say(f"signal {signum}: asking {who} to checkpoint and stop (send again to stop at once)")
             else:
-                child.kill()
+                launcher.kill_all(child.pid)
 
         def read_output():
             for line in child.stdout:
@@ -320,7 +324,8 @@ def last_error_line(log_path: Path) -> str:
         lines = [l.strip() for l in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if l.strip()]
     except OSError:
         return "no log"
-    errors = [l for l in lines if "Error" in l or "error:" in l]
+    # torchrun's own closing ChildFailedError names no cause; a rank's error line does
+    errors = [l for l in lines if ("Error" in l or "error:" in l) and "ChildFailedError" not in l]
     return (errors or lines or ["no output"])[-1][:300]
 
 
@@ -377,13 +382,20 @@ def run(plan: Plan, options: RunOptions, rehearsal_options: RehearsalOptions | N
     settings = loaded.settings
     identity = identity_of(mode, loaded, verified, rehearsal_options)
     folder = run_folder.open_run(Path(options.output_root), identity, options.run_id, options.new_run,
-                                 resume=options.resume, say=say)
+                                 resume=options.resume, say=say, layout=layout_of(plan))
     try:
         with lifecycle.job_pid_file(Path(options.output_root)):
             attempt = attempts.begin(folder.path, settings.max_identical_failures)
             return _run_locked(plan, options, rehearsal_options, settings, identity, folder, attempt)
     finally:
         folder.lock.release()
+
+
+def layout_of(plan: Plan) -> run_folder.Layout:
+    topology = plan.topology
+    first = topology.node_rank * topology.nproc_per_node
+    return run_folder.Layout(topology.world_size, distributed.strategy_of(plan.loaded.axolotl),
+                             range(first, first + topology.nproc_per_node))
 
 
 def _run_locked(plan: Plan, options: RunOptions, rehearsal_options, settings, identity, folder, attempt) -> Path:
@@ -431,6 +443,9 @@ def _run_locked(plan: Plan, options: RunOptions, rehearsal_options, settings, id
                 attempt=len(attempt.history),
                 tracking=tracking_summary,
                 trainer=trainer_record,
+                world_size=plan.topology.world_size,
+                layout=layout_of(plan).record(),
+                topology=plan.topology.record(),
                 steps={"planned": cfg.get("max_steps"), "completed": None},
                 # the warnings preflight let through (a torch other than the pin, say): the run's own record
                 preflight_warnings=[c.line() for c in plan.findings if c.failed],
@@ -438,7 +453,8 @@ def _run_locked(plan: Plan, options: RunOptions, rehearsal_options, settings, id
             )
             measurements.write_inputs(plan, cfg, run_dir)  # the plugin's MFU needs them and may not import checks/
             returncode, received = run_training(resolved_path, run_dir, env, verbose=options.verbose,
-                                                pass_fds=(folder.lock.fileno(),))
+                                                pass_fds=(folder.lock.fileno(),), topology=plan.topology,
+                                                strategy=distributed.strategy_of(cfg))
             progress = progress_of(run_dir)
             if received is not None:
                 status, error = "interrupted", f"signal {received} at step {progress.get('step')}"
@@ -450,7 +466,9 @@ def _run_locked(plan: Plan, options: RunOptions, rehearsal_options, settings, id
                 raise TrainingFailed(f"training failed (axolotl exit {returncode}): {reason}; full log: {run_dir / TRAIN_LOG}")
             say(f"training finished: step {progress.get('step')}, train loss {progress.get('train_loss')}, "
                 f"eval loss {progress.get('eval_loss')}")
-            if mode in ("full", "rehearse"):
+            if mode in ("full", "rehearse") and plan.topology.node_rank > 0:
+                say(f"node {plan.topology.node_rank}: training done; node 0 saves, checks and publishes the adapter")
+            elif mode in ("full", "rehearse"):
                 final = publish_final(run_dir)
                 reasons = check_final(plan, final, provenance)
                 if reasons:

@@ -42,9 +42,31 @@ class Identity:
             self.mode, self.config_sha256, self.data_sha256)
 
 
-def checkpoint_problem(path: Path) -> str | None:
+def rank_shards_problem(path: Path, strategy: str, ranks: range) -> str | None:
+    """A checkpoint of several processes is complete only when every rank wrote its part: its RNG
+    state (transformers' rng_state_<rank>.pth), and under ZeRO its optimizer partition, under FSDP
+    its optimizer shard. `ranks`: the ranks whose files this machine's folder must hold."""
+    if len(ranks) < 2 and ranks.start == 0:
+        return None
+    missing = [f"rng_state_{r}.pth" for r in ranks if not (path / f"rng_state_{r}.pth").is_file()]
+    if strategy.startswith("zero"):
+        missing += [f"global_step*/*zero_pp_rank_{r}_*optim_states.pt" for r in ranks
+                    if not any(path.glob(f"global_step*/*zero_pp_rank_{r}_*optim_states.pt"))]
+    if strategy == "fsdp2" and (path / "optimizer_0").is_dir():
+        missing += [f"optimizer_0/__{r}_0.distcp" for r in ranks if not (path / "optimizer_0" / f"__{r}_0.distcp").is_file()]
+    return f"missing {', '.join(missing)} (not every rank finished its part)" if missing else None
+
+
+def required_files(strategy: str) -> tuple[str, ...]:
+    """DeepSpeed keeps the optimizer in global_step*/ and FSDP may in optimizer_0/: no optimizer.pt."""
+    if strategy == "ddp":
+        return CHECKPOINT_FILES
+    return tuple(name for name in CHECKPOINT_FILES if name != "optimizer.pt")
+
+
+def checkpoint_problem(path: Path, strategy: str = "ddp", ranks: range = range(1)) -> str | None:
     """Why a checkpoint folder cannot be resumed from, or None when it is complete and loadable."""
-    missing = [name for name in CHECKPOINT_FILES if not (path / name).is_file()]
+    missing = [name for name in required_files(strategy) if not (path / name).is_file()]
     weights = next((path / name for name in ADAPTER_WEIGHTS if (path / name).is_file()), None)
     if weights is None:
         missing.append(ADAPTER_WEIGHTS[0])
@@ -64,9 +86,9 @@ def checkpoint_problem(path: Path) -> str | None:
         except Exception as exc:  # a truncated file fails here, whatever the exception class
             return f"unreadable {weights.name} ({type(exc).__name__})"
     for name in ("optimizer.pt", "scheduler.pt"):
-        if (path / name).stat().st_size == 0:
+        if (path / name).is_file() and (path / name).stat().st_size == 0:
             return f"empty {name}"
-    return None
+    return rank_shards_problem(path, strategy, ranks)
 
 
 def checkpoints(run_dir: Path) -> list[Path]:
@@ -74,10 +96,11 @@ def checkpoints(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(CHECKPOINT_PATTERN.match(p.name).group(1)))
 
 
-def newest_complete_checkpoint(run_dir: Path, say=console.say) -> Path | None:
+def newest_complete_checkpoint(run_dir: Path, say=console.say, strategy: str = "ddp",
+                               ranks: range = range(1)) -> Path | None:
     """The newest checkpoint that can be resumed from; broken newer ones are set aside, not deleted."""
     for path in reversed(checkpoints(run_dir)):
-        problem = checkpoint_problem(path)
+        problem = checkpoint_problem(path, strategy, ranks)
         if problem is None:
             return path
         # Not `checkpoint-*`: transformers globs that to rotate and to find the latest checkpoint.
@@ -128,7 +151,20 @@ def _next_free(root: Path, base: str) -> Path:
 FINISHED = ("succeeded", "failed_gate")  # the run ended: training again would not change it
 
 
-def open_run(root: Path, identity: Identity, run_id: str | None, new_run: bool, resume: bool, say=console.say) -> RunFolder:
+@dataclass(frozen=True)
+class Layout:
+    """How many processes and which engine wrote a run's checkpoints; a resume must keep both."""
+
+    world_size: int = 1
+    strategy: str = "ddp"
+    ranks: range = range(1)       # the ranks whose files this machine's folder holds
+
+    def record(self) -> dict:
+        return {"world_size": self.world_size, "strategy": self.strategy}
+
+
+def open_run(root: Path, identity: Identity, run_id: str | None, new_run: bool, resume: bool, say=console.say,
+             layout: Layout = Layout()) -> RunFolder:
     """Pick the run folder, lock it, and decide: fresh start, resume, or refuse.
 
     The returned folder holds the run lock (`folder.lock`); the caller releases it when training
@@ -145,7 +181,7 @@ def open_run(root: Path, identity: Identity, run_id: str | None, new_run: bool, 
     _make_folder(path, "run folder", "mount a writable volume there or choose another --output-root")
     lock = run_lock.acquire(path, say=say)
     try:
-        return _decide(path, identity, resume, lock, say)
+        return _decide(path, identity, resume, lock, say, layout)
     except BaseException:
         lock.release()
         raise
@@ -171,16 +207,29 @@ def _refuse_other_or_finished(path: Path, identity: Identity) -> dict:
     return previous
 
 
-def _decide(path: Path, identity: Identity, resume: bool, lock, say) -> RunFolder:
+def _decide(path: Path, identity: Identity, resume: bool, lock, say, layout: Layout = Layout()) -> RunFolder:
     if not _contents(path):
         _create(path, identity)
         return RunFolder(path, identity, None, None, lock)
     previous = _refuse_other_or_finished(path, identity)
     if not resume:
         raise UsageError(f"{path} holds an unfinished run; drop --no-resume to continue it, or pass --new-run")
-    checkpoint = newest_complete_checkpoint(path, say=say)
+    _refuse_other_layout(path, previous, layout)
+    checkpoint = newest_complete_checkpoint(path, say=say, strategy=layout.strategy, ranks=layout.ranks)
     if checkpoint is None:
         say(f"{path.name}: unfinished run without a usable checkpoint; starting it again from step 0")
     else:
         say(f"{path.name}: resuming from {checkpoint.name} (status was {previous.get('status')})")
     return RunFolder(path, identity, checkpoint, previous, lock)
+
+
+def _refuse_other_layout(path: Path, previous: dict, layout: Layout) -> None:
+    """Checkpoints hold per-rank RNG state and, under FSDP/ZeRO, per-rank shards: they resume only on
+    the processes and engine that wrote them."""
+    before = previous.get("layout")
+    if not before or not checkpoints(path):
+        return
+    if (before.get("world_size"), before.get("strategy")) != (layout.world_size, layout.strategy):
+        raise UsageError(f"{path}: its checkpoints were written by {before.get('world_size')} processes with "
+                         f"{before.get('strategy')}, this start asks {layout.world_size} with {layout.strategy}; resume "
+                         f"with the same --gpus/--nnodes and overlay, or pass --new-run")

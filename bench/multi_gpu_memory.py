@@ -1,0 +1,101 @@
+"""Per-GPU peak memory estimates: every shipped 4-bit config x strategy overlay x process count, and
+the estimate beside AnswerDotAI's published per-GPU peaks (the figures docs/multi-gpu.md shows).
+
+    .venv/bin/python -m bench.multi_gpu_memory            # markdown tables
+    .venv/bin/python -m bench.multi_gpu_memory --json     # the same numbers as JSON
+
+Estimates, not measurements: checks/memory.py's one-GPU model split by checks/memory_sharding.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from cli_tuner import config
+from cli_tuner.checks import distributed, memory, memory_sharding, preflight
+from cli_tuner.facts.gpus import GpuSpec
+from cli_tuner.facts.models import ModelFacts
+from cli_tuner.paths import REPO_ROOT
+
+CONFIGS = ("configs/axolotl_config.yaml", "configs/training_config_h100.yaml")
+OVERLAYS = {"ddp": "configs/overlays/ddp.yaml", "fsdp2": "configs/overlays/fsdp2-qlora.yaml",
+            "zero2": "configs/overlays/deepspeed-zero2.yaml"}
+PROCESSES = (1, 2, 8)
+
+# AnswerDotAI/fsdp_qlora benchmarks_03_2024.md, "Case Study: A Dual 3090": Llama-2 7B QLoRA on 2 GPUs,
+# their train.py defaults (LoRA r64 on q,k,v,gate,up,down, AdamW, bf16, reentrant checkpointing).
+LLAMA2_7B = ModelFacts(
+    name="meta-llama/Llama-2-7b-hf", source="published config.json", model_type="llama",
+    architectures=["LlamaForCausalLM"], hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+    num_attention_heads=32, num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096,
+    tie_word_embeddings=False, rope_theta=10000.0, rms_norm_eps=1e-5)
+RTX3090 = GpuSpec("RTX 3090", 24, bf16=True, flash_attention=True, bnb_4bit=True, peak_bf16_tflops=71.0, kind="cuda")
+ANSWERDOTAI = {
+    "adapter": "qlora", "load_in_4bit": True, "lora_r": 64, "lora_dropout": 0.0,
+    "lora_target_modules": ["q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "down_proj"],
+    "gradient_checkpointing": True, "attn_implementation": "sdpa", "bf16": True, "optimizer": "adamw_torch",
+    "bnb_config_kwargs": {"bnb_4bit_use_double_quant": False},
+}
+PUBLISHED_PER_GPU = [("fsdp2", 1, 512, 4.98), ("fsdp2", 1, 2048, 5.21), ("fsdp2", 4, 2048, 11.22),
+                     ("fsdp2", 10, 2048, 20.97), ("ddp", 8, 2048, 20.94)]
+
+
+def training_peak(strategy: str, batch: int, sequence: int, processes: int = 2) -> float:
+    one = memory.estimate(dict(ANSWERDOTAI, micro_batch_size=batch, sequence_len=sequence), LLAMA2_7B, RTX3090,
+                          with_advice=False)
+    return sum(memory_sharding.per_gpu(one, LLAMA2_7B, strategy, processes).parts.values())
+
+
+
+
+def shipped_rows() -> list[dict]:
+    rows = []
+    for path in CONFIGS:
+        for strategy, overlay in OVERLAYS.items():
+            loaded = config.load(REPO_ROOT / path, overlays=[str(REPO_ROOT / overlay)])
+            facts = preflight.resolve_facts(loaded)
+            gpu = preflight.resolve_target(loaded)
+            one = memory.estimate(loaded.axolotl, facts, gpu, with_advice=False)
+            for n in PROCESSES:
+                est = memory_sharding.per_gpu(one, facts, strategy, n)
+                batch = distributed.batch_of(loaded.axolotl, n, config.read_yaml(REPO_ROOT / path))
+                rows.append({"config": path.rsplit("/", 1)[1], "target": gpu.name, "strategy": strategy, "processes": n,
+                             "training_peak_gib": round(sum(est.parts.values()), 2),
+                             "loading_peak_gib": round(est.load_peak_gib, 2),
+                             "per_gpu_peak_gib": round(est.total_gib, 2), "effective_batch": batch.effective})
+    return rows
+
+
+def published_rows() -> list[dict]:
+    return [{"strategy": s, "batch": b, "context": c, "published_gib": p,
+             "estimated_training_peak_gib": round(training_peak(s, b, c), 2),
+             "error_percent": round(100 * (training_peak(s, b, c) - p) / p, 1)} for s, b, c, p in PUBLISHED_PER_GPU]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    shipped, published = shipped_rows(), published_rows()
+    if args.json:
+        json.dump({"shipped": shipped, "published": published}, sys.stdout, indent=2)
+        print()
+        return 0
+    print("| config | strategy | processes | per-GPU training peak (GiB) | loading peak (GiB) | effective batch |")
+    print("|---|---|---:|---:|---:|---:|")
+    for r in shipped:
+        print(f"| {r['config']} ({r['target']}) | {r['strategy']} | {r['processes']} | {r['training_peak_gib']:.2f} "
+              f"| {r['loading_peak_gib']:.2f} | {r['effective_batch']} |")
+    print()
+    print("| AnswerDotAI Llama-2 7B QLoRA, 2 GPUs | batch x context | published (GiB) | estimated (GiB) | error |")
+    print("|---|---|---:|---:|---:|")
+    for r in published:
+        print(f"| {r['strategy']} | {r['batch']} x {r['context']} | {r['published_gib']:.2f} "
+              f"| {r['estimated_training_peak_gib']:.2f} | {r['error_percent']:+.1f}% |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
