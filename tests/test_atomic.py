@@ -116,6 +116,8 @@ def test_a_read_only_folder_is_an_environment_problem():
 NOT_ATOMIC_ON_PURPOSE = {
     ("training/pipeline.py", "open(log_path, \"a\""): "train.log is a stream appended while training runs",
     ("shell/syntax.py", "path.write_text(commands[index]"): "scratch scripts in a TemporaryDirectory",
+    ("evaluation/fixture.py", "tarfile.open(fileobj=buffer"): "an in-memory archive (BytesIO), not a file",
+    ("evaluation/fixture.py", "path.write_bytes(entry.content)"): "the sandbox's scratch fixture tree, rebuilt from its seed",
 }
 WRITE_CALL = re.compile(r"(?<!atomic)\.write_(text|bytes|json)\(|json\.dump\(|yaml\.(safe_)?dump\(\w+,\s*\w+\s*[,)]|"
                         r"open\([^)]*[\"'][wax]b?\+?[\"']")
