@@ -43,9 +43,12 @@ PUBLISHED_PER_GPU = [("fsdp2", 1, 512, 4.98), ("fsdp2", 1, 2048, 5.21), ("fsdp2"
 
 
 def training_peak(strategy: str, batch: int, sequence: int, processes: int = 2) -> float:
+    """The per-GPU training peak as AnswerDotAI report it: PyTorch's peak reserved memory ("the reported
+    peak reserved memory", benchmarks_03_2024.md), which the CUDA context is not part of."""
     one = memory.estimate(dict(ANSWERDOTAI, micro_batch_size=batch, sequence_len=sequence), LLAMA2_7B, RTX3090,
                           with_advice=False)
-    return sum(memory_sharding.per_gpu(one, LLAMA2_7B, strategy, processes).parts.values())
+    parts = memory_sharding.per_gpu(one, LLAMA2_7B, strategy, processes).parts
+    return sum(gib for name, gib in parts.items() if name != "cuda_context")
 
 
 

@@ -23,7 +23,7 @@ from ..paths import REQUIREMENTS
 from . import gpu_probes
 
 GIB = 2**30
-TORCH_INDEX = "https://download.pytorch.org/whl/cu128"
+TORCH_INDEX = "https://download.pytorch.org/whl/cu126"  # the image's flavour (Dockerfile.cuda); torch 2.13 has no cu128 build
 FLASH_ATTN_PIN = "2.8.3"   # axolotl 0.19.0's `flash-attn` extra
 DISK_WARNING_GIB = 20      # a 7B base model download (~15 GB) plus checkpoints
 # The torch versions Axolotl 0.19.0 supports: its wheel's METADATA says
