@@ -70,12 +70,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import OFFLINE_ENV
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_LAYERS = 4
 DEFAULT_BUDGET_S = 540
 DEFAULT_OUT = REPO / "bench_results" / "gpu_check.json"
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WANDB_MODE": "disabled",
-               "AXOLOTL_DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"}
 MIN_START_S = 60          # a smoke needs about this much just to load; less left: the case is skipped
 STOP_MARGIN_S = 20       # what stopping a timed-out smoke's process group may take (SIGTERM, then SIGKILL)
 SMOKE_STEPS = 10          # configs/axolotl_smoke_test.yaml's max_steps

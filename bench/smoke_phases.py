@@ -45,10 +45,10 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from . import OFFLINE_ENV, QWEN_REFERENCE  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
-QWEN = REPO.parent / "shared" / "data" / "tokenizers" / "qwen2.5-coder-7b-instruct"
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WANDB_MODE": "disabled",
-               "AXOLOTL_DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"}
+
 POD_CPUS = 16  # the measured H200 pod (docs/performance.md): Axolotl's default dataset_num_proc there
 
 
@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.smoke_phases", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/axolotl_config.yaml")
-    parser.add_argument("--tokenizer", default=str(QWEN))
+    parser.add_argument("--tokenizer", default=str(QWEN_REFERENCE))
     parser.add_argument("--data-dir", default=None, help="locked split folder (default: as bench_rehearsal_packing)")
     parser.add_argument("--pod-cpus", type=int, default=POD_CPUS,
                         help="the CPU count Axolotl's default dataset_num_proc takes in the 'before' run")
