@@ -47,7 +47,6 @@ from . import OFFLINE_ENV, QWEN_REFERENCE  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
-
 # ------------------------------------------------------------------ worker (a fresh process)
 
 def worker(config_path: str, mode: str) -> dict:
