@@ -124,7 +124,8 @@ MEASURED_CONTEXT_GIB = {
 # the same where nothing was measured (the bound widens there, below).
 TRAINING_LIBRARIES_GIB = MEASURED_CONTEXT_GIB[("hopper", 13)][0] - BARE_CONTEXT_GIB[13][0]
 MPS_RUNTIME_GIB = 0.3
-# The bound: both measured GPU points sit within measured/estimated 0.95-1.10; the bound is the
+# The bound: the measured GPU points (the first run in the allocator's view, the second run's
+# A5000, packing and M4 cases on the device) sit within measured/estimated 0.95-1.10; the bound is the
 # top of that band. Where the (GPU generation, CUDA major) pair was never measured, the context
 # adds half of itself again: published bare contexts alone range from ~300 to ~700 MB
 # (pytorch/pytorch#28113, #20532, #109888).
