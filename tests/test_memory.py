@@ -135,44 +135,85 @@ def test_shipped_h100_and_m4_configs_fit_their_targets():
         assert est.verdict == "fits", (path, est.total_gib, est.capacity_gib)
 
 
-# ----------------------------------------------------------------------------- the first GPU run
+# ----------------------------------------------------------------------------- the GPU runs
+
+H200_CUDA13 = dataclasses.replace(resolve_target("h200", None), cuda_major=13)
 
 # /work/shared/notes/gpu-run-2026-12-04.md: the A5000 config with the base model's exact widths on
 # one H200 (driver 580, CUDA 13.0, torch 2.11, PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True),
-# at 28 and 4 of its 28 layers. Device view = the allocator's reserved + the CUDA context.
-H200_RUN = {  # layers: (peak on the device, loading reserved, training reserved at the end, context)
-    28: (9.618, 8.266, 5.342, 1.352),
-    4: (6.932, 5.580, 2.615, 1.352),
+# at 28 and 4 of its 28 layers. Its device figures (9.618, 6.932) are not this model's to match: the
+# stand-in model was built on the GPU inside the parent gpu_check process, whose own CUDA context and
+# cached blocks were on the device while smoke measured "device used minus its reserved" (1.352 of
+# "context"). So these points are checked in the allocator's view: the loading peak reserved against
+# the estimate without its context.
+H200_FIRST_RUN = {  # layers: (loading reserved, training reserved at the end)
+    28: (8.266, 5.342),
+    4: (5.580, 2.615),
 }
 
 
-@pytest.mark.parametrize("layers", sorted(H200_RUN))
-def test_both_measured_gpu_points_land_within_the_band_and_loading_peaks(qwen, layers):
-    device, loading_reserved, training_floor, context = H200_RUN[layers]
-    h200 = dataclasses.replace(resolve_target("h200", None), cuda_major=13)
-    est = memory.estimate(A5000_CONFIG, dataclasses.replace(qwen, num_hidden_layers=layers), h200)
-    assert 0.95 <= device / est.total_gib <= 1.10
+@pytest.mark.parametrize("layers", sorted(H200_FIRST_RUN))
+def test_the_first_gpu_runs_allocator_points_land_within_the_band(qwen, layers):
+    loading_reserved, training_floor = H200_FIRST_RUN[layers]
+    est = memory.estimate(A5000_CONFIG, dataclasses.replace(qwen, num_hidden_layers=layers), H200_CUDA13)
     assert est.deciding_phase == "loading"
-    assert est.context.measured and est.context.gib == context
-    assert est.load_peak_gib - est.context.gib == pytest.approx(loading_reserved, rel=0.02)
+    assert est.context.measured
+    assert 0.95 <= loading_reserved / (est.load_peak_gib - est.context.gib) <= 1.10
     # The run's training figure was read after Axolotl's last log had reset the peak counters and its
     # checkpoint save had emptied the cache (the callback now reads the peaks before): a floor.
-    assert est.training_gib > training_floor + context
+    assert est.training_gib - est.context.gib > training_floor
+
+
+# docs/measurements/gpu_check-2026-12-04-h200*.json, the second run (same H200 and stack, the model
+# built in a child process that had exited): smoke's own context alone, so the device figures are
+# the model's to match. Each case as gpu_check estimated it: the config + overlay + the smoke
+# overlay, sdpa instead of flash attention (no flash-attn source there), the micro batch at the
+# longest one measured, 4 of the base model's layers.
+H200_SECOND_RUN = {  # case: (config, overlay, tokens per micro batch, peak on the device, the phase that peaked)
+    "a5000": ("configs/axolotl_config.yaml", None, 512, 6.329, "loading"),
+    "a5000-packing": ("configs/axolotl_config.yaml", "configs/overlays/packing.yaml", 2048, 7.962, "training"),
+    # 16-bit LoRA: the loading phase's cast of embeddings and lm_head to fp32 peaks here too
+    "m4": ("configs/training_config_m4.yaml", None, 39, 3.880, "loading"),
+}
+
+
+def second_run_estimate(case: str):
+    from cli_tuner.checks import attention, calibration
+    from cli_tuner.config import load
+
+    config_path, overlay, tokens, _, _ = H200_SECOND_RUN[case]
+    loaded = load(config_path, overlays=[*([overlay] if overlay else []), "configs/axolotl_smoke_test.yaml"])
+    cfg = dict(loaded.axolotl)
+    attention.sdpa_instead(cfg, "no flash-attention source on the measuring machine")
+    facts = dataclasses.replace(model_facts.lookup(loaded.base_model), num_hidden_layers=4)
+    return memory.estimate(calibration.at_tokens(cfg, tokens), facts, H200_CUDA13, with_advice=False)
+
+
+@pytest.mark.parametrize("case", sorted(H200_SECOND_RUN))
+def test_the_second_gpu_runs_device_points_land_within_the_band(case):
+    _, _, _, device, phase = H200_SECOND_RUN[case]
+    est = second_run_estimate(case)
+    assert est.context.measured and est.context.gib == memory.MEASURED_CONTEXT_GIB[("hopper", 13)][0]
+    assert est.deciding_phase == phase
+    assert 0.95 <= device / est.total_gib <= 1.10
     assert est.bound_gib >= device
 
 
 def test_estimate_memory_for_the_measured_h200_case(entrypoint):
+    # The first run's 28-layer loading peak reserved (8.266) plus the clean context the second run
+    # measured for this config (0.749): 9.02 GiB on the device, the honest figure (the 9.618 it
+    # reported held another process's context). The expected peak must be within 0.95-1.10 of it.
     for extra in ((), ("--cuda-major", "13")):
         result = entrypoint("estimate-memory", "--config", "configs/axolotl_config.yaml", "--target", "h200", *extra)
         assert result.returncode == 0, result.stderr
         expected = float(re.search(r"expected (\d+\.\d) GiB \(loading peak\)", result.stdout)[1])
-        assert 9.1 <= expected <= 10.6
+        assert 0.95 <= (8.266 + 0.749) / expected <= 1.10
         assert "load peak decides" in result.stdout and "training GiB" in result.stdout
-    assert "CUDA context: 1.35 GiB for CUDA 13, hopper: measured" in result.stdout
+    assert "CUDA context: 0.87 GiB for CUDA 13, hopper: measured" in result.stdout
 
 
 def test_an_unmeasured_gpu_class_or_cuda_major_widens_the_bound_and_says_so(qwen):
-    measured = memory.estimate(A5000_CONFIG, qwen, dataclasses.replace(resolve_target("h200", None), cuda_major=13))
+    measured = memory.estimate(A5000_CONFIG, qwen, H200_CUDA13)
     for gpu in (resolve_target("a5000", None), dataclasses.replace(resolve_target("h200", None), cuda_major=12),
                 resolve_target("my-gpu", 24)):
         est = memory.estimate(A5000_CONFIG, qwen, gpu)
@@ -403,13 +444,13 @@ def test_full_fine_tune_of_7b_does_not_fit_a5000_and_advice_says_so(qwen, a5000)
 
 
 def test_close_verdict_and_its_warning(qwen, capsys):
-    # expected ~9.5 GiB, upper bound ~11.2 on a 12 GB board (11.8 GiB usable): above 90%, below 100%
-    est = memory.estimate(A5000_CONFIG, qwen, resolve_target("small", 12))
+    # expected ~9.1 GiB, upper bound ~10.4 on an 11 GB board (10.8 GiB usable): above 90%, below 100%
+    est = memory.estimate(A5000_CONFIG, qwen, resolve_target("small", 11))
     assert est.verdict == "close" and est.total_gib < est.bound_gib < est.capacity_gib
 
     from cli_tuner.config import load
 
-    loaded = load("configs/axolotl_config.yaml", target_override="small", gpu_memory_gb=12)
+    loaded = load("configs/axolotl_config.yaml", target_override="small", gpu_memory_gb=11)
     _, check = preflight.memory_on(loaded, qwen, preflight.resolve_target(loaded))
     memory.raise_unless_fits(check)  # close is a warning, not a stop
     assert not check.ok and check.level == "warning" and "above 90%" in check.detail

@@ -111,16 +111,21 @@ BARE_CONTEXT_GIB = {
     13: (0.416, "426 MiB after torch.cuda.mem_get_info with torch 2.10.0+cu130 on an RTX 6000 Ada: "
                 "unslothai/unsloth-zoo#1053 (2026)"),
 }
-# The whole of it in a training process (device used minus the allocator's reserved), measured:
+# The whole of it in a training process (device used minus the allocator's reserved), measured.
+# The second GPU run built the stand-in model in a child process that had exited, so the smoke
+# process's context was alone on the device: 0.733-0.874 GiB over four configs; the largest is kept.
+# (The first run's 1.352 also held the parent gpu_check process's own context and cached blocks.)
 MEASURED_CONTEXT_GIB = {
-    ("hopper", 13): (1.352, "measured: H200, driver 580, CUDA 13.0, torch 2.11, bitsandbytes 0.50.2 "
-                            "(the first GPU run, 2026-12-04; docs/memory.md)"),
+    ("hopper", 13): (0.874, "measured: H200, driver 580, CUDA 13.0, torch 2.11, bitsandbytes 0.50.2 "
+                            "(the second GPU run, 2026-12-04: 0.733-0.874 over four configs, the largest "
+                            "kept; docs/measurements/)"),
 }
-# The part a training process adds to the bare context, from the one measurement: it is assumed
+# The part a training process adds to the bare context, from that measurement: it is assumed
 # the same where nothing was measured (the bound widens there, below).
 TRAINING_LIBRARIES_GIB = MEASURED_CONTEXT_GIB[("hopper", 13)][0] - BARE_CONTEXT_GIB[13][0]
 MPS_RUNTIME_GIB = 0.3
-# The bound: both measured GPU points sit within measured/estimated 0.95-1.10; the bound is the
+# The bound: the measured GPU points (the first run in the allocator's view, the second run's
+# A5000, packing and M4 cases on the device) sit within measured/estimated 0.95-1.10; the bound is the
 # top of that band. Where the (GPU generation, CUDA major) pair was never measured, the context
 # adds half of itself again: published bare contexts alone range from ~300 to ~700 MB
 # (pytorch/pytorch#28113, #20532, #109888).
@@ -377,21 +382,23 @@ class Breakdown:
 
 
 def load_parts(facts, setup: Setup, context_bytes: float) -> dict[str, float]:
-    """What the device holds at the loading peak of a quantized LoRA base.
+    """What the device holds at the loading peak of a LoRA base, quantized or 16-bit.
 
-    Axolotl 0.19 (loaders/model.py, _configure_embedding_dtypes) casts embed_tokens and lm_head to
-    fp32 one module at a time before prepare_model_for_kbit_training (which upcasts the norms),
-    then back to bf16. While the second of them is cast, both fp32 copies and that module's bf16
-    weight are alive: quantized linears + every 16-bit layer at 4 B + the largest one at 2 B. The
-    LoRA adapters come later. With expandable_segments (the job's PYTORCH_CUDA_ALLOC_CONF) the
+    Axolotl 0.19 (loaders/model.py, _configure_embedding_dtypes) casts the norms, embed_tokens and
+    lm_head to fp32 one module at a time (before prepare_model_for_kbit_training on a quantized
+    base; outside FSDP the cast runs for a 16-bit base too), then back to bf16. While the second
+    of them is cast, both fp32 copies and that module's bf16 weight are alive: the decoder's linears
+    (quantized, or bf16) + every other layer at 4 B + the largest one at 2 B. The LoRA adapters
+    come later. With expandable_segments (the job's PYTORCH_CUDA_ALLOC_CONF) the
     allocator maps that high-water mark in 2 MiB pages and keeps it reserved until Axolotl's
     empty_cache after the adapters load, so the device shows it.
     """
-    quantized = base_weight_bytes(facts, setup.quant_bits, setup.double_quant, embeddings_fp32=True)
+    weights = base_weight_bytes(facts, setup.quant_bits, setup.double_quant, embeddings_fp32=True)
     largest = max(facts.vocab_size * facts.hidden_size, facts.hidden_size)
+    linears = "quantized_weights" if setup.quant_bits in (4, 8) else "linear_weights_16bit"
     return {
-        "quantized_weights": quantized["packed"] + quantized["constants"],
-        "upcast_16bit_layers": quantized["kept_16bit"],
+        linears: weights["packed"] + weights["constants"],
+        "upcast_16bit_layers": weights["kept_16bit"],
         "cast_source": 2.0 * largest,
         "cuda_context": context_bytes,
     }
@@ -460,7 +467,7 @@ def breakdown(cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions) -> tuple
         "allocator_overhead": assumptions.fragmentation * dynamic,
         "cuda_context": context,
     }
-    loading = load_parts(facts, setup, context) if setup.quant_bits in (4, 8) and setup.adapter else {}
+    loading = load_parts(facts, setup, context) if setup.adapter else {}
     return Breakdown(parts, loading, context_figure, notes), setup
 
 
@@ -468,6 +475,7 @@ def breakdown(cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions) -> tuple
 
 PART_LABELS = {
     "quantized_weights": "base weights, quantized (incl. constants)",
+    "linear_weights_16bit": "base linears, 16-bit",
     "unquantized_weights": "base weights kept 16-bit (embeddings, lm_head, norms)",
     "upcast_16bit_layers": "embeddings, lm_head, norms upcast to fp32",
     "cast_source": "16-bit copy of the layer being cast",
@@ -597,7 +605,7 @@ def estimate(axolotl_cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions | 
     notes = list(result.notes)
     if sum(result.load_parts.values()) > sum(result.parts.values()):
         notes.append("loading is the peak: Axolotl casts embeddings and lm_head to fp32 and back while the "
-                     "quantized base is on the GPU, and the allocator keeps that memory reserved")
+                     "base is on the GPU, and the allocator keeps that memory reserved")
     if not result.context.measured and gpu.kind in ("cuda", "mps"):
         notes.append(f"no measurement for {gpu.generation or gpu.kind} with CUDA {gpu.cuda_runtime_major}: "
                      f"the bound is widened by half the context" if gpu.kind == "cuda" else
