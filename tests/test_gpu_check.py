@@ -132,7 +132,10 @@ def python312() -> str:
     candidates = [os.environ.get("CLI_TUNER_PYTHON312"), shutil.which("python3.12"),
                   *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python")), reverse=True)]
     for candidate in candidates:
-        if candidate and Path(candidate).exists():
+        # a pyenv shim exists on PATH but exits 127 where no pyenv version selects 3.12: run each one
+        if candidate and Path(candidate).exists() and subprocess.run(
+                [candidate, "-c", "import sys; assert sys.version_info[:2] == (3, 12)"],
+                capture_output=True, timeout=60).returncode == 0:
             return candidate
     if os.environ.get(PY312_SWITCH) == "1":
         pytest.fail(f"no Python 3.12 (set CLI_TUNER_PYTHON312, or put python3.12 on PATH); {PY312_SWITCH}=1 requires it")
