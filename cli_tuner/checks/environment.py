@@ -17,7 +17,7 @@ from pathlib import Path
 from ..facts import attention as attention_facts
 from ..facts.attention import AttentionSource
 from ..facts.gpus import GpuSpec
-from ..facts.machine import CONFIG_CUDA_80GB, CONFIG_MPS, Machine, recommend_config, version_tuple
+from ..facts.machine import CONFIG_CUDA_80GB, CONFIG_MPS, Machine, installed_version, recommend_config, version_tuple
 from ..findings import Check
 from ..paths import REQUIREMENTS
 from . import gpu_probes
@@ -51,15 +51,6 @@ def read_pins(path: Path | str = REQUIREMENTS) -> dict[str, str]:
         if match:
             pins[match.group(1)] = match.group(2)
     return pins
-
-
-def installed_version(name: str) -> str | None:
-    import importlib.metadata  # 30 ms at import time: only the commands that check versions pay it
-
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def _torch_install(found: Machine) -> str:

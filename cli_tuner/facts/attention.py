@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import console
+from .machine import installed_version
 
 PACKAGE, HUB_KERNEL, NONE = "package", "hub-kernel", "none"
 KERNEL_REPO = "kernels-community/flash-attn2"
@@ -47,15 +48,6 @@ class AttentionSource:
 
     def as_record(self) -> dict:
         return asdict(self)
-
-
-def _version(name: str) -> str | None:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def _importable(module: str) -> bool:
@@ -121,7 +113,7 @@ def build_for_this_torch(repo_path: Path) -> tuple[Path | None, str]:
 
 def hub_kernel(environ: dict) -> tuple[AttentionSource | None, str]:
     """The pinned hub kernel when `kernels` is importable and its files are here; else why not."""
-    kernels_version = _version("kernels")
+    kernels_version = installed_version("kernels")
     if kernels_version is None or not _importable("kernels"):
         return None, "the kernels package is not installed"
     override = local_overrides(environ).get(KERNEL_REPO)
@@ -157,7 +149,7 @@ def _commit_of(path: Path) -> str | None:
 def detect(environ: dict | None = None) -> AttentionSource:
     """The source transformers would use for flash_attention_2 here, in its own order of preference."""
     environ = dict(os.environ if environ is None else environ)
-    package_version = _version("flash-attn") or _version("flash_attn")
+    package_version = installed_version("flash-attn") or installed_version("flash_attn")
     if package_version is not None and _importable("flash_attn"):
         return AttentionSource(PACKAGE, f"flash-attn {package_version} (the package)", package_version)
     found, why_not = hub_kernel(environ)

@@ -310,9 +310,18 @@ def recommendation(found: Machine) -> str:
             f"python entrypoint.py rehearse --config {config}")
 
 
-
 def version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", text.split("+")[0])[:4])
+
+
+def installed_version(name: str) -> str | None:
+    """The installed distribution's version, or None."""
+    import importlib.metadata  # 30 ms at import time: only the commands that check versions pay it
+
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 if __name__ == "__main__":
