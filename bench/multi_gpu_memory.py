@@ -25,7 +25,8 @@ OVERLAYS = {"ddp": "configs/overlays/ddp.yaml", "fsdp2": "configs/overlays/fsdp2
 PROCESSES = (1, 2, 8)
 
 # AnswerDotAI/fsdp_qlora benchmarks_03_2024.md, "Case Study: A Dual 3090": Llama-2 7B QLoRA on 2 GPUs,
-# their train.py defaults (LoRA r64 on q,k,v,gate,up,down, AdamW, bf16, reentrant checkpointing).
+# their train.py defaults (LoRA r64 on q,k,v,gate,up,down with dropout 0.1: the benchmark command sets
+# neither, AdamW, bf16, reentrant checkpointing).
 LLAMA2_7B = ModelFacts(
     name="meta-llama/Llama-2-7b-hf", source="published config.json", model_type="llama",
     architectures=["LlamaForCausalLM"], hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
@@ -33,24 +34,42 @@ LLAMA2_7B = ModelFacts(
     tie_word_embeddings=False, rope_theta=10000.0, rms_norm_eps=1e-5)
 RTX3090 = GpuSpec("RTX 3090", 24, bf16=True, flash_attention=True, bnb_4bit=True, peak_bf16_tflops=71.0, kind="cuda")
 ANSWERDOTAI = {
-    "adapter": "qlora", "load_in_4bit": True, "lora_r": 64, "lora_dropout": 0.0,
+    "adapter": "qlora", "load_in_4bit": True, "lora_r": 64, "lora_dropout": 0.1,
     "lora_target_modules": ["q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "down_proj"],
     "gradient_checkpointing": True, "attn_implementation": "sdpa", "bf16": True, "optimizer": "adamw_torch",
     "bnb_config_kwargs": {"bnb_4bit_use_double_quant": False},
 }
+# Their loss path, not transformers 5's: transformers 4.38's LlamaForCausalLM upcast the logits to fp32 in
+# the model's forward and cut a contiguous shifted copy for the loss, and train.py keeps `output` (with the
+# fp32 logits) alive through loss.backward(). In the cross-entropy's backward: the held fp32 logits 4, the
+# saved log-softmax 4, its incoming gradient 4 and the gradient it returns 4.
+ANSWERDOTAI_LOOP = memory.Assumptions(logits_bytes=16.0)
 PUBLISHED_PER_GPU = [("fsdp2", 1, 512, 4.98), ("fsdp2", 1, 2048, 5.21), ("fsdp2", 4, 2048, 11.22),
                      ("fsdp2", 10, 2048, 20.97), ("ddp", 8, 2048, 20.94)]
+# The same page: "It's actually about 3.72GiB (see `reserved_after_model_wrap`)", per GPU at rest, before
+# the first step (no gradients or optimizer states yet), batch 1 x 512.
+PUBLISHED_RESERVED_AFTER_WRAP = 3.72
+
+
+def answerdotai_estimate(strategy: str, batch: int, sequence: int, processes: int = 2):
+    one = memory.estimate(dict(ANSWERDOTAI, micro_batch_size=batch, sequence_len=sequence), LLAMA2_7B, RTX3090,
+                          ANSWERDOTAI_LOOP, with_advice=False)
+    return memory_sharding.per_gpu(one, LLAMA2_7B, strategy, processes)
 
 
 def training_peak(strategy: str, batch: int, sequence: int, processes: int = 2) -> float:
     """The per-GPU training peak as AnswerDotAI report it: PyTorch's peak reserved memory ("the reported
     peak reserved memory", benchmarks_03_2024.md), which the CUDA context is not part of."""
-    one = memory.estimate(dict(ANSWERDOTAI, micro_batch_size=batch, sequence_len=sequence), LLAMA2_7B, RTX3090,
-                          with_advice=False)
-    parts = memory_sharding.per_gpu(one, LLAMA2_7B, strategy, processes).parts
+    parts = answerdotai_estimate(strategy, batch, sequence, processes).parts
     return sum(gib for name, gib in parts.items() if name != "cuda_context")
 
 
+def at_rest_after_wrap(strategy: str = "fsdp2", processes: int = 2) -> float:
+    """What the estimate holds per GPU once the model is wrapped, before the first step: the weights,
+    the LoRA adapters and, under FSDP, the gathered root (the figure their reserved_after_model_wrap is)."""
+    parts = answerdotai_estimate(strategy, 1, 512, processes).parts
+    return sum(parts.get(name, 0.0) for name in ("quantized_weights", "unquantized_weights", "lora_weights",
+                                                  "gathered_root"))
 
 
 def shipped_rows() -> list[dict]:

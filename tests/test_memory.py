@@ -174,7 +174,18 @@ H200_SECOND_RUN = {  # case: (config, overlay, tokens per micro batch, peak on t
     "a5000-packing": ("configs/axolotl_config.yaml", "configs/overlays/packing.yaml", 2048, 7.962, "training"),
     # 16-bit LoRA: the loading phase's cast of embeddings and lm_head to fp32 peaks here too
     "m4": ("configs/training_config_m4.yaml", None, 39, 3.880, "loading"),
+    # sdpa over one packed row of 16,384 tokens (multipack_real_batches off)
+    "h100": ("configs/training_config_h100.yaml", None, 16384, 10.528, "training"),
 }
+# The same runs' training peak, read at every optimizer step's end before Axolotl's log resets the
+# counters: (allocated, reserved, on the device), GiB.
+H200_SECOND_RUN_TRAINING = {
+    "a5000": (3.439, 3.635, 4.384),
+    "a5000-packing": (6.111, 7.229, 7.962),
+    "m4": (2.274, 2.309, 3.061),
+    "h100": (7.896, 9.654, 10.528),
+}
+AT_REST = ("quantized_weights", "unquantized_weights", "lora_weights", "gradients", "optimizer_states")
 
 
 def second_run_estimate(case: str):
@@ -195,8 +206,44 @@ def test_the_second_gpu_runs_device_points_land_within_the_band(case):
     est = second_run_estimate(case)
     assert est.context.measured and est.context.gib == memory.MEASURED_CONTEXT_GIB[("hopper", 13)][0]
     assert est.deciding_phase == phase
-    assert 0.95 <= device / est.total_gib <= 1.10
+    # The H100 config's one long packed row under sdpa: the layer's backward is overestimated there
+    # (safe: 0.93); everywhere else the band.
+    assert (0.90 if case == "h100" else 0.95) <= device / est.total_gib <= 1.10
     assert est.bound_gib >= device
+
+
+@pytest.mark.parametrize("case", sorted(H200_SECOND_RUN_TRAINING))
+def test_the_second_gpu_runs_training_peaks_land_within_the_band(case):
+    _, _, device = H200_SECOND_RUN_TRAINING[case]
+    est = second_run_estimate(case)
+    assert (0.90 if case == "h100" else 0.95) <= device / est.training_gib <= 1.10
+
+
+@pytest.mark.parametrize("case", ["a5000", "a5000-packing"])
+def test_at_short_rows_the_loss_backward_is_the_training_peak_and_explains_it(case):
+    # What training adds over the weights and states at rest, allocated: the loss's backward (12 bytes
+    # per token per vocabulary entry) and the layer inputs kept for it, not the recomputed layer on top.
+    allocated, _, _ = H200_SECOND_RUN_TRAINING[case]
+    est = second_run_estimate(case)
+    assert est.training_peak == "loss"
+    at_rest = sum(est.parts[k] for k in AT_REST)
+    moving = est.parts["activations"] + est.parts["logits"]
+    assert 0.95 <= (allocated - at_rest) / moving <= 1.10
+    layer = est.training_phases["layer"]
+    assert sum(layer.values()) < est.training_gib  # the layer's backward comes after, and does not add
+
+
+def test_the_training_allocator_overhead_is_the_largest_measured():
+    names = {"a5000": "a5000 (512 tokens)", "a5000-packing": "a5000 + packing (2,048 tokens)",
+             "h100": "h100 config under sdpa (16,384 tokens)"}
+    for case, name in names.items():
+        allocated, reserved, _ = H200_SECOND_RUN_TRAINING[case]
+        est = second_run_estimate(case)
+        at_rest = sum(est.parts[k] for k in AT_REST)
+        assert (reserved - allocated) / (allocated - at_rest) == pytest.approx(memory.TRAINING_OVERHEAD_MEASURED[name],
+                                                                             abs=0.005)
+    assert memory.Assumptions().allocator_overhead == pytest.approx(max(memory.TRAINING_OVERHEAD_MEASURED.values()),
+                                                                    abs=0.005)
 
 
 def test_estimate_memory_for_the_measured_h200_case(entrypoint):
@@ -210,6 +257,19 @@ def test_estimate_memory_for_the_measured_h200_case(entrypoint):
         assert 0.95 <= (8.266 + 0.749) / expected <= 1.10
         assert "load peak decides" in result.stdout and "training GiB" in result.stdout
     assert "CUDA context: 0.87 GiB for CUDA 13, hopper: measured" in result.stdout
+
+
+def test_the_issues_figures_for_the_measured_case(entrypoint):
+    # Issue 22's terms, on the first run's device figures as the note gives them (9.618 loading, 6.694
+    # training): the printed expected peak in 9.1-10.6, each phase's peak within 10 %. Both figures hold
+    # the parent process's context, and the training one is a floor (see docs/memory.md).
+    result = entrypoint("estimate-memory", "--config", "configs/axolotl_config.yaml", "--target", "h200")
+    assert result.returncode == 0, result.stderr
+    assert 9.1 <= float(re.search(r"expected (\d+\.\d) GiB", result.stdout)[1]) <= 10.6
+    assert 9.1 <= float(re.search(r"upper bound (\d+\.\d) GiB", result.stdout)[1]) <= 10.6
+    loading, training = map(float, re.search(r"load peak decides\)\s*│\s*(\d+\.\d+)\s*│\s*(\d+\.\d+)",
+                                             result.stdout).groups())
+    assert abs(loading / 9.618 - 1) <= 0.10 and abs(training / 6.694 - 1) <= 0.10
 
 
 def test_an_unmeasured_gpu_class_or_cuda_major_widens_the_bound_and_says_so(qwen):
@@ -398,22 +458,26 @@ def test_all_linear_targets(qwen):
     ({"micro_batch_size": 4}, "logits", False),
     ({"cut_cross_entropy": True, "plugins": ["axolotl.integrations.cut_cross_entropy.CutCrossEntropyPlugin"]},
      "logits", True),
-    ({"lora_dropout": 0.0}, "activations", True),
+    ({"lora_dropout": 0.0}, "layer_backward", True),
+    ({"attn_implementation": "eager"}, "layer_backward", False),
 ])
 def test_each_setting_moves_its_part(qwen, a5000, change, part, smaller):
+    def value(est):  # from whichever of the backward's two peaks has that part
+        return max(phase.get(part, 0.0) for phase in est.training_phases.values())
+
     base = memory.estimate(dict(A5000_CONFIG, sequence_len=2048), qwen, a5000)
     changed = memory.estimate(dict(A5000_CONFIG, sequence_len=2048, **change), qwen, a5000)
     if smaller:
-        assert changed.parts[part] < base.parts[part]
+        assert value(changed) < value(base)
     else:
-        assert changed.parts[part] > base.parts[part]
+        assert value(changed) > value(base)
 
 
 def test_eager_attention_grows_with_the_square_of_the_sequence(qwen, a5000):
     def attention_growth(implementation):
         short = memory.estimate(dict(A5000_CONFIG, sequence_len=2048, attn_implementation=implementation), qwen, a5000)
         long = memory.estimate(dict(A5000_CONFIG, sequence_len=4096, attn_implementation=implementation), qwen, a5000)
-        return long.parts["activations"] / short.parts["activations"]
+        return long.training_phases["layer"]["layer_backward"] / short.training_phases["layer"]["layer_backward"]
 
     assert attention_growth("flash_attention_2") == pytest.approx(2.0, rel=0.05)
     assert attention_growth("eager") > 2.8

@@ -59,9 +59,18 @@ class Assumptions:
     # but taken from the board. None: from the table below (cuda_context), by GPU generation and
     # CUDA major; a number overrides it (and counts as measured).
     cuda_context_gib: float | None = None
-    # Caching-allocator overhead on the memory that changes size every step (activations,
-    # logits): blocks rounded up and split, reserved but unused.
-    fragmentation: float = 0.10
+    # Reserved beyond allocated at the training peak, as a share of the memory that changes size
+    # every step (activations, logits, buffers): the caching allocator keeps the freed blocks of the
+    # loss chain's different sizes (2, 4, 4 bytes x tokens x vocabulary) reserved for the next
+    # micro-batch. Measured on the second GPU run (docs/measurements/, reserved minus allocated at
+    # the training peak over the allocated transient): see TRAINING_OVERHEAD_MEASURED; the largest is kept.
+    allocator_overhead: float = 0.31
+
+
+# case: (measured reserved - allocated at the training peak) / (allocated peak - estimated weights
+# and states at rest), H200, CUDA 13, expandable_segments, 4 layers; tests/test_memory.py recomputes them.
+TRAINING_OVERHEAD_MEASURED = {"a5000 (512 tokens)": 0.205, "a5000 + packing (2,048 tokens)": 0.308,
+                              "h100 config under sdpa (16,384 tokens)": 0.254}
 
 
 @dataclass(frozen=True)
@@ -125,8 +134,8 @@ MEASURED_CONTEXT_GIB = {
 TRAINING_LIBRARIES_GIB = MEASURED_CONTEXT_GIB[("hopper", 13)][0] - BARE_CONTEXT_GIB[13][0]
 MPS_RUNTIME_GIB = 0.3
 # The bound: the measured GPU points (the first run in the allocator's view, the second run's
-# A5000, packing and M4 cases on the device) sit within measured/estimated 0.95-1.10; the bound is the
-# top of that band. Where the (GPU generation, CUDA major) pair was never measured, the context
+# A5000, packing and M4 cases on the device, and their training peaks) sit within measured/estimated
+# 0.95-1.10, the H100 config's long packed rows under sdpa at 0.93; the bound is the top of that band. Where the (GPU generation, CUDA major) pair was never measured, the context
 # adds half of itself again: published bare contexts alone range from ~300 to ~700 MB
 # (pytorch/pytorch#28113, #20532, #109888).
 BOUND_FRACTION = 0.10
@@ -375,7 +384,7 @@ def layer_activation_bytes(facts, setup: Setup, stream_bytes: int) -> dict[str, 
 
 @dataclass
 class Breakdown:
-    parts: dict[str, float]       # bytes at the training peak (the backward of a micro-batch)
+    training: dict[str, dict[str, float]]  # bytes at the two peaks of a micro-batch's backward: "loss", "layer"
     load_parts: dict[str, float]  # bytes at the loading peak (empty when loading cannot be the peak)
     context: Context
     notes: list[str]
@@ -433,13 +442,14 @@ def breakdown(cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions) -> tuple
     # final norm input (fp32) and lm_head's input
     head_inputs = (4 + setup.act_bytes) * h * tokens
     if setup.gradient_checkpointing:
-        kept_layers = 0 if setup.checkpoint_offload else layers * stream * h * tokens
-        activations = kept_layers + (per_layer + layer["transient"]) * tokens + head_inputs
+        kept = (0 if setup.checkpoint_offload else layers * stream * h * tokens) + head_inputs
+        layer_backward = (per_layer + layer["transient"]) * tokens  # the top layer recomputed, then its backward
     else:
-        activations = (layers * per_layer + layer["transient"]) * tokens + head_inputs
+        kept = layers * per_layer * tokens + head_inputs
+        layer_backward = layer["transient"] * tokens
     if setup.attention != "flash":
         # the 4-D boolean (SDPA) or additive (eager) mask, built once per forward
-        activations += setup.micro_batch_size * setup.sequence_len ** 2 * (1 if setup.attention != "eager" else setup.act_bytes)
+        kept += setup.micro_batch_size * setup.sequence_len ** 2 * (1 if setup.attention != "eager" else setup.act_bytes)
     logits = 0.0 if setup.fused_loss else assumptions.logits_bytes * tokens * facts.vocab_size
     if setup.fused_loss:
         notes.append("fused linear cross entropy: logits are never materialized")
@@ -450,25 +460,29 @@ def breakdown(cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions) -> tuple
     workspace = 2 * largest * 2 if setup.quant_bits in (4, 8) else 0.0
     context_figure = cuda_context(gpu, assumptions.cuda_context_gib)
     context = context_figure.gib * GIB
-    dynamic = activations + logits + workspace
     if setup.adapter is None or setup.quant_bits == 16:
         quantized, unquantized = 0.0, weights["packed"] + weights["kept_16bit"]
     else:
         quantized, unquantized = weights["packed"] + weights["constants"], weights["kept_16bit"]
-    parts = {
+    at_rest = {
         "quantized_weights": quantized,
         "unquantized_weights": unquantized,
         "lora_weights": lora_weights,
         "gradients": grads,
         "optimizer_states": optimizer,
-        "activations": activations,
-        "logits": logits,
-        "workspace": workspace,
-        "allocator_overhead": assumptions.fragmentation * dynamic,
-        "cuda_context": context,
     }
+    # Backward runs the loss first (the logits' cross-entropy chain, then lm_head), frees it, and
+    # only then recomputes and differentiates the top decoder layer: the two never overlap, so the
+    # training peak is the larger of the two, each on top of what is kept across the whole backward.
+    changing = {
+        "loss": {"activations": kept, "logits": logits},
+        "layer": {"activations": kept, "layer_backward": layer_backward, "workspace": workspace},
+    }
+    phases = {name: {**at_rest, **moving, "allocator_overhead": assumptions.allocator_overhead * sum(moving.values()),
+                     "cuda_context": context}
+              for name, moving in changing.items()}
     loading = load_parts(facts, setup, context) if setup.adapter else {}
-    return Breakdown(parts, loading, context_figure, notes), setup
+    return Breakdown(phases, loading, context_figure, notes), setup
 
 
 # ----------------------------------------------------------------------------- the estimate
@@ -482,10 +496,11 @@ PART_LABELS = {
     "lora_weights": "trainable weights (LoRA adapters)",
     "gradients": "gradients of trainable weights",
     "optimizer_states": "optimizer states",
-    "activations": "activations kept for backward",
+    "activations": "activations kept across the backward",
     "logits": "logits + cross-entropy (peak)",
+    "layer_backward": "one decoder layer's backward (recomputed)",
     "workspace": "dequantization buffers",
-    "allocator_overhead": "allocator fragmentation",
+    "allocator_overhead": "allocator: reserved beyond allocated",
     "cuda_context": "CUDA context and libraries",
 }
 
@@ -495,9 +510,11 @@ class MemoryEstimate:
     model: str
     gpu: GpuSpec
     setup: Setup
-    parts: dict[str, float]            # GiB at the training peak
+    parts: dict[str, float]            # GiB at the training peak: the larger of training_phases
     capacity_gib: float
     load_parts: dict[str, float] = field(default_factory=dict)  # GiB at the loading peak
+    # GiB at each of the backward's two peaks, "loss" and "layer" (see breakdown); one of them is `parts`
+    training_phases: dict[str, dict[str, float]] = field(default_factory=dict)
     context: Context = field(default_factory=lambda: Context(0.0, True, "no GPU"))
     advice: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -513,6 +530,23 @@ class MemoryEstimate:
     @property
     def deciding_phase(self) -> str:
         return "loading" if self.load_peak_gib > self.training_gib else "training"
+
+    @property
+    def training_peak(self) -> str:
+        """Which of the backward's peaks `parts` is: "loss" or "layer"."""
+        sums = {name: sum(phase.values()) for name, phase in self.training_phases.items()}
+        return max(sums, key=sums.get) if sums else "loss"
+
+    def training_note(self) -> str | None:
+        """Which backward peak decides training, and the other one, which does not add to it."""
+        if len(self.training_phases) < 2:
+            return None
+        other = "layer" if self.training_peak == "loss" else "loss"
+        buffers = ", with the dequantization buffers" if self.training_phases["layer"].get("workspace") else ""
+        names = {"loss": "the loss's backward (logits and cross-entropy)",
+                 "layer": f"one decoder layer's backward ({'recomputed' if self.setup.gradient_checkpointing else 'its transients'}{buffers})"}
+        return (f"training peaks in {names[self.training_peak]}, {self.training_gib:.2f} GiB; "
+                f"{names[other]} comes after it, {sum(self.training_phases[other].values()):.2f} GiB, and does not add")
 
     @property
     def total_gib(self) -> float:
@@ -545,7 +579,9 @@ class MemoryEstimate:
             "model": self.model, "target": self.gpu.name, "capacity_gib": round(self.capacity_gib, 2),
             "total_gib": round(self.total_gib, 2), "bound_gib": round(self.bound_gib, 2), "verdict": self.verdict,
             "deciding_phase": self.deciding_phase, "training_gib": round(self.training_gib, 2),
-            "parts": {k: round(v, 3) for k, v in self.parts.items()},
+            "parts": {k: round(v, 3) for k, v in self.parts.items()}, "training_peak": self.training_peak,
+            "training_phases": {name: {k: round(v, 3) for k, v in phase.items()}
+                                for name, phase in self.training_phases.items()},
             "load_peak_gib": round(self.load_peak_gib, 2),
             "load_parts": {k: round(v, 3) for k, v in self.load_parts.items()},
             "context": {"gib": round(self.context.gib, 3), "measured": self.context.measured, "source": self.context.source},
@@ -556,6 +592,8 @@ class MemoryEstimate:
     def label(self, key: str) -> str:
         if key == "unquantized_weights" and self.parts.get("quantized_weights", 0) == 0:
             return "base weights, 16-bit"
+        if key == "layer_backward" and not self.setup.gradient_checkpointing:
+            return "one decoder layer's backward transients"
         if key == "cuda_context" and self.gpu.kind == "mps":
             return "Metal/MPS runtime"
         return PART_LABELS.get(key, key)
@@ -592,6 +630,8 @@ class MemoryEstimate:
             lines.append(f"CUDA context: {self.context.gib:.2f} GiB for CUDA {self.gpu.cuda_runtime_major}, "
                          f"{self.gpu.generation or 'unknown GPU class'}: {escape(self.context.source)}")
         lines.append(f"[{style}]{escape(self.summary())}[/{style}]")
+        if (training := self.training_note()) is not None:
+            lines.append(f"note: {escape(training)}")
         lines += [f"note: {escape(note)}" for note in self.notes]
         lines += [f"try: {escape(line)}" for line in self.advice]
         return Group(*lines)
@@ -603,7 +643,7 @@ def estimate(axolotl_cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions | 
     result, setup = breakdown(axolotl_cfg, facts, gpu, assumptions)
     capacity = gpu.capacity_gib
     notes = list(result.notes)
-    if sum(result.load_parts.values()) > sum(result.parts.values()):
+    if sum(result.load_parts.values()) > max(sum(phase.values()) for phase in result.training.values()):
         notes.append("loading is the peak: Axolotl casts embeddings and lm_head to fp32 and back while the "
                      "base is on the GPU, and the allocator keeps that memory reserved")
     if not result.context.measured and gpu.kind in ("cuda", "mps"):
@@ -612,8 +652,10 @@ def estimate(axolotl_cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions | 
                      "the MPS runtime's share was never measured: the bound is widened by half of it")
     if gpu.note:
         notes.append(gpu.note)
+    phases = {name: {k: v / GIB for k, v in phase.items()} for name, phase in result.training.items()}
+    peak = max(phases, key=lambda name: sum(phases[name].values()))
     est = MemoryEstimate(model=facts.name, gpu=gpu, setup=setup,
-                         parts={k: v / GIB for k, v in result.parts.items()}, capacity_gib=capacity,
+                         parts=phases[peak], training_phases=phases, capacity_gib=capacity,
                          load_parts={k: v / GIB for k, v in result.load_parts.items()},
                          context=result.context, notes=notes)
     if with_advice and est.verdict != "fits":

@@ -46,10 +46,12 @@ def _layer_bytes(facts, single: MemoryEstimate) -> float:
     return (single.parts.get("quantized_weights", 0.0) + single.parts.get("lora_weights", 0.0)) * GIB / layers
 
 
-def per_gpu_parts(single: MemoryEstimate, facts, strategy: str, processes: int) -> dict[str, float]:
-    """The one-GPU parts (GiB) as one of `processes` ranks holds them under `strategy`."""
+def per_gpu_parts(single: MemoryEstimate, facts, strategy: str, processes: int,
+                  phase: dict[str, float] | None = None) -> dict[str, float]:
+    """The one-GPU parts (GiB) of `phase` (the training peak's by default) as one of `processes`
+    ranks holds them under `strategy`."""
     n = max(int(processes), 1)
-    parts = dict(single.parts)
+    parts = dict(single.parts if phase is None else phase)
     if strategy == "ddp":
         if n > 1:
             parts["ddp_buckets"] = parts.get("gradients", 0.0)
@@ -99,5 +101,10 @@ def per_gpu(single: MemoryEstimate, facts, strategy: str, processes: int) -> Sha
         notes.append("loading is not sharded: Axolotl 0.19 loads the whole 4-bit model on every GPU before "
                      "FSDP2 shards it (device_map {'': LOCAL_RANK}; cpu_ram_efficient_loading is refused with 4-bit)")
     fields = {f.name: getattr(single, f.name) for f in dataclasses.fields(MemoryEstimate)}
-    fields.update(parts=per_gpu_parts(single, facts, strategy, processes), notes=notes, advice=list(single.advice))
+    # each of the backward's two peaks split on its own: sharding can change which one decides
+    phases = {name: per_gpu_parts(single, facts, strategy, processes, phase)
+              for name, phase in single.training_phases.items()}
+    parts = max(phases.values(), key=lambda phase: sum(phase.values())) if phases else \
+        per_gpu_parts(single, facts, strategy, processes)
+    fields.update(parts=parts, training_phases=phases, notes=notes, advice=list(single.advice))
     return ShardedEstimate(**fields, strategy=strategy, processes=processes)
