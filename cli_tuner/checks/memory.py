@@ -135,9 +135,9 @@ TRAINING_LIBRARIES_GIB = MEASURED_CONTEXT_GIB[("hopper", 13)][0] - BARE_CONTEXT_
 MPS_RUNTIME_GIB = 0.3
 # The bound: the measured GPU points (the first run in the allocator's view, the second run's
 # A5000, packing and M4 cases on the device, and their training peaks) sit within measured/estimated
-# 0.95-1.10, the H100 config's long packed rows under sdpa at 0.93; the bound is the top of that band. Where the (GPU generation, CUDA major) pair was never measured, the context
-# adds half of itself again: published bare contexts alone range from ~300 to ~700 MB
-# (pytorch/pytorch#28113, #20532, #109888).
+# 0.95-1.10, the H100 config's long packed rows under sdpa at 0.93; the bound is the top of that band.
+# Where the (GPU generation, CUDA major) pair was never measured, the context adds half of itself
+# again: published bare contexts alone range from ~300 to ~700 MB (pytorch/pytorch#28113, #20532, #109888).
 BOUND_FRACTION = 0.10
 UNMEASURED_CONTEXT_FRACTION = 0.5
 
@@ -510,14 +510,23 @@ class MemoryEstimate:
     model: str
     gpu: GpuSpec
     setup: Setup
-    parts: dict[str, float]            # GiB at the training peak: the larger of training_phases
+    # GiB at each of the backward's two peaks, "loss" and "layer" (see breakdown); the larger is `parts`
+    training_phases: dict[str, dict[str, float]]
     capacity_gib: float
     load_parts: dict[str, float] = field(default_factory=dict)  # GiB at the loading peak
-    # GiB at each of the backward's two peaks, "loss" and "layer" (see breakdown); one of them is `parts`
-    training_phases: dict[str, dict[str, float]] = field(default_factory=dict)
     context: Context = field(default_factory=lambda: Context(0.0, True, "no GPU"))
     advice: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def training_peak(self) -> str:
+        """Which of the backward's peaks decides training: "loss" or "layer"."""
+        return max(self.training_phases, key=lambda name: sum(self.training_phases[name].values()))
+
+    @property
+    def parts(self) -> dict[str, float]:
+        """GiB at the training peak, by part."""
+        return self.training_phases[self.training_peak]
 
     @property
     def training_gib(self) -> float:
@@ -531,16 +540,8 @@ class MemoryEstimate:
     def deciding_phase(self) -> str:
         return "loading" if self.load_peak_gib > self.training_gib else "training"
 
-    @property
-    def training_peak(self) -> str:
-        """Which of the backward's peaks `parts` is: "loss" or "layer"."""
-        sums = {name: sum(phase.values()) for name, phase in self.training_phases.items()}
-        return max(sums, key=sums.get) if sums else "loss"
-
-    def training_note(self) -> str | None:
+    def training_note(self) -> str:
         """Which backward peak decides training, and the other one, which does not add to it."""
-        if len(self.training_phases) < 2:
-            return None
         other = "layer" if self.training_peak == "loss" else "loss"
         buffers = ", with the dequantization buffers" if self.training_phases["layer"].get("workspace") else ""
         names = {"loss": "the loss's backward (logits and cross-entropy)",
@@ -630,8 +631,7 @@ class MemoryEstimate:
             lines.append(f"CUDA context: {self.context.gib:.2f} GiB for CUDA {self.gpu.cuda_runtime_major}, "
                          f"{self.gpu.generation or 'unknown GPU class'}: {escape(self.context.source)}")
         lines.append(f"[{style}]{escape(self.summary())}[/{style}]")
-        if (training := self.training_note()) is not None:
-            lines.append(f"note: {escape(training)}")
+        lines.append(f"note: {escape(self.training_note())}")
         lines += [f"note: {escape(note)}" for note in self.notes]
         lines += [f"try: {escape(line)}" for line in self.advice]
         return Group(*lines)
@@ -643,7 +643,12 @@ def estimate(axolotl_cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions | 
     result, setup = breakdown(axolotl_cfg, facts, gpu, assumptions)
     capacity = gpu.capacity_gib
     notes = list(result.notes)
-    if sum(result.load_parts.values()) > max(sum(phase.values()) for phase in result.training.values()):
+    est = MemoryEstimate(model=facts.name, gpu=gpu, setup=setup,
+                         training_phases={name: {k: v / GIB for k, v in phase.items()}
+                                          for name, phase in result.training.items()},
+                         capacity_gib=capacity, load_parts={k: v / GIB for k, v in result.load_parts.items()},
+                         context=result.context, notes=notes)
+    if est.deciding_phase == "loading":
         notes.append("loading is the peak: Axolotl casts embeddings and lm_head to fp32 and back while the "
                      "base is on the GPU, and the allocator keeps that memory reserved")
     if not result.context.measured and gpu.kind in ("cuda", "mps"):
@@ -652,12 +657,6 @@ def estimate(axolotl_cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions | 
                      "the MPS runtime's share was never measured: the bound is widened by half of it")
     if gpu.note:
         notes.append(gpu.note)
-    phases = {name: {k: v / GIB for k, v in phase.items()} for name, phase in result.training.items()}
-    peak = max(phases, key=lambda name: sum(phases[name].values()))
-    est = MemoryEstimate(model=facts.name, gpu=gpu, setup=setup,
-                         parts=phases[peak], training_phases=phases, capacity_gib=capacity,
-                         load_parts={k: v / GIB for k, v in result.load_parts.items()},
-                         context=result.context, notes=notes)
     if with_advice and est.verdict != "fits":
         est.advice = advise(axolotl_cfg, facts, gpu, assumptions)
     return est

@@ -104,7 +104,5 @@ def per_gpu(single: MemoryEstimate, facts, strategy: str, processes: int) -> Sha
     # each of the backward's two peaks split on its own: sharding can change which one decides
     phases = {name: per_gpu_parts(single, facts, strategy, processes, phase)
               for name, phase in single.training_phases.items()}
-    parts = max(phases.values(), key=lambda phase: sum(phase.values())) if phases else \
-        per_gpu_parts(single, facts, strategy, processes)
-    fields.update(parts=parts, training_phases=phases, notes=notes, advice=list(single.advice))
+    fields.update(training_phases=phases, notes=notes, advice=list(single.advice))
     return ShardedEstimate(**fields, strategy=strategy, processes=processes)
