@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 from . import settings as job_settings
 from .errors import ConfigError, DataError, UsageError
 from .settings import TUNER_KEY, Settings
+from .training_shape import TrainingShape
 DEFAULT_VAL_FRACTION = 0.1
 
 
@@ -142,6 +143,12 @@ class LoadedConfig:
     @property
     def sha256(self) -> str:
         return canonical_hash(self.axolotl)
+
+    @property
+    def shape(self) -> TrainingShape:
+        """Row length, batch and packing, with Axolotl's defaults (read from the config as it is now:
+        a machine's fallback may rewrite it after loading)."""
+        return TrainingShape.of(self.axolotl)
 
     def split_files(self) -> dict[str, list[Path]]:
         train = [Path(d["path"]) for d in self.axolotl.get("datasets") or [] if isinstance(d, dict) and d.get("path")]

@@ -228,3 +228,28 @@ def test_epoch_based_interval_problems_are_warnings_not_errors(capsys):
     output = capsys.readouterr()
     assert code == 0
     assert "warning: save_steps: 500 never fires in the ~42 steps this data gives (estimate)" in output.err
+
+
+def test_a_config_without_sequence_len_is_read_at_axolotls_default(tmp_path):
+    """Axolotl trains a config without sequence_len at 512 tokens (schemas/config.py, default=512);
+    every reader of the training shape (memory, steps, eval batches, calibration, throughput) must
+    count the same 512, not a guess of its own."""
+    from cli_tuner.checks import calibration, eval_batches, memory, steps
+    from cli_tuner.facts import gpus, models
+
+    raw = yaml.safe_load(open(A5000))
+    raw.pop("sequence_len")
+    raw.update(sample_packing=True, micro_batch_size=2, multipack_real_batches=False)
+    path = tmp_path / "no_sequence_len.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    loaded = load(path)
+    cfg = loaded.axolotl
+    facts = models.lookup(loaded.base_model)
+    gpu = gpus.KNOWN_GPUS["a5000"]
+
+    assert loaded.shape.sequence_len == 512
+    assert memory.read_setup(cfg, facts, gpu).sequence_len == 512
+    assert steps.need_for_one_step(cfg).bin_tokens == 2 * 512
+    assert eval_batches.batching(cfg).bin_tokens == 2 * 512
+    assert calibration.longest_micro_batch(cfg) == 2 * 512
+    assert memory.step_parts(facts, gpu, cfg) == memory.step_parts(facts, gpu, {**cfg, "sequence_len": 512})

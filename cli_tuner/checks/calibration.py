@@ -32,6 +32,7 @@ from ..errors import EnvironmentProblem
 from ..facts.gpus import GpuSpec
 from ..paths import CALIBRATION_FILE
 from ..settings import field_extra
+from ..training_shape import TrainingShape
 from . import config_rules, memory
 
 # The headroom's default (5% of the board: an eval batch or allocator growth after step 10 must still fit)
@@ -91,12 +92,12 @@ def settings(loaded: LoadedConfig) -> tuple[float, float | None]:
 
 def longest_micro_batch(cfg: dict) -> int:
     """Tokens of the largest micro-batch the run can build: rows are cut or dropped at sequence_len."""
-    return int(cfg.get("sequence_len") or 2048) * int(cfg.get("micro_batch_size") or 1)
+    return TrainingShape.of(cfg).micro_batch_tokens
 
 
 def at_tokens(cfg: dict, tokens: int) -> dict:
     """The config with its micro-batch resized to `tokens`, the shape the estimator reads."""
-    rows = int(cfg.get("micro_batch_size") or 1)
+    rows = TrainingShape.of(cfg).micro_batch_size
     return {**cfg, "sequence_len": max(1, math.ceil(tokens / rows))}
 
 
@@ -225,7 +226,7 @@ def project(cfg: dict, facts, gpu: GpuSpec, train_examples: int | None, price_pe
     if not steps or gpu.peak_bf16_tflops <= 0:
         return None
     speed = memory.estimate_tokens_per_second(facts, gpu, cfg)
-    step_tokens = longest_micro_batch(cfg) * int(cfg.get("gradient_accumulation_steps") or 1)
+    step_tokens = longest_micro_batch(cfg) * TrainingShape.of(cfg).gradient_accumulation_steps
     band, rests_on = memory.time_band(gpu)
     return Projection(gpu=gpu.name, steps=steps, tokens_per_second=speed, seconds=steps * step_tokens / speed,
                       band=band, rests_on=rests_on, price_per_hour=price_per_hour)
@@ -290,12 +291,13 @@ def format_duration(seconds: float) -> str:
 
 def full_steps(cfg: dict, train_examples: int | None, entry: dict) -> int | None:
     """Optimizer steps of the full run: max_steps, else epochs of examples; packed rows hold many."""
-    if cfg.get("sample_packing") and not (cfg.get("max_steps") or 0) > 0:
+    shape = TrainingShape.of(cfg)
+    if shape.sample_packing and shape.max_steps is None:
         mean = entry["measured"].get("mean_example_tokens")
         if not train_examples or not mean:
             return None
-        slots = longest_micro_batch(cfg) * int(cfg.get("gradient_accumulation_steps") or 1)
-        epochs = int(cfg.get("num_epochs") or 1)
+        slots = shape.micro_batch_tokens * shape.gradient_accumulation_steps
+        epochs = int(shape.num_epochs)
         return max(1, math.ceil(train_examples * mean / (slots * PACKED_FILL)) * epochs)
     return config_rules.total_steps(cfg, train_examples)
 

@@ -290,7 +290,7 @@ def build(loaded, tokenizer_override: str | None = None, allow_dangerous: bool =
         lint = dict(zip(answers, lint_job.result()))
 
     report = DataReport(
-        config=str(loaded.path), tokenizer=str(source), sequence_len=int(loaded.axolotl.get("sequence_len") or 512),
+        config=str(loaded.path), tokenizer=str(source), sequence_len=loaded.shape.sequence_len,
         files={name: [str(p) for p in paths] for name, paths in files.items()},
     )
     report.train_lengths = [m.total if m is not None else 0 for m in lengths.get("train", [])]
@@ -326,7 +326,7 @@ def _record_problems(report: DataReport, problems: Problems) -> None:
 def _check_lengths(report: DataReport, loaded, examples: dict, lengths: dict) -> None:
     limit = report.sequence_len
     strategy = str(loaded.axolotl.get("excess_length_strategy") or "drop").lower()
-    padded = bool(loaded.axolotl.get("pad_to_sequence_len")) and not loaded.axolotl.get("sample_packing")
+    padded = loaded.shape.pad_to_sequence_len and not loaded.shape.sample_packing
     over_items: list[dict] = []
     for name, measured in lengths.items():
         pairs = [(e, m) for e, m in zip(examples[name], measured) if m is not None]
@@ -362,10 +362,9 @@ def _check_lengths(report: DataReport, loaded, examples: dict, lengths: dict) ->
     report.details["over_sequence_len"] = over_items
     if "train" in report.splits:
         train = report.splits["train"]
-        steps = loaded.axolotl.get("max_steps")
-        per_step = int(loaded.axolotl.get("micro_batch_size") or 1) * int(loaded.axolotl.get("gradient_accumulation_steps") or 1)
+        steps, per_step = loaded.shape.max_steps, loaded.shape.examples_per_step
         if steps and train["examples"]:
-            train["epochs_at_max_steps"] = round(int(steps) * per_step / train["examples"], 2)
+            train["epochs_at_max_steps"] = round(steps * per_step / train["examples"], 2)
 
 
 def _check_duplicates(report: DataReport, examples: dict) -> None:

@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import DataError
+from ..training_shape import TrainingShape
 from .steps import attention_packs
 
 AXOLOTL_BIN_SIZE = 200        # sample_packing_bin_size's default
@@ -64,18 +65,17 @@ class EvalBatching:
 def batching(cfg: dict) -> EvalBatching:
     """The eval batching of `cfg` as the trainer builds it (reads the resolved config's keys, so a
     fallback that rewrites attn_implementation / multipack_real_batches is followed as it is)."""
-    micro = _int(cfg, "micro_batch_size", 1)
-    sequence = _int(cfg, "sequence_len", 2048)
-    packed_eval = bool(cfg.get("sample_packing")) and cfg.get("eval_sample_packing") is not False
-    if packed_eval:
+    shape = TrainingShape.of(cfg)
+    micro, sequence = shape.micro_batch_size, shape.sequence_len
+    if shape.eval_sample_packing:
         one_bin = attention_packs(cfg)
         return EvalBatching(True, 1 if one_bin else micro, micro * sequence if one_bin else sequence,
                             _int(cfg, "sample_packing_bin_size", AXOLOTL_BIN_SIZE),
                             bool(cfg.get("sample_packing_sequentially")), True)
     drop_last = cfg.get("dataloader_drop_last")
     if drop_last is None:
-        drop_last = bool(cfg.get("sample_packing"))  # Axolotl: packed training beside unpacked eval
-    return EvalBatching(False, _int(cfg, "eval_batch_size", micro), 0, 0, False, bool(drop_last))
+        drop_last = shape.sample_packing  # Axolotl: packed training beside unpacked eval
+    return EvalBatching(False, shape.eval_batch_size, 0, 0, False, bool(drop_last))
 
 
 def evaluates(cfg: dict) -> list[str]:
@@ -103,7 +103,7 @@ def eval_order(cfg: dict, lengths: list[int]) -> list[int]:
         import numpy as np
 
         ordered = [ordered[i] for i in np.random.default_rng(int(seed)).permutation(len(ordered))]
-    limit = _int(cfg, "eval_sequence_len", 0) or _int(cfg, "sequence_len", 2048)
+    limit = _int(cfg, "eval_sequence_len", 0) or TrainingShape.of(cfg).sequence_len
     if str(cfg.get("excess_length_strategy") or "drop").lower() == "truncate":
         return [min(int(x), limit) for x in ordered if x > 0]
     return [int(x) for x in ordered if 0 < x <= limit]

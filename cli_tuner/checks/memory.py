@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import EnvironmentProblem
 from ..facts.gpus import IMAGE_CUDA_MAJOR, KNOWN_GPUS, GpuSpec, resolve_target, spec_for_device  # noqa: F401 - re-exported API
 from ..findings import Check
+from ..training_shape import TrainingShape
 
 GIB = 2**30
 CLOSE_FRACTION = 0.90          # above 90% of capacity a longer batch or eval spike can still OOM
@@ -203,6 +204,7 @@ def _targets(cfg: dict, facts) -> tuple[str, ...]:
 
 
 def read_setup(cfg: dict, facts, gpu: GpuSpec) -> Setup:
+    shape = TrainingShape.of(cfg)
     adapter = cfg.get("adapter") or None
     if cfg.get("load_in_4bit") or adapter == "qlora":
         quant = 4
@@ -221,9 +223,9 @@ def read_setup(cfg: dict, facts, gpu: GpuSpec) -> Setup:
     offload = isinstance(checkpointing, str) and checkpointing.startswith("offload")
     autocast_adapter = cfg.get("peft_autocast_adapter_dtype")
     return Setup(
-        sequence_len=int(cfg.get("sequence_len") or 2048),
-        micro_batch_size=int(cfg.get("micro_batch_size") or 1),
-        gradient_accumulation_steps=int(cfg.get("gradient_accumulation_steps") or 1),
+        sequence_len=shape.sequence_len,
+        micro_batch_size=shape.micro_batch_size,
+        gradient_accumulation_steps=shape.gradient_accumulation_steps,
         adapter=adapter,
         quant_bits=quant,
         double_quant=bool(bnb.get("bnb_4bit_use_double_quant", True)),  # Axolotl's default is True
@@ -679,7 +681,7 @@ def _sets(changes: dict) -> str:
 
 def _largest_fitting_sequence(cfg: dict, facts, gpu: GpuSpec, assumptions: Assumptions, limit: float) -> int | None:
     """Longest sequence_len (a multiple of 256) whose bound stays under `limit` GiB."""
-    low, high = 0, int(cfg.get("sequence_len") or 2048) // 256
+    low, high = 0, TrainingShape.of(cfg).sequence_len // 256
     while low < high:
         middle = (low + high + 1) // 2
         if _total(_with(cfg, sequence_len=middle * 256), facts, gpu, assumptions) <= limit:
@@ -813,7 +815,7 @@ def flops_per_token(facts, axolotl_cfg: dict) -> float:
     counts = parameter_counts(facts)
     n = counts["linear"] + facts.vocab_size * facts.hidden_size
     checkpointing = bool(axolotl_cfg.get("gradient_checkpointing"))
-    sequence = int(axolotl_cfg.get("sequence_len") or 2048)
+    sequence = TrainingShape.of(axolotl_cfg).sequence_len
     width = facts.num_attention_heads * facts.head_dim
     attention = 12 * facts.num_hidden_layers * sequence * width * (4 / 3 if checkpointing else 1)
     return (8 if checkpointing else 6) * n + attention
@@ -823,7 +825,7 @@ def step_parts(facts, gpu: GpuSpec, axolotl_cfg: dict, mfu: float | None = None)
     """Seconds of one micro-batch by part: compute, dequantization, per-layer and per-micro-batch costs."""
     if gpu.peak_bf16_tflops <= 0:
         raise ValueError(f"no peak TFLOP/s known for {gpu.name}; cannot estimate throughput")
-    tokens = int(axolotl_cfg.get("sequence_len") or 2048) * int(axolotl_cfg.get("micro_batch_size") or 1)
+    tokens = TrainingShape.of(axolotl_cfg).micro_batch_tokens
     utilization = COMPUTE_MFU if mfu is None else mfu
     dequant = 0.0
     if axolotl_cfg.get("load_in_4bit") or axolotl_cfg.get("adapter") == "qlora" or axolotl_cfg.get("load_in_8bit"):
@@ -839,7 +841,7 @@ def step_parts(facts, gpu: GpuSpec, axolotl_cfg: dict, mfu: float | None = None)
 def estimate_tokens_per_second(facts, gpu: GpuSpec, axolotl_cfg: dict, mfu: float | None = None) -> float:
     """Processed tokens per second (padding included): one micro-batch's tokens over its step_parts.
     mfu None: COMPUTE_MFU, calibrated as described above."""
-    tokens = int(axolotl_cfg.get("sequence_len") or 2048) * int(axolotl_cfg.get("micro_batch_size") or 1)
+    tokens = TrainingShape.of(axolotl_cfg).micro_batch_tokens
     return tokens / sum(step_parts(facts, gpu, axolotl_cfg, mfu).values())
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..training_shape import TrainingShape
+
 
 @dataclass(frozen=True)
 class StepNeed:
@@ -24,11 +26,6 @@ class StepNeed:
         return f"{self.units} packed bins of {self.bin_tokens} tokens"
 
 
-def _int(cfg: dict, key: str, default: int) -> int:
-    value = cfg.get(key)
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value else default
-
-
 def attention_packs(cfg: dict) -> bool:
     """Axolotl's `attn_supports_packing`: one long bin per micro batch instead of real batches."""
     from axolotl.utils.schemas.enums import ATTN_IMPLS_SUPPORTING_PACKING
@@ -40,10 +37,9 @@ def attention_packs(cfg: dict) -> bool:
 
 
 def need_for_one_step(cfg: dict) -> StepNeed:
-    micro = _int(cfg, "micro_batch_size", 1)
-    accumulation = _int(cfg, "gradient_accumulation_steps", 1)
-    sequence = _int(cfg, "sequence_len", 2048)
-    if not cfg.get("sample_packing"):
+    shape = TrainingShape.of(cfg)
+    micro, accumulation, sequence = shape.micro_batch_size, shape.gradient_accumulation_steps, shape.sequence_len
+    if not shape.sample_packing:
         return StepNeed(False, micro * accumulation, 0)
     if attention_packs(cfg):
         return StepNeed(True, accumulation, micro * sequence)
@@ -55,7 +51,7 @@ def examples_for_one_step(cfg: dict, lengths: list[int], at_least: int = 1) -> i
     when all of `lengths` do not. Packed: first-fit bins number at least ceil(tokens / bin size),
     so more than (bins - 1) x bin size tokens guarantees the bins."""
     need = need_for_one_step(cfg)
-    sequence = _int(cfg, "sequence_len", 2048)
+    sequence = TrainingShape.of(cfg).sequence_len
     held_out = 0.0 if cfg.get("test_datasets") else float(cfg.get("val_set_size") or 0)
     usable = 1.0 - held_out
     total = 0

@@ -15,6 +15,7 @@ from ..checks import attention
 from ..config import LoadedConfig
 from ..errors import ConfigError
 from ..facts.models import ModelFacts
+from ..training_shape import TrainingShape
 
 TINY_SHAPE = {
     "hidden_size": 64,
@@ -178,8 +179,8 @@ def rehearsal_config(full: dict, model_dir: Path, steps: int, save_steps: int | 
                 cfg[key] = False
     if packing != "config":
         change("sample_packing", packing == "on", REASONS["packing"])
-    padded_rows = cfg.get("sample_packing") or cfg.get("pad_to_sequence_len")
-    if padded_rows and int(cfg.get("sequence_len") or 0) > CPU_ROW_TOKENS:
+    shape = TrainingShape.of(cfg)
+    if (shape.sample_packing or shape.pad_to_sequence_len) and shape.sequence_len > CPU_ROW_TOKENS:
         change("sequence_len", CPU_ROW_TOKENS, REASONS["sequence_len"])
 
     every = save_steps or steps
