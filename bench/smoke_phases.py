@@ -171,9 +171,9 @@ def job_side(root: Path, args, data_dir: Path):
     """The job's own work before Axolotl starts, timed here; (phases, the loaded smoke config, plan)."""
     from cli_tuner import config as config_module
     from cli_tuner.checks import preflight
-    from cli_tuner.commands import training_mode
+    from cli_tuner.commands import smoke
     from cli_tuner.paths import SMOKE_OVERLAY
-    from cli_tuner.training import pipeline
+    from cli_tuner.training import slices
 
     rows: list[dict] = []
 
@@ -188,12 +188,12 @@ def job_side(root: Path, args, data_dir: Path):
     loaded = timed("config + smoke overlay", lambda: config_module.load(REPO / args.config, overlays=[SMOKE_OVERLAY],
                                                                          sets=sets))
     plan = timed("preflight (data hash, facts, config checks)",
-                 lambda: preflight.prepare("smoke", loaded, output_root=root, check_environment=False))
+                 lambda: preflight.prepare(smoke.SPEC, loaded, output_root=root, check_environment=False))
     report = timed("data checks (first time)", lambda: preflight.check_training_data(plan, root))[0]
     timed("data checks (cached)", lambda: preflight.check_training_data(plan, root))
-    timed("smoke slice sizing", lambda: training_mode.size_smoke_slice(plan.loaded, report))
+    timed("smoke slice sizing", lambda: slices.size_from_settings(plan.loaded, report))
     run_dir = root / "job-run"
-    cfg = timed("smoke slices written", lambda: pipeline.write_slices(plan.loaded, run_dir))
+    cfg = timed("smoke slices written", lambda: slices.write(plan.loaded, run_dir))
     return rows, cfg, plan
 
 

@@ -21,12 +21,15 @@ class CliTunerError(Exception):
 
     exit_code = EXIT_UNEXPECTED
 
-    def __init__(self, message: str, details: list[str] | None = None):
+    def __init__(self, message: str, details: list[str] | None = None, record: str | None = None):
         super().__init__(message)
         self.message = message
         # Lines printed before the final one, e.g. every config problem when the message names the
         # first: library code raises them, only the command line prints.
         self.details = list(details or [])
+        # The error line a run's records keep (provenance, attempts.json), when it is not the message:
+        # without the advice, so the same failure reads the same on every attempt.
+        self.record = record
 
     def __str__(self) -> str:
         return self.message

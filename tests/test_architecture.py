@@ -13,7 +13,7 @@ from conftest import REPO
 
 PACKAGE = REPO / "cli_tuner"
 BASE = {"errors", "atomic", "config", "data", "console", "paths", "findings", "tokenizer", "normalize", "settings",
-        "training_shape"}
+        "training_shape", "run_spec"}
 # home -> the homes it may import (the base is always allowed)
 ALLOWED = {
     "base": set(),
@@ -173,6 +173,45 @@ def test_nothing_below_the_command_layer_reads_the_command_line(module):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr" \
                 and node.args and isinstance(node.args[0], ast.Name) and node.args[0].id == "args":
             pytest.fail(f"{module} line {node.lineno} duck-types the command line with getattr(args, ...)")
+
+
+def spec_names() -> set[str]:
+    """The names of the verbs that describe themselves with a run spec (commands/<verb>.SPEC)."""
+    from cli_tuner import commands
+
+    return {verb.SPEC.name for verb in commands.ALL if hasattr(verb, "SPEC")}
+
+
+SPEC_NAMES = spec_names()
+
+
+def mode_name_comparisons(source: str) -> list[int]:
+    """Lines that compare something with a verb's name: `mode == "smoke"`, `x in ("smoke", "full")`."""
+    def names_a_verb(node) -> bool:
+        if isinstance(node, ast.Constant):
+            return node.value in SPEC_NAMES
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return any(names_a_verb(e) for e in node.elts)
+        return False
+
+    return [node.lineno for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Compare)
+            and any(names_a_verb(operand) for operand in [node.left, *node.comparators])]
+
+
+def test_the_check_finds_a_comparison_with_a_mode_name():
+    assert {"smoke", "full", "rehearse"} <= SPEC_NAMES
+    assert mode_name_comparisons('if mode == "smoke":\n    pass\nok = m in ("full", "x")\n') == [1, 3]
+    assert mode_name_comparisons('if spec.publishes:\n    name = "smoke"\n') == []
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if home_of(m) not in ("commands", "cli")])
+def test_nothing_below_the_command_layer_asks_which_mode_runs(module):
+    """The verbs' run specs say what a run does; below commands/ only the spec's fields are read
+    (a mode's name is a label in provenance and the run folder, never compared)."""
+    path = PACKAGE / Path(*module.split(".")[1:])
+    source = (path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).read_text(encoding="utf-8")
+    lines = mode_name_comparisons(source)
+    assert not lines, f"{module} compares a mode's name on line(s) {lines}; read a field of the run spec"
 
 
 @pytest.mark.parametrize("module", [m for m in MODULES if m not in TRAINER_SIDE])

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cli_tuner.checks import attention, environment, preflight, steps
+from cli_tuner.commands import smoke, validate as validate_command
 from cli_tuner.config import load
 from cli_tuner.facts import attention as facts
 from cli_tuner.facts.machine import Machine
@@ -195,13 +196,13 @@ def test_preflight_applies_it_before_the_plan_is_read(monkeypatch, tmp_path):
     monkeypatch.delenv("KERNELS_CACHE", raising=False)
     monkeypatch.delenv("LOCAL_KERNELS", raising=False)
     loaded = load(CONFIGS / "axolotl_config.yaml", [CONFIGS / "overlays" / "packing.yaml"])
-    plan = preflight.prepare("smoke", loaded, output_root=tmp_path, check_environment=False)
+    plan = preflight.prepare(smoke.SPEC, loaded, output_root=tmp_path, check_environment=False)
     assert plan.attention.kind == facts.NONE
     assert plan.loaded.axolotl["attn_implementation"] == "sdpa" and plan.loaded.axolotl["multipack_real_batches"] is False
     record = plan.attention_record()
     assert record["source"]["kind"] == facts.NONE and [c["key"] for c in record["fallback"]] == [
         "attn_implementation", "multipack_real_batches"]
-    validate = preflight.prepare("validate", load(CONFIGS / "training_config_h100.yaml"), check_environment=False)
+    validate = preflight.prepare(validate_command.SPEC, load(CONFIGS / "training_config_h100.yaml"), check_environment=False)
     assert validate.attention is None and validate.loaded.axolotl["attn_implementation"] == "flash_attention_2"
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from cli_tuner import config
 from cli_tuner.checks import config_rules, data_report, distributed, preflight, steps
-from cli_tuner.commands import training_mode
+from cli_tuner.commands import smoke
 from cli_tuner.training import rehearsal
 from conftest import REPO
 
@@ -36,7 +36,7 @@ def test_the_matrix_covers_every_shipped_file():
 
 
 def resolved(mode: str, config_path: Path, overlay: Path | None, sets=()) -> config.LoadedConfig:
-    overlays = ([str(overlay)] if overlay else []) + list(training_mode.mode_overlays(mode))
+    overlays = ([str(overlay)] if overlay else []) + list(smoke.OVERLAYS if mode == "smoke" else ())
     return config.load(config_path, overlays=overlays, sets=list(sets))
 
 

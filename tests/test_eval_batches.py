@@ -63,6 +63,8 @@ def test_a_rehearsal_under_real_batches_grows_its_eval_slice_and_evaluates(tmp_p
 
 from cli_tuner import config  # noqa: E402
 from cli_tuner.checks import data_report, eval_batches  # noqa: E402
+from cli_tuner.commands import rehearse as rehearse_command, smoke as smoke_command  # noqa: E402
+from cli_tuner.training import slices  # noqa: E402
 from test_config_matrix import CONFIGS, NOT_FOR, OVERLAYS, TOKENIZER_OF, ids  # noqa: E402
 
 # Each shipped pair, as validate/full and as smoke resolves it; and under sdpa, the setting of a CUDA
@@ -233,7 +235,7 @@ def packed_sdpa(files, tokenizer_dir, smoke: bool, *sets):
         # real batches of 2 bins of 256 tokens: 5 examples of ~40 tokens fill one bin
         "attn_implementation=sdpa", "micro_batch_size=2", "sequence_len=256", "sample_packing_bin_size=200",
         *[s for s in data_sets(files) if s != "--set"], f"tokenizer_config={tokenizer_dir}", *sets])
-    return preflight.prepare("smoke" if smoke else "rehearse", loaded, check_environment=False)
+    return preflight.prepare((smoke_command if smoke else rehearse_command).SPEC, loaded, check_environment=False)
 
 
 def test_smoke_slice_grows_val_to_one_eval_batch_and_says_so(capsys, tmp_path, qwen_tokenizer_dir):
@@ -243,7 +245,7 @@ def test_smoke_slice_grows_val_to_one_eval_batch_and_says_so(capsys, tmp_path, q
     plan = packed_sdpa(files, qwen_tokenizer_dir, True)
     report = training_mode.check_data(plan, str(tmp_path / "out"), None)
     capsys.readouterr()
-    training_mode.size_smoke_slice(plan.loaded, report)
+    slices.size_from_settings(plan.loaded, report)
     grown = plan.loaded.settings.val_examples
     said = [line for line in capsys.readouterr().out.splitlines() if "val examples" in line]
     assert grown > 5 and len(said) == 1 and f"smoke slice: {grown} val examples, not 5" in said[0], said
@@ -262,22 +264,22 @@ def test_smoke_is_refused_when_the_whole_val_file_makes_no_eval_batch(tmp_path, 
     report = training_mode.check_data(plan, str(tmp_path / "out"), None)
     with pytest.raises(DataError, match=r"val.jsonl: 5 examples \(\d+ tokens\) make 1 packed bin; one eval batch takes "
                                         r"2 packed bins of 256 tokens"):
-        training_mode.size_smoke_slice(plan.loaded, report)
+        slices.size_from_settings(plan.loaded, report)
 
 
 def test_the_rehearsal_grows_its_eval_slice_to_one_eval_batch(capsys, tmp_path, qwen_tokenizer_dir):
     from cli_tuner.commands import training_mode
-    from cli_tuner.training import pipeline, rehearsal
+    from cli_tuner.training import rehearsal, slices
 
     files = make_locked_data(tmp_path / "data", train=80, val=30, test=4)
     plan = packed_sdpa(files, qwen_tokenizer_dir, False)
     report = training_mode.check_data(plan, str(tmp_path / "out"), None)
     cfg, _ = rehearsal.rehearsal_config(plan.loaded.axolotl, tmp_path / "model", 2, None, "config")
-    options = training_mode.size_rehearsal_eval(plan.loaded, cfg, report, pipeline.RehearsalOptions(steps=2))
-    assert options.val_examples > rehearsal.VAL_EXAMPLES
+    val_examples = slices.rehearsal_eval_examples(plan.loaded, cfg, report, rehearsal.VAL_EXAMPLES)
+    assert val_examples > rehearsal.VAL_EXAMPLES
     assert "rehearsal eval slice: " in capsys.readouterr().out
-    assert eval_batches_axolotl_makes(cfg, report.val_lengths[0][:options.val_examples]) >= 1
+    assert eval_batches_axolotl_makes(cfg, report.val_lengths[0][:val_examples]) >= 1
     _, divergences = rehearsal.rehearsal_config(plan.loaded.axolotl, tmp_path / "model", 2, None, "config",
-                                                val_examples=options.val_examples)
+                                                val_examples=val_examples)
     (sliced,) = [d for d in divergences if d["key"] == "test_datasets"]
-    assert sliced["rehearsal"] == f"the first {options.val_examples} of each file"
+    assert sliced["rehearsal"] == f"the first {val_examples} of each file"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from cli_tuner.checks import environment, gpu_probes, preflight
+from cli_tuner.commands import smoke
 from cli_tuner.config import load
 from cli_tuner.facts.machine import Machine
 from conftest import REPO
@@ -196,7 +197,7 @@ def test_deep_checks_on_cuda_run_in_a_child_and_the_parent_never_imports_torch(t
 
 def test_preflight_smoke_on_cuda_probes_bitsandbytes_in_a_child(tmp_path):
     loaded = load(REPO / "configs" / "axolotl_config.yaml")   # load_in_4bit: bitsandbytes is needed
-    results, _ = preflight.environment_checks("smoke", A5000, None, loaded, preflight.resolve_facts(loaded),
+    results, _ = preflight.environment_checks(smoke.SPEC, A5000, None, loaded, preflight.resolve_facts(loaded),
                                               tmp_path / "outputs")
     bnb = next(c for c in results if c.name == "bitsandbytes")
     assert bnb.failed_error and "in a child process" in bnb.detail and "sees no CUDA device" in bnb.detail

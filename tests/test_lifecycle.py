@@ -22,6 +22,7 @@ import pytest
 from cli_tuner.errors import (AlreadyFinished, CheckpointGateFailed, ConfigError, DataError, EXIT_USAGE, Interrupted,
                               RepeatedFailure, RunFolderBusy, TrainingFailed)
 from cli_tuner import config
+from cli_tuner.commands import full, smoke
 from cli_tuner.settings import Settings
 from cli_tuner.training import attempts, lifecycle, run_lock, tracking
 from conftest import REPO
@@ -143,7 +144,8 @@ def test_the_finish_setting(option, configured, mode, unattended, env, action, m
     monkeypatch.delenv("ON_FINISH", raising=False)
     sets = [f"cli_tuner.on_finish={configured}"] if configured else []
     loaded = config.load(REPO / "configs/axolotl_config.yaml", sets=sets, on_finish=option)
-    assert lifecycle.resolve_finish(loaded.settings, mode, unattended, env=env).action == action
+    assert lifecycle.resolve_finish(loaded.settings, {"smoke": smoke, "full": full}[mode].SPEC.stops_pod_when_attended,
+                                    unattended, env=env).action == action
 
 
 def test_the_finish_settings_precedence(monkeypatch, tmp_path):

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from cli_tuner.checks import environment, preflight
+from cli_tuner.commands import rehearse, smoke
 from cli_tuner.facts import machine
 from cli_tuner.errors import EnvironmentProblem
 from cli_tuner.facts.machine import Machine as Platform
@@ -91,7 +92,7 @@ def test_nvml_cuda_version_below_the_runtime_fails_even_for_unlisted_runtimes():
 
 
 def test_checks_list_for_a_fake_a5000_includes_the_failing_driver():
-    results = environment.checks(a5000("535.183.01"), "doctor", deep=False)
+    results = environment.checks(a5000("535.183.01"), deep=False)
     driver = named(results, "driver")
     assert driver.failed_error
     assert named(results, "flash-attn").level == "warning"  # sm_86 could use it; not installed here
@@ -142,7 +143,7 @@ def test_pins_are_compared_with_a_requirements_file(tmp_path):
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("# pins\ntorch==2.13.0\naxolotl==9.9.9\nrich==0.0.1  # wrong on purpose\n"
                             "PyYAML==6.0.3\nno-such-package-xyz==1.0\n")
-    results = environment.checks(Platform(kind="cpu", torch_version="2.13.0+cpu"), "rehearse", requirements=requirements)
+    results = environment.checks(Platform(kind="cpu", torch_version="2.13.0+cpu"), gpu=False, probes=False, requirements=requirements)
     axolotl = named(results, "axolotl")
     assert axolotl.failed_error and "pins 9.9.9" in axolotl.detail
     pins = named(results, "pinned packages")
@@ -152,7 +153,7 @@ def test_pins_are_compared_with_a_requirements_file(tmp_path):
 
 
 def test_the_real_pins_match_this_environment():
-    results = environment.checks(Platform(kind="cpu", torch_version="2.13.0+cpu"), "rehearse")
+    results = environment.checks(Platform(kind="cpu", torch_version="2.13.0+cpu"), gpu=False, probes=False)
     assert named(results, "axolotl").ok
     assert named(results, "pinned packages").ok
 
@@ -184,7 +185,7 @@ def test_tracking_variable(monkeypatch):
 def test_mps_platform_checks():
     mac = Platform(kind="mps", system="Darwin", machine="arm64", torch_version="2.13.0", mps_built=True,
                    macos_version="15.1", ram_gib=32)
-    results = environment.checks(mac, "doctor", deep=False)
+    results = environment.checks(mac, deep=False)
     assert named(results, "flash-attn").ok
     assert "8-bit optimizers have no MPS kernel" in named(results, "bitsandbytes").detail
     assert any(c.name == "PYTORCH_ENABLE_MPS_FALLBACK" for c in results)
@@ -372,8 +373,9 @@ def test_cuda_visible_devices_picks_the_nvml_device(monkeypatch, visible, handle
 # ----------------------------------------------------------------------------- preflight
 
 def _preflight(mode: str, output_root):
+    spec = {"smoke": smoke.SPEC, "rehearse": rehearse.SPEC}[mode]
     loaded = load(REPO / "configs" / "axolotl_config.yaml")
-    results, _ = preflight.environment_checks(mode, machine.detect(), None, loaded, preflight.resolve_facts(loaded),
+    results, _ = preflight.environment_checks(spec, machine.detect(), None, loaded, preflight.resolve_facts(loaded),
                                               output_root)
     preflight.raise_environment(f"{mode} preflight", results)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from cli_tuner import cli, data
-from cli_tuner.commands import options as command_options
-from cli_tuner.training import pipeline as runner
+from cli_tuner.commands import full, options as command_options
+from cli_tuner.training import pipeline as runner, slices
 from cli_tuner.config import load
 from conftest import REPO
 
@@ -17,7 +17,7 @@ SMOKE = REPO / "configs" / "axolotl_smoke_test.yaml"
 def test_smoke_trains_on_the_first_examples_of_the_verified_files(locked_data, tmp_path):
     loaded = load(A5000, overlays=[SMOKE], sets=[f"datasets.0.path={locked_data['train']}",
                                                 f"test_datasets.0.path={locked_data['val']}"])
-    cfg = runner.write_slices(loaded, tmp_path)
+    cfg = slices.write(loaded, tmp_path)
     train = [r.data for r in data.read_records(cfg["datasets"][0]["path"])]
     val = [r.data for r in data.read_records(cfg["test_datasets"][0]["path"])]
     source = [r.data for r in data.read_records(locked_data["train"])]
@@ -28,11 +28,11 @@ def test_smoke_trains_on_the_first_examples_of_the_verified_files(locked_data, t
 
 def test_identity_changes_with_config_and_data_but_not_with_key_order(locked_data):
     verified = data.verify([locked_data["train"]])
-    first = runner.identity_of("full", load(A5000), verified)
-    assert first == runner.identity_of("full", load(A5000), verified)
-    assert first != runner.identity_of("full", load(A5000, sets=["lora_r=16"]), verified)
+    first = runner.identity_of(full.SPEC, load(A5000), verified)
+    assert first == runner.identity_of(full.SPEC, load(A5000), verified)
+    assert first != runner.identity_of(full.SPEC, load(A5000, sets=["lora_r=16"]), verified)
     other = data.VerifiedData(verified.files, "0" * 64)
-    assert first.default_run_id() != runner.identity_of("full", load(A5000), other).default_run_id()
+    assert first.default_run_id() != runner.identity_of(full.SPEC, load(A5000), other).default_run_id()
     assert first.default_run_id().startswith("full-")
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from cli_tuner import cli, config
 from cli_tuner.checks import preflight
-from cli_tuner.commands import rehearse, training_mode
+from cli_tuner.commands import rehearse, smoke, training_mode
+from cli_tuner.training import slices
 from cli_tuner.errors import DataError, UsageError
 from conftest import REPO, data_sets, make_locked_data, run_folders
 
@@ -30,7 +31,7 @@ def dangerous_data(folder):
 def planned(files, tokenizer_dir, *sets, allow=False):
     loaded = config.load(CONFIG, sets=[*[s for s in data_sets(files) if s != "--set"],
                                        f"tokenizer_config={tokenizer_dir}", *sets], allow_dangerous_data=allow)
-    return preflight.prepare("smoke", loaded, check_environment=False)
+    return preflight.prepare(smoke.SPEC, loaded, check_environment=False)
 
 
 def test_smoke_stops_on_dangerous_data_before_any_model_exit_3(capsys, tmp_path, qwen_tokenizer_dir, monkeypatch):
@@ -72,17 +73,17 @@ def test_data_checks_are_cached_by_data_hash_and_settings(tmp_path, qwen_tokeniz
 
 def test_smoke_slice_grows_to_one_optimizer_step(tmp_path, qwen_tokenizer_dir):
     files = make_locked_data(tmp_path / "data", train=12, val=4, test=4)
-    loaded = config.load(CONFIG, overlays=list(training_mode.mode_overlays("smoke")),
+    loaded = config.load(CONFIG, overlays=list(smoke.OVERLAYS),
                          sets=["gradient_accumulation_steps=12", *[s for s in data_sets(files) if s != "--set"],
                                f"tokenizer_config={qwen_tokenizer_dir}"])
-    plan = preflight.prepare("smoke", loaded, check_environment=False)
+    plan = preflight.prepare(smoke.SPEC, loaded, check_environment=False)
     report = training_mode.check_data(plan, str(tmp_path / "out"), None)
-    training_mode.size_smoke_slice(plan.loaded, report)
+    slices.size_from_settings(plan.loaded, report)
     assert plan.loaded.settings.train_examples == 12
     plan.loaded.axolotl["gradient_accumulation_steps"] = 13
     with pytest.raises(DataError, match=r"train.jsonl: 12 examples \(\d+ tokens\) are fewer than one optimizer "
                                        r"step of .*axolotl_config.yaml takes \(13 examples\); smoke needs more"):
-        training_mode.size_smoke_slice(plan.loaded, report)
+        slices.size_from_settings(plan.loaded, report)
 
 
 def loaded_with(*sets):

@@ -243,28 +243,28 @@ def hf_cache_dir() -> Path:
     return Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
 
 
-def checks(found: Machine, mode: str = "doctor", requirements: Path | str = REQUIREMENTS,
+def checks(found: Machine, *, gpu: bool = True, probes: bool = True, requirements: Path | str = REQUIREMENTS,
            output_root: Path | str = "outputs", deep: bool = True, disk_need_bytes: int | None = None,
            bitsandbytes_needed: bool = True) -> list[Check]:
-    """Every check relevant to `mode` (doctor, validate, rehearse, smoke, full), in the order to fix them.
+    """Every check the caller needs on this machine, in the order to fix them.
 
-    `deep`: on CUDA, doctor, smoke and full run the GPU probes (bitsandbytes only when the config
-    needs it), each in its own process."""
+    `gpu`: the GPU stack too (torch's build, the driver, bitsandbytes, flash-attn, the HF cache's
+    disk); a CPU rehearsal leaves it out. `probes` and `deep`: on CUDA, run the GPU probes
+    (bitsandbytes only when the config needs it), each in its own process."""
     requirements = Path(requirements)
     pins = read_pins(requirements)
-    gpu_mode = mode in ("doctor", "validate", "smoke", "full")
     results = [check_python(found), check_torch(found, pins)]
-    if gpu_mode:
+    if gpu:
         results.append(check_torch_build(found))
         driver = check_driver(found)
         if driver:
             results.append(driver)
-        probe = deep and mode in ("doctor", "smoke", "full")
+        probe = deep and probes
         results.append(check_bitsandbytes(found, pins, deep=probe and bitsandbytes_needed))
         results.append(check_flash_attn(found, deep=probe))
     results += check_pins(pins, requirements)
     results.append(check_disk(output_root, disk_need_bytes, name="disk (outputs)"))
-    if gpu_mode:
+    if gpu:
         results.append(check_disk(hf_cache_dir(), name="disk (HF cache)"))
     results.append(check_tracking())
     fallback = check_mps_fallback(found)

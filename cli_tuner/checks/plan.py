@@ -17,11 +17,12 @@ from ..facts.gpus import GpuSpec
 from ..facts.machine import Machine
 from ..facts.models import ModelFacts
 from ..findings import Check
+from ..run_spec import RunSpec
 
 
 @dataclass
 class Plan:
-    mode: str                          # validate, smoke, full, rehearse, ...
+    spec: RunSpec                      # what the command does (its name is only a label)
     loaded: LoadedConfig               # the config with overlays and --set applied
     verified: VerifiedData | None      # the data files and their hashes, checked against the manifest
     facts: ModelFacts                  # the base model's architecture
@@ -32,6 +33,11 @@ class Plan:
     topology: Topology = SINGLE        # how many training processes, on how many machines
     attention: AttentionSource | None = None  # this machine's flash-attention source (CUDA machines)
     fallbacks: list[dict] = field(default_factory=list)  # config changes made for this machine (checks/attention.py)
+
+    @property
+    def mode(self) -> str:
+        """The command's name: a label for messages, the run folder and provenance."""
+        return self.spec.name
 
     def attention_record(self) -> dict | None:
         """What provenance records: the flash-attention source and any fallback made for it."""

@@ -20,10 +20,9 @@ from ..paths import PREPARED_DIR
 from . import attention, config_rules, data_report, distributed, environment, memory, memory_sharding
 from .distributed import SINGLE, Topology
 from .plan import Plan
+from ..run_spec import RunSpec
 
 KIND_ERRORS = {"data": DataError, "config": ConfigError, "environment": EnvironmentProblem}
-TRAINING_MODES = ("smoke", "full", "rehearse")
-GPU_MODES = ("smoke", "full")
 
 
 def resolve_facts(loaded: LoadedConfig) -> models.ModelFacts:
@@ -88,14 +87,14 @@ def memory_on(loaded: LoadedConfig, facts, gpu: gpus.GpuSpec, topology: Topology
     return estimate, memory.fit_check(estimate, str(loaded.path))
 
 
-def environment_checks(mode: str, found: machine_facts.Machine, target, loaded: LoadedConfig, facts,
+def environment_checks(spec: RunSpec, found: machine_facts.Machine, target, loaded: LoadedConfig, facts,
                        output_root: Path | str, topology: Topology = SINGLE) -> tuple[list[Check], memory.MemoryEstimate | None]:
-    """The environment checks `mode` needs on this machine, and the memory estimate on its GPU."""
+    """The environment checks `spec` needs on this machine, and the memory estimate on its GPU."""
     disk_need = memory.estimate_checkpoint_disk(loaded.axolotl, facts)
-    results = environment.checks(found, mode, output_root=output_root,
+    results = environment.checks(found, gpu=spec.on_gpu, probes=spec.on_gpu, output_root=output_root,
                                  bitsandbytes_needed=environment.needs_bitsandbytes(loaded), disk_need_bytes=disk_need)
     estimate = None
-    if mode in GPU_MODES:
+    if spec.on_gpu:
         results = environment.device_checks(found, target, loaded) + results
         if found.kind in ("cuda", "mps"):
             estimate, check = memory_on(loaded, facts, machine_facts.gpu_spec(found), topology)
@@ -110,28 +109,28 @@ def raise_environment(source: str, results: list[Check]) -> None:
         raise EnvironmentProblem(f"{source}: {first.line()}", details=details)
 
 
-def prepare(mode: str, loaded: LoadedConfig, *, output_root: Path | str | None = None,
+def prepare(spec: RunSpec, loaded: LoadedConfig, *, output_root: Path | str | None = None,
             check_environment: bool = True, topology: Topology = SINGLE) -> Plan:
     """Data, config, machine, model: verified in that order, so nothing costly runs on a bad input.
     The machine is detected before the config is checked, so the checks see its fallback (checks/attention.py)."""
     verified = verify_data(loaded)  # first: no model, no GPU on bad data
     facts = resolve_facts(loaded)
-    target = None if mode == "rehearse" else resolve_target(loaded)
-    found = machine_facts.detect() if mode in TRAINING_MODES else None
+    target = resolve_target(loaded) if spec.checks_target else None
+    found = machine_facts.detect() if spec.detects_machine else None
     source, fallbacks = None, []
-    if found is not None and found.kind == "cuda" and mode in GPU_MODES:
+    if found is not None and found.kind == "cuda" and spec.on_gpu:
         # Before anything reads the config (Axolotl's schema, which refuses flash_attention_2 on a CUDA
         # machine without a source; the step arithmetic; memory; the resolved config): a config asking
         # for flash attention on a CUDA machine with no source for it trains with sdpa.
         source = attention_facts.detect()
         fallbacks = attention.machine_fallback(loaded.axolotl, found, source)
     findings = check_config(loaded, facts, target, topology)
-    plan = Plan(mode, loaded, verified, facts, target, found, findings, attention=source, fallbacks=fallbacks,
+    plan = Plan(spec, loaded, verified, facts, target, found, findings, attention=source, fallbacks=fallbacks,
                 topology=topology)
     if found is not None and check_environment:
         root = output_root or os.environ.get("OUTPUT_ROOT", "outputs")
-        results, plan.estimate = environment_checks(mode, found, target, loaded, facts, root, topology)
-        raise_environment(f"{mode} preflight", results)
+        results, plan.estimate = environment_checks(spec, found, target, loaded, facts, root, topology)
+        raise_environment(f"{spec.name} preflight", results)
         plan.findings += [c for c in results if c.failed]
     return plan
 

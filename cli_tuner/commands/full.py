@@ -13,11 +13,15 @@ from .. import console
 from ..checks import calibration, distributed
 from ..checks.plan import Plan
 from ..facts import machine as machine_facts
+from ..run_spec import RunSpec
 from . import training_mode
 
 NAME = "full"
 HELP = "the full training run, then the checkpoint check and phase2-final/"
 add_arguments = training_mode.add_gpu_arguments
+# The whole data on this machine's GPU; the adapter is published, checked against the base model
+# and gated; a finished run stops its pod even when started by hand.
+SPEC = RunSpec(NAME, publishes=True, gated=True, baseline=True, stops_pod_when_attended=True)
 
 
 def check_calibration(args: argparse.Namespace, plan: Plan) -> calibration.Decision | None:
@@ -42,4 +46,4 @@ def check_calibration(args: argparse.Namespace, plan: Plan) -> calibration.Decis
 
 
 def run(args: argparse.Namespace) -> int:
-    return training_mode.run_mode(NAME, args, before=lambda plan: check_calibration(args, plan))
+    return training_mode.run_mode(SPEC, args, before=lambda plan: check_calibration(args, plan))

@@ -8,12 +8,17 @@ import os
 from .. import console
 from ..config import LoadedConfig
 from ..errors import UsageError
+from ..run_spec import RunSpec
 from ..training.pipeline import RehearsalOptions
 from . import training_mode
 
 NAME = "rehearse"
 DEFAULT_STEPS = 2  # proves the path, not convergence: the second step reuses the optimizer state the first made
 HELP = "CPU rehearsal: tiny random model of the same architecture, real axolotl train"
+# A tiny random model on the CPU: no GPU checks, no target, no FLOPs of the real model; the adapter
+# is published and checked on a sample of the test split, and the gate is recorded, not enforced.
+SPEC = RunSpec(NAME, on_gpu=False, checks_target=False, cpu_rehearsal=True, publishes=True,
+               check_sample=8, counts_flops=False)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,4 +63,4 @@ def rehearsal_options(args: argparse.Namespace, loaded) -> RehearsalOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    return training_mode.run_mode(NAME, args, rehearsal_for=lambda loaded: rehearsal_options(args, loaded))
+    return training_mode.run_mode(SPEC, args, rehearsal_for=lambda loaded: rehearsal_options(args, loaded))

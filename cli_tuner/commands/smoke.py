@@ -12,12 +12,17 @@ from ..checks import calibration, distributed
 from ..checks.plan import Plan
 from ..facts import machine as machine_facts
 from ..paths import PROVENANCE_FILE, SMOKE_OVERLAY
+from ..run_spec import RunSpec
 from ..training import measurements
 from . import training_mode
 
 NAME = "smoke"
 HELP = "10-step smoke run derived from the full config (overlay configs/axolotl_smoke_test.yaml)"
 add_arguments = training_mode.add_gpu_arguments
+# The first cli_tuner.train_examples / val_examples on this machine's GPU; nothing published or gated.
+SPEC = RunSpec(NAME, slices_from_settings=True)
+# Applied after the user's overlays (so a user overlay cannot stretch a smoke run); --set still wins.
+OVERLAYS = (str(SMOKE_OVERLAY),)
 
 
 def record_calibration(args: argparse.Namespace, plan: Plan, run_dir: Path) -> Path | None:
@@ -41,5 +46,5 @@ def record_calibration(args: argparse.Namespace, plan: Plan, run_dir: Path) -> P
 
 
 def run(args: argparse.Namespace) -> int:
-    return training_mode.run_mode(NAME, args, last_overlays=training_mode.mode_overlays(NAME),
+    return training_mode.run_mode(SPEC, args, last_overlays=OVERLAYS,
                                   after=lambda plan, run_dir: record_calibration(args, plan, run_dir))

@@ -7,11 +7,13 @@ import argparse
 from .. import console
 from ..checks import calibration, data_report, distributed, eval_batches, memory, preflight
 from ..config import read_yaml
+from ..run_spec import RunSpec
 from ..training import tracking
 from . import options
 
 NAME = "validate"
 HELP = "check config, data, token budget and memory; no training"
+SPEC = RunSpec(NAME, detects_machine=False, on_gpu=False)  # this machine is not the pod: its checks are doctor's
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     tracking.load_env_file()  # as the training modes do: the environment stand-ins of the settings are checked too
     loaded = options.load_config(args)
     topology = options.topology(args)
-    plan = preflight.prepare(NAME, loaded, topology=topology)
+    plan = preflight.prepare(SPEC, loaded, topology=topology)
     verified = plan.verified
     console.out(f"data: {len(verified.files)} files match their manifest (data sha256 {verified.data_sha256[:16]}...)")
     options.show_findings(plan)

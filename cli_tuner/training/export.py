@@ -175,7 +175,7 @@ def model_card(kind: str, provenance: dict, evaluation: dict, dtype: str | None,
     from huggingface_hub import ModelCard, ModelCardData
 
     base, requested = provenance.get("base_model"), provenance.get("requested_base_model")
-    rehearsal = provenance.get("mode") == "rehearse"
+    rehearsal = provenance.get("rehearsal") is not None  # what a rehearsal records: its tiny model, its divergences
     data = provenance.get("data") or {}
     summary = evaluation.get("summary") or (provenance.get("checkpoint_check") or {}).get("summary") or {}
     versions = provenance.get("versions") or {}

@@ -54,11 +54,12 @@ def on_runpod(env=os.environ) -> bool:
     return bool(env.get("RUNPOD_POD_ID"))
 
 
-def resolve_finish(settings: Settings, mode: str, unattended: bool, env=os.environ) -> Finish:
-    """The action of the (already checked) `on_finish` setting for this mode and start."""
+def resolve_finish(settings: Settings, stops_pod_when_attended: bool, unattended: bool, env=os.environ) -> Finish:
+    """The action of the (already checked) `on_finish` setting for this run and start
+    (`stops_pod_when_attended`: the run spec's)."""
     choice, source = settings.on_finish, settings.source("on_finish")
     if choice == "auto":
-        stop = on_runpod(env) and (unattended or mode == "full")
+        stop = on_runpod(env) and (unattended or stops_pod_when_attended)
         return Finish("stop" if stop else "exit", "auto")
     return Finish(choice, source)
 

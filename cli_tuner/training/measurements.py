@@ -24,7 +24,7 @@ def write_inputs(plan: Plan, cfg: dict, run_dir: Path) -> dict:
     """measurement_inputs.json: FLOPs per token of the model that trains, and this GPU's peak."""
     gpu = machine_facts.gpu_spec(plan.machine) if plan.machine is not None and plan.machine.kind == "cuda" else None
     # A rehearsal trains a tiny stand-in, not plan.facts' model: its FLOPs would be the wrong ones.
-    flops = None if plan.mode == "rehearse" else memory.flops_per_token(plan.facts, cfg)
+    flops = memory.flops_per_token(plan.facts, cfg) if plan.spec.counts_flops else None
     inputs = {"model": plan.facts.name, "flops_per_token": flops,
               "peak_tflops": (gpu.peak_bf16_tflops or None) if gpu is not None else None,
               "gpu": gpu.name if gpu is not None else None}

@@ -29,14 +29,14 @@ from ..evaluation.report import GateSettings
 from ..facts import gpus
 from ..paths import (FINAL_DIR, PREPARED_DIR, PROGRESS_FILE, PROVENANCE_FILE, REHEARSAL_MODEL_DIR, REPO_ROOT,
                      RESOLVED_CONFIG, TRAIN_LOG)
-from . import attempts, launcher, lifecycle, measurements, rehearsal, run_folder, tracking
+from ..run_spec import RunSpec
+from . import attempts, launcher, lifecycle, measurements, rehearsal, run_folder, slices, tracking
 from .provenance import Provenance
 
 PLUGIN = "cli_tuner.training.axolotl_plugin.CliTunerPlugin"
 FINAL_FILES = ("adapter_model.safetensors", "adapter_model.bin", "adapter_config.json", "tokenizer.json",
                "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "vocab.json",
                "merges.txt", "tokenizer.model", "generation_config.json")
-REHEARSAL_CHECK_SAMPLES = 8
 say = console.say
 
 
@@ -76,31 +76,12 @@ def prepared_dataset_path(cfg: dict, output_root: Path, data_sha256: str) -> str
     return str(root / data_sha256[:16])
 
 
-def identity_of(mode: str, loaded: LoadedConfig, verified: data.VerifiedData,
+def identity_of(spec: RunSpec, loaded: LoadedConfig, verified: data.VerifiedData,
                 rehearsal_options: RehearsalOptions | None = None) -> run_folder.Identity:
-    options = rehearsal_options.as_record() if mode == "rehearse" and rehearsal_options else {}
+    options = rehearsal_options.as_record() if spec.cpu_rehearsal and rehearsal_options else {}
     config_hash = canonical_hash({"axolotl": loaded.axolotl, TUNER_KEY: loaded.settings.identity(),
                                   "options": options})
-    return run_folder.Identity(mode, config_hash, verified.data_sha256)
-
-
-def write_slices(loaded: LoadedConfig, run_dir: Path, limits: dict | None = None) -> dict:
-    """Smoke runs train on the first N examples (a rehearsal evaluates on the first few); the
-    slices live in the run folder."""
-    cfg = dict(loaded.axolotl)
-    if limits is None:
-        limits = {"datasets": loaded.settings.train_examples, "test_datasets": loaded.settings.val_examples}
-    for key, limit in limits.items():
-        if not limit:
-            continue
-        entries = []
-        for index, entry in enumerate(cfg.get(key) or []):
-            source = Path(entry["path"])
-            lines = [line for line in source.read_text(encoding="utf-8").splitlines() if line.strip()][:int(limit)]
-            target = atomic.write_text(run_dir / "data" / f"{key}-{index}-{source.name}", "\n".join(lines) + "\n")
-            entries.append({**entry, "path": str(target)})
-        cfg[key] = entries
-    return cfg
+    return run_folder.Identity(spec.name, config_hash, verified.data_sha256)
 
 
 # Axolotl's own floor when it saves a prepared set (utils/data/shared.py, min_rows_per_proc): below
@@ -350,16 +331,16 @@ def publish_final(run_dir: Path) -> Path:
 
 
 def check_final(plan: Plan, final: Path, provenance: Provenance) -> list[str]:
-    loaded = plan.loaded
+    """The checkpoint check on the test split; the gate's failures when the spec gates the run."""
+    loaded, spec = plan.loaded, plan.spec
     test_files = loaded.split_files()["test"]
     if not test_files:
         say("checkpoint check skipped: no test split (set cli_tuner.test_file)")
         return []
-    sample = REHEARSAL_CHECK_SAMPLES if plan.mode == "rehearse" else None
     settings = GateSettings.from_settings(loaded.settings)
-    baseline = plan.mode == "full" and loaded.settings.baseline  # the base model sets the bar
+    baseline = spec.baseline and loaded.settings.baseline  # the base model sets the bar
     with console.phase("checkpoint check", unit="prompts") as bar:
-        report = evaluation.evaluate(final, test_file=test_files[0], sample_size=sample, baseline=baseline,
+        report = evaluation.evaluate(final, test_file=test_files[0], sample_size=spec.check_sample, baseline=baseline,
                                      device=plan.machine.torch_device,
                                      sandbox_limits=sandbox.Limits(seconds=settings.sandbox_seconds),
                                      on_progress=lambda done, total: bar.update(completed=done, total=total))
@@ -367,26 +348,25 @@ def check_final(plan: Plan, final: Path, provenance: Provenance) -> list[str]:
     write_held_library_logs(final.parent / TRAIN_LOG)
     console.show(report.renderable(console.is_terminal()))
     reasons = report.gate(settings)
-    gated = plan.mode == "full"
-    provenance.update(checkpoint_check={"summary": report.summary, "gate_failures": reasons, "gated": gated,
+    provenance.update(checkpoint_check={"summary": report.summary, "gate_failures": reasons, "gated": spec.gated,
                                         "margin_metric": settings.metric_for(report.summary),
                                         "sandbox": report.context.get("sandbox")})
-    if reasons and not gated:
+    if reasons and not spec.gated:
         say("checkpoint check: a random rehearsal model fails the quality gate by design; only `full` enforces it")
-    return reasons if gated else []
+    return reasons if spec.gated else []
 
 
 def run(plan: Plan, options: RunOptions, rehearsal_options: RehearsalOptions | None = None) -> Path:
     """Train the plan's config in its run folder; returns the run folder. Raises the job's errors."""
-    mode, loaded, verified = plan.mode, plan.loaded, plan.verified
-    settings = loaded.settings
-    identity = identity_of(mode, loaded, verified, rehearsal_options)
+    identity = identity_of(plan.spec, plan.loaded, plan.verified, rehearsal_options)
+    # The spec decides whether the tiny model replaces the configured one; the options only shape it.
+    rehearsal_options = (rehearsal_options or RehearsalOptions()) if plan.spec.cpu_rehearsal else None
     folder = run_folder.open_run(Path(options.output_root), identity, options.run_id, options.new_run,
                                  resume=options.resume, say=say, layout=layout_of(plan))
     try:
         with lifecycle.job_pid_file(Path(options.output_root)):
-            attempt = attempts.begin(folder.path, settings.max_identical_failures)
-            return _run_locked(plan, options, rehearsal_options, settings, identity, folder, attempt)
+            attempt = attempts.begin(folder.path, plan.loaded.settings.max_identical_failures)
+            return _run_locked(plan, options, rehearsal_options, identity, folder, attempt)
     finally:
         folder.lock.release()
 
@@ -398,100 +378,144 @@ def layout_of(plan: Plan) -> run_folder.Layout:
                              range(first, first + topology.nproc_per_node))
 
 
-def _run_locked(plan: Plan, options: RunOptions, rehearsal_options, settings, identity, folder, attempt) -> Path:
-    mode, loaded, verified, facts = plan.mode, plan.loaded, plan.verified, plan.facts
+def resolve_config(plan: Plan, options: RunOptions, rehearsal_options: RehearsalOptions | None,
+                   folder: run_folder.RunFolder, run_dir: Path) -> tuple[dict, dict]:
+    """The config `axolotl train` reads (the spec's slices, the rehearsal's model, the run folder, the
+    plugin, the checkpoint to resume), and what provenance records beside it (attention, rehearsal)."""
+    loaded = plan.loaded
+    if plan.spec.slices_from_settings:
+        cfg = slices.write(loaded, run_dir)
+    elif rehearsal_options is not None:
+        cfg = slices.write(loaded, run_dir, {"test_datasets": rehearsal_options.val_examples})
+    else:
+        cfg = dict(loaded.axolotl)
+    extra: dict = {}
+    if plan.attention_record() is not None:
+        extra["attention"] = plan.attention_record()  # the flash-attention source, and any fallback
+    if rehearsal_options is not None:
+        cfg, extra["rehearsal"] = prepare_rehearsal(rehearsal_options, loaded, plan.facts, run_dir, cfg)
+    processes = preprocessing_processes(cfg)
+    if processes is not None:
+        cfg["dataset_num_proc"] = processes
+    cfg["output_dir"] = str(run_dir)
+    cfg["dataset_prepared_path"] = prepared_dataset_path(cfg, Path(options.output_root).resolve(),
+                                                         plan.verified.data_sha256)
+    cfg["plugins"] = sorted(set(cfg.get("plugins") or []) | {PLUGIN})
+    if folder.resume_from is not None:
+        cfg["resume_from_checkpoint"] = str(folder.resume_from)
+    return cfg, extra
+
+
+def start_provenance(plan: Plan, cfg: dict, run_dir: Path, identity: run_folder.Identity,
+                     folder: run_folder.RunFolder, attempt: attempts.Attempt, tracking_summary: dict,
+                     trainer_record: dict, extra: dict) -> Provenance:
+    """The run's record from the plan (config, data, machine, topology) and the resolved config."""
+    loaded, verified = plan.loaded, plan.verified
+    test_files = loaded.split_files()["test"]
+    return Provenance.start(
+        run_dir, plan.machine.as_record(),
+        run_id=run_dir.name, mode=plan.spec.name, run_spec=plan.spec.as_record(),
+        base_model=cfg.get("base_model"), requested_base_model=loaded.base_model,
+        config={"path": str(loaded.path), "overlays": [str(p) for p in loaded.overlays], "sets": loaded.sets,
+                "sha256": identity.config_sha256, "resolved_path": RESOLVED_CONFIG,
+                "resolved_sha256": canonical_hash(cfg)},
+        resolved_config=cfg,
+        data={"data_sha256": verified.data_sha256, "files": verified.files,
+              "test_file": str(test_files[0]) if test_files else None},
+        resumed_from=folder.resume_from.name if folder.resume_from else None,
+        previous_attempt=(folder.previous or {}).get("status"),
+        attempt=len(attempt.history),
+        tracking=tracking_summary,
+        trainer=trainer_record,
+        world_size=plan.topology.world_size,
+        layout=layout_of(plan).record(),
+        topology=plan.topology.record(),
+        steps={"planned": cfg.get("max_steps"), "completed": None},
+        # the warnings preflight let through (a torch other than the pin, say): the run's own record
+        preflight_warnings=[c.line() for c in plan.findings if c.failed],
+        **extra,
+    )
+
+
+def train(plan: Plan, options: RunOptions, folder: run_folder.RunFolder, run_dir: Path, resolved_path: Path,
+          env: dict, cfg: dict) -> None:
+    """`axolotl train` on the resolved config; Interrupted on a signal, TrainingFailed on a non-zero exit."""
+    returncode, received = run_training(resolved_path, run_dir, env, verbose=options.verbose,
+                                        pass_fds=(folder.lock.fileno(),), topology=plan.topology,
+                                        strategy=distributed.strategy_of(cfg))
+    progress = progress_of(run_dir)
+    if received is not None:
+        raise Interrupted(f"interrupted by signal {received} at step {progress.get('step')}; "
+                          f"start the same command again to resume from {progress.get('last_checkpoint') or 'the start'}",
+                          record=f"signal {received} at step {progress.get('step')}")
+    if returncode != 0:
+        reason = last_error_line(run_dir / TRAIN_LOG)
+        raise TrainingFailed(f"training failed (axolotl exit {returncode}): {reason}; full log: {run_dir / TRAIN_LOG}",
+                             record=f"axolotl train exited {returncode}: {reason}")
+    say(f"training finished: step {progress.get('step')}, train loss {progress.get('train_loss')}, "
+        f"eval loss {progress.get('eval_loss')}")
+
+
+def publish(plan: Plan, run_dir: Path, provenance: Provenance) -> Path | None:
+    """phase2-final/ and its checkpoint check, when the spec publishes (on node 0: one writer);
+    CheckpointGateFailed when the gate fails a gated run."""
+    if not plan.spec.publishes:
+        return None
+    if plan.topology.node_rank > 0:
+        say(f"node {plan.topology.node_rank}: training done; node 0 saves, checks and publishes the adapter")
+        return None
+    final = publish_final(run_dir)
+    reasons = check_final(plan, final, provenance)
+    if reasons:
+        raise CheckpointGateFailed(f"{final}: checkpoint check failed: {'; '.join(reasons)}",
+                                   record=f"checkpoint check failed: {'; '.join(reasons)}")
+    say(f"final adapter: {final}")
+    return final
+
+
+def ending_of(exc: BaseException | None) -> tuple[str, str | None]:
+    """(status, error line) that provenance and attempts.json record for what ended the run: the one
+    place the status follows from the exception's type. The error line is the exception's `record`
+    where it has one (the same failure then reads the same on every attempt)."""
+    if exc is None:
+        return "succeeded", None
+    record = getattr(exc, "record", None)
+    if isinstance(exc, CheckpointGateFailed):
+        return "failed_gate", record or str(exc)
+    if isinstance(exc, (Interrupted, KeyboardInterrupt)):
+        return "interrupted", record or str(exc) or "interrupted"
+    return "failed", record or f"{type(exc).__name__}: {exc}"
+
+
+def _run_locked(plan: Plan, options: RunOptions, rehearsal_options: RehearsalOptions | None,
+                identity: run_folder.Identity, folder: run_folder.RunFolder, attempt: attempts.Attempt) -> Path:
     run_dir = folder.path.resolve()
     say(f"run folder: {run_dir}")
-    # Until a line below decides otherwise, an ending is a failure with its exception named.
-    status, error, final = "failed", None, None
-    provenance = None
+    provenance, final, ended = None, None, None
     try:
         with lifecycle.signals_interrupt():  # a stop outside the trainer (rehearsal model, evaluation)
-            cfg = write_slices(loaded, run_dir) if mode == "smoke" else dict(loaded.axolotl)
-            if mode == "rehearse":
-                cfg = write_slices(loaded, run_dir, {"test_datasets": (rehearsal_options or RehearsalOptions()).val_examples})
-            extra: dict = {}
-            if plan.attention_record() is not None:
-                extra["attention"] = plan.attention_record()  # the flash-attention source, and any fallback
-            if mode == "rehearse":
-                cfg, extra["rehearsal"] = prepare_rehearsal(rehearsal_options or RehearsalOptions(), loaded, facts, run_dir, cfg)
-            processes = preprocessing_processes(cfg)
-            if processes is not None:
-                cfg["dataset_num_proc"] = processes
-            cfg["output_dir"] = str(run_dir)
-            cfg["dataset_prepared_path"] = prepared_dataset_path(cfg, Path(options.output_root).resolve(), verified.data_sha256)
-            cfg["plugins"] = sorted(set(cfg.get("plugins") or []) | {PLUGIN})
-            if folder.resume_from is not None:
-                cfg["resume_from_checkpoint"] = str(folder.resume_from)
+            cfg, extra = resolve_config(plan, options, rehearsal_options, folder, run_dir)
             resolved_path = atomic.write_text(run_dir / RESOLVED_CONFIG, dump_yaml(cfg))
             env, tracking_summary = tracking.training_environment(
                 cfg, run_dir, say=say, identity_key=f"{identity.config_sha256}|{identity.data_sha256}")
-            env, trainer_record = lifecycle.trainer_environment(env, settings)
-
-            provenance = Provenance.start(
-                run_dir, plan.machine.as_record(),
-                run_id=run_dir.name, mode=mode,
-                base_model=cfg.get("base_model"), requested_base_model=loaded.base_model,
-                config={"path": str(loaded.path), "overlays": [str(p) for p in loaded.overlays], "sets": loaded.sets,
-                        "sha256": identity.config_sha256, "resolved_path": RESOLVED_CONFIG,
-                        "resolved_sha256": canonical_hash(cfg)},
-                resolved_config=cfg,
-                data={"data_sha256": verified.data_sha256, "files": verified.files,
-                      "test_file": str(loaded.split_files()["test"][0]) if loaded.split_files()["test"] else None},
-                resumed_from=folder.resume_from.name if folder.resume_from else None,
-                previous_attempt=(folder.previous or {}).get("status"),
-                attempt=len(attempt.history),
-                tracking=tracking_summary,
-                trainer=trainer_record,
-                world_size=plan.topology.world_size,
-                layout=layout_of(plan).record(),
-                topology=plan.topology.record(),
-                steps={"planned": cfg.get("max_steps"), "completed": None},
-                # the warnings preflight let through (a torch other than the pin, say): the run's own record
-                preflight_warnings=[c.line() for c in plan.findings if c.failed],
-                **extra,
-            )
+            env, trainer_record = lifecycle.trainer_environment(env, plan.loaded.settings)
+            provenance = start_provenance(plan, cfg, run_dir, identity, folder, attempt, tracking_summary,
+                                          trainer_record, extra)
             measurements.write_inputs(plan, cfg, run_dir)  # the plugin's MFU needs them and may not import checks/
-            returncode, received = run_training(resolved_path, run_dir, env, verbose=options.verbose,
-                                                pass_fds=(folder.lock.fileno(),), topology=plan.topology,
-                                                strategy=distributed.strategy_of(cfg))
-            progress = progress_of(run_dir)
-            if received is not None:
-                status, error = "interrupted", f"signal {received} at step {progress.get('step')}"
-                raise Interrupted(f"interrupted by signal {received} at step {progress.get('step')}; "
-                                  f"start the same command again to resume from {progress.get('last_checkpoint') or 'the start'}")
-            if returncode != 0:
-                reason = last_error_line(run_dir / TRAIN_LOG)
-                error = f"axolotl train exited {returncode}: {reason}"
-                raise TrainingFailed(f"training failed (axolotl exit {returncode}): {reason}; full log: {run_dir / TRAIN_LOG}")
-            say(f"training finished: step {progress.get('step')}, train loss {progress.get('train_loss')}, "
-                f"eval loss {progress.get('eval_loss')}")
-            if mode in ("full", "rehearse") and plan.topology.node_rank > 0:
-                say(f"node {plan.topology.node_rank}: training done; node 0 saves, checks and publishes the adapter")
-            elif mode in ("full", "rehearse"):
-                final = publish_final(run_dir)
-                reasons = check_final(plan, final, provenance)
-                if reasons:
-                    status, error = "failed_gate", f"checkpoint check failed: {'; '.join(reasons)}"
-                    raise CheckpointGateFailed(f"{final}: checkpoint check failed: {'; '.join(reasons)}")
-                say(f"final adapter: {final}")
-        status = "succeeded"
+            train(plan, options, folder, run_dir, resolved_path, env, cfg)
+            final = publish(plan, run_dir, provenance)
         return run_dir
-    except (Interrupted, KeyboardInterrupt) as exc:
-        if status == "failed":  # a signal outside training
-            status, error = "interrupted", str(exc) or "interrupted"
-        raise
     except BaseException as exc:
-        if error is None:
-            error = f"{type(exc).__name__}: {exc}"
+        ended = exc
         raise
     finally:
+        status, error = ending_of(ended)
         # Every ending is final in provenance, whatever raised: succeeded, failed (with the error),
         # interrupted, or failed_gate.
         if provenance is not None:
             progress = progress_of(run_dir)
             provenance.finish(
-                status, None if status == "succeeded" else error,
+                status, error,
                 steps={"planned": progress.get("max_steps") or provenance.record["steps"]["planned"],
                        "completed": progress.get("step")},
                 metrics={"train_loss": progress.get("train_loss"), "eval_loss": progress.get("eval_loss"),
@@ -499,4 +523,4 @@ def _run_locked(plan: Plan, options: RunOptions, rehearsal_options, settings, id
                 last_checkpoint=progress.get("last_checkpoint"), measurements=measurements.summary(run_dir))
             if final is not None and final.is_dir():
                 atomic.write_json(final / PROVENANCE_FILE, provenance.record)  # with the check and the status
-        attempt.end(status, None if status == "succeeded" else error)
+        attempt.end(status, error)

@@ -96,7 +96,7 @@ def record_rescored_check(path: Path, check: dict, run_id: str | None) -> str | 
     if run_id is not None and record.get("run_id") not in (None, run_id):
         return None
     earlier = record.get("checkpoint_check") or {}
-    gated = earlier.get("gated", record.get("mode") == "full")
+    gated = earlier.get("gated", bool((record.get("run_spec") or {}).get("gated")))
     record["checkpoint_check"] = {**check, "gated": gated, "rescored_utc": utc_now()}
     if gated and record.get("status") in ("succeeded", "failed_gate"):
         failed = bool(check["gate_failures"])
