@@ -7,7 +7,7 @@ For each config it shows the config as shipped and its counterparts: padded to s
 without packing (the spec's setup) and with sample packing (for configs/axolotl_config.yaml the
 overlay configs/overlays/packing.yaml). Tokens come from Axolotl's chat_template strategy with
 the config's real tokenizer; batches from Axolotl's multipack sampler (see bench/token_budget.py);
-time from the throughput model in cli_tuner/memory.py, charged for every processed token
+time from the throughput model in cli_tuner/estimates/throughput.py, charged for every processed token
 (padding included: the GPU computes on it).
 """
 
@@ -77,14 +77,14 @@ def epoch_seconds(count: token_budget.EpochCount, plan: token_budget.BatchingPla
     A varlen packed row (flash attention) of k x sequence_len tokens is charged as a micro batch of
     k rows of sequence_len: attention never spans more than one example, so this is an upper bound.
     """
-    from cli_tuner.checks import memory
+    from cli_tuner.estimates import throughput
 
     seconds = 0.0
     for (rows, length), batches in count.shapes.items():
         if plan.sample_packing and not plan.real_batches:
             rows, length = math.ceil(length / plan.sequence_len), plan.sequence_len
         shape_cfg = {**cfg, "sequence_len": length, "micro_batch_size": rows}
-        seconds += batches * rows * length / memory.estimate_tokens_per_second(facts, gpu, shape_cfg, mfu=mfu)
+        seconds += batches * rows * length / throughput.estimate_tokens_per_second(facts, gpu, shape_cfg, mfu=mfu)
     return seconds
 
 
@@ -190,7 +190,7 @@ def render(results: list[dict], notes: list[str]) -> None:
     for note in [*notes, *sorted(missing)]:
         console.print(f"note: {note}")
     console.print("efficiency = real tokens / processed tokens (padding included); steps = optimizer steps "
-                  "(micro batches / gradient_accumulation_steps); time from cli_tuner/memory.py's throughput "
+                  "(micro batches / gradient_accumulation_steps); time from cli_tuner/estimates/throughput.py's throughput "
                   "model on the config's target GPU, charged for processed tokens")
 
 
@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="local tokenizer folder for a base_model id (default: ../shared/data/tokenizers/...)")
     parser.add_argument("--target", default=None, help="GPU to estimate time on (default: each config's cli_tuner.target)")
     parser.add_argument("--mfu", type=float, default=None,
-                        help="model FLOPs utilization (default: cli_tuner.checks.memory's calibrated curve)")
+                        help="model FLOPs utilization (default: cli_tuner.estimates.throughput's calibrated curve)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     return parser
 

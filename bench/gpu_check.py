@@ -105,14 +105,14 @@ CASES = (
 def eval_batches(cfg: dict, lengths: list[int]) -> tuple[int, str]:
     """(eval batches, how it was computed) for validation examples of `lengths` under `cfg`: the
     job's own arithmetic, which matches Axolotl's MultipackBatchSampler."""
-    from cli_tuner.checks import eval_batches as job
+    from cli_tuner.batching import eval_batches as job
 
-    return job.batches(cfg, lengths), "cli_tuner.checks.eval_batches"
+    return job.batches(cfg, lengths), "cli_tuner.batching.eval_batches"
 
 
 def val_examples_for_one_eval_batch(cfg: dict, lengths: list[int]) -> int | None:
     """The fewest leading validation examples that make one eval batch, or None."""
-    from cli_tuner.checks import eval_batches as job
+    from cli_tuner.batching import eval_batches as job
 
     return job.examples_for_one_batch(cfg, [lengths])
 
@@ -269,7 +269,7 @@ def cut_data(source: Path, train: int, val: int, into: Path, log: Path) -> Path:
 def plan_case(case: Case, layers: int, tokenizer_dirs: dict[str, str], nl2bash: Path | None, work: Path,
               tokenizers: dict, logs: Path) -> dict:
     """What runs for one case: its model shape, its data and how many steps and eval batches it holds."""
-    from cli_tuner.checks import steps
+    from cli_tuner.batching import steps
     from cli_tuner.facts import models
 
     sets: list[str] = []

@@ -4,7 +4,7 @@ the estimate beside AnswerDotAI's published per-GPU peaks (the figures docs/mult
     .venv/bin/python -m bench.multi_gpu_memory            # markdown tables
     .venv/bin/python -m bench.multi_gpu_memory --json     # the same numbers as JSON
 
-Estimates, not measurements: checks/memory.py's one-GPU model split by checks/memory_sharding.py.
+Estimates, not measurements: estimates/memory.py's one-GPU model split by estimates/memory_sharding.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import json
 import sys
 
 from cli_tuner import config
-from cli_tuner.checks import distributed, memory, memory_sharding, preflight
+from cli_tuner.checks import distributed, preflight
+from cli_tuner.estimates import memory, memory_sharding
 from cli_tuner.facts.gpus import GpuSpec
 from cli_tuner.facts.models import ModelFacts
 from cli_tuner.paths import REPO_ROOT

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cli_tuner.checks import attention, environment, preflight, steps
+from cli_tuner.batching import steps
+from cli_tuner.checks import attention, environment, preflight
 from cli_tuner.commands import smoke, validate as validate_command
 from cli_tuner.config import load
 from cli_tuner.facts import attention as facts

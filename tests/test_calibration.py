@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from cli_tuner import cli, config, console
-from cli_tuner.checks import calibration, memory, preflight
+from cli_tuner.checks import preflight
+from cli_tuner.estimates import calibration, memory
 from cli_tuner.errors import ConfigError, EnvironmentProblem
 from cli_tuner.facts import gpus, machine as machine_facts, models
 from cli_tuner.paths import CALIBRATION_FILE, MEASUREMENTS_FILE, PROVENANCE_FILE

@@ -234,7 +234,8 @@ def test_a_config_without_sequence_len_is_read_at_axolotls_default(tmp_path):
     """Axolotl trains a config without sequence_len at 512 tokens (schemas/config.py, default=512);
     every reader of the training shape (memory, steps, eval batches, calibration, throughput) must
     count the same 512, not a guess of its own."""
-    from cli_tuner.checks import calibration, eval_batches, memory, steps
+    from cli_tuner.batching import eval_batches, steps
+    from cli_tuner.estimates import calibration, memory, throughput
     from cli_tuner.facts import gpus, models
 
     raw = yaml.safe_load(open(A5000))
@@ -252,4 +253,4 @@ def test_a_config_without_sequence_len_is_read_at_axolotls_default(tmp_path):
     assert steps.need_for_one_step(cfg).bin_tokens == 2 * 512
     assert eval_batches.batching(cfg).bin_tokens == 2 * 512
     assert calibration.longest_micro_batch(cfg) == 2 * 512
-    assert memory.step_parts(facts, gpu, cfg) == memory.step_parts(facts, gpu, {**cfg, "sequence_len": 512})
+    assert throughput.step_parts(facts, gpu, cfg) == throughput.step_parts(facts, gpu, {**cfg, "sequence_len": 512})

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from cli_tuner import config
-from cli_tuner.checks import config_rules, data_report, distributed, preflight, steps
-from cli_tuner.commands import smoke
+from cli_tuner.batching import steps
+from cli_tuner.checks import config_rules, data_report, distributed, preflight
+from cli_tuner.commands import smoke as smoke_command
 from cli_tuner.training import rehearsal
 from conftest import REPO
 
@@ -36,7 +37,7 @@ def test_the_matrix_covers_every_shipped_file():
 
 
 def resolved(mode: str, config_path: Path, overlay: Path | None, sets=()) -> config.LoadedConfig:
-    overlays = ([str(overlay)] if overlay else []) + list(smoke.OVERLAYS if mode == "smoke" else ())
+    overlays = ([str(overlay)] if overlay else []) + list(smoke_command.OVERLAYS if mode == "smoke" else ())
     return config.load(config_path, overlays=overlays, sets=list(sets))
 
 
@@ -218,7 +219,7 @@ def comment_figures(path: Path) -> dict:
 
 @pytest.mark.parametrize("config_path", CONFIGS, ids=ids)
 def test_time_and_memory_figures_in_the_comments_are_the_estimators(config_path):
-    from cli_tuner.checks import memory
+    from cli_tuner.estimates import memory, throughput
 
     loaded = config.load(config_path)
     facts, gpu = preflight.resolve_facts(loaded), preflight.resolve_target(loaded)
@@ -226,7 +227,7 @@ def test_time_and_memory_figures_in_the_comments_are_the_estimators(config_path)
     assert {"peak", "tokens"} <= set(figures), figures
     estimate = memory.estimate(loaded.axolotl, facts, gpu)
     assert figures["peak"] == (f"{estimate.total_gib:.1f}", f"{estimate.bound_gib:.1f}", f"{estimate.capacity_gib:.1f}")
-    tokens_per_s = memory.estimate_tokens_per_second(facts, gpu, loaded.axolotl)
+    tokens_per_s = throughput.estimate_tokens_per_second(facts, gpu, loaded.axolotl)
     assert figures["tokens"][0] == f"{tokens_per_s:,.0f}"
     cfg = loaded.axolotl
     step_tokens = int(cfg["sequence_len"]) * int(cfg["micro_batch_size"]) * int(cfg["gradient_accumulation_steps"])
@@ -235,7 +236,7 @@ def test_time_and_memory_figures_in_the_comments_are_the_estimators(config_path)
         assert int(steps_said) == cfg["max_steps"]
         model_minutes = cfg["max_steps"] * step_tokens / tokens_per_s / 60
         assert minutes == f"{model_minutes:.0f}"
-        band, _ = memory.time_band(gpu)
+        band, _ = throughput.time_band(gpu)
         assert (low, high) == (f"{model_minutes * band[0]:.0f}", f"{model_minutes * band[1]:.0f}")
     if "step" in figures:
         assert figures["step"][0] == f"{step_tokens / tokens_per_s:.1f}"

@@ -62,7 +62,8 @@ def test_a_rehearsal_under_real_batches_grows_its_eval_slice_and_evaluates(tmp_p
 # ----------------------------------------------------------------------------- the arithmetic, against Axolotl
 
 from cli_tuner import config  # noqa: E402
-from cli_tuner.checks import data_report, eval_batches  # noqa: E402
+from cli_tuner.batching import eval_batches  # noqa: E402
+from cli_tuner.checks import data_report  # noqa: E402
 from cli_tuner.commands import rehearse as rehearse_command, smoke as smoke_command  # noqa: E402
 from cli_tuner.training import slices  # noqa: E402
 from test_config_matrix import CONFIGS, NOT_FOR, OVERLAYS, TOKENIZER_OF, ids  # noqa: E402

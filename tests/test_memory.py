@@ -22,8 +22,9 @@ import re
 import pytest
 
 from cli_tuner import console
-from cli_tuner.checks import environment, memory, preflight
-from cli_tuner.facts import models as model_facts
+from cli_tuner.checks import environment, preflight
+from cli_tuner.estimates import memory, throughput
+from cli_tuner.facts import cuda_context, gpus, models as model_facts
 from cli_tuner.errors import EnvironmentProblem, UsageError
 from cli_tuner.facts.gpus import GpuSpec, resolve_target
 from cli_tuner.facts.models import ModelFacts
@@ -189,7 +190,8 @@ AT_REST = ("quantized_weights", "unquantized_weights", "lora_weights", "gradient
 
 
 def second_run_estimate(case: str):
-    from cli_tuner.checks import attention, calibration
+    from cli_tuner.checks import attention
+    from cli_tuner.estimates import calibration
     from cli_tuner.config import load
 
     config_path, overlay, tokens, _, _ = H200_SECOND_RUN[case]
@@ -204,7 +206,7 @@ def second_run_estimate(case: str):
 def test_the_second_gpu_runs_device_points_land_within_the_band(case):
     _, _, _, device, phase = H200_SECOND_RUN[case]
     est = second_run_estimate(case)
-    assert est.context.measured and est.context.gib == memory.MEASURED_CONTEXT_GIB[("hopper", 13)][0]
+    assert est.context.measured and est.context.gib == cuda_context.MEASURED_CONTEXT_GIB[("hopper", 13)][0]
     assert est.deciding_phase == phase
     # The H100 config's one long packed row under sdpa: the layer's backward is overestimated there
     # (safe: 0.93); everywhere else the band.
@@ -392,38 +394,38 @@ def test_throughput_model_reproduces_the_seven_step_times_it_was_fitted_on(qwen)
     ratios = []
     for facts, gpu, cfg, micro_batches, seconds in _time_points(qwen):
         tokens = int(cfg["sequence_len"]) * int(cfg["micro_batch_size"])
-        predicted = micro_batches * tokens / memory.estimate_tokens_per_second(facts, gpu, cfg)
+        predicted = micro_batches * tokens / throughput.estimate_tokens_per_second(facts, gpu, cfg)
         ratios.append(seconds / predicted)
-    low, high = memory.TIME_BAND
+    low, high = throughput.TIME_BAND
     assert all(low <= r <= high for r in ratios), ratios
     assert min(ratios) == pytest.approx(low, abs=0.02) and max(ratios) == pytest.approx(high, abs=0.02)
 
 
 def test_small_micro_batches_are_dominated_by_fixed_costs_on_a_fast_gpu(qwen):
     # 512-token micro-batches on the H200: the fixed costs outweigh the matmuls, hence 10.7% MFU measured
-    parts = memory.step_parts(qwen, resolve_target("h200", None), A5000_CONFIG)
+    parts = throughput.step_parts(qwen, resolve_target("h200", None), A5000_CONFIG)
     assert parts["per_layer"] + parts["per_micro_batch"] > 2 * parts["compute"]
-    assert memory.model_mfu(qwen, resolve_target("h200", None), A5000_CONFIG) == pytest.approx(0.107, rel=0.2)
+    assert throughput.model_mfu(qwen, resolve_target("h200", None), A5000_CONFIG) == pytest.approx(0.107, rel=0.2)
 
 
 def test_throughput_of_the_shipped_configs_is_plausible(qwen, a5000):
-    tokens_per_s = memory.estimate_tokens_per_second(qwen, a5000, A5000_CONFIG)
+    tokens_per_s = throughput.estimate_tokens_per_second(qwen, a5000, A5000_CONFIG)
     # 500 steps x 4 x 512 tokens: the config comment states the exact minutes (tests/test_config_matrix.py)
     minutes = 500 * 4 * 512 / tokens_per_s / 60
     assert 20 < minutes < 45
-    h100 = memory.estimate_tokens_per_second(qwen, resolve_target("h100", None), A5000_CONFIG)
+    h100 = throughput.estimate_tokens_per_second(qwen, resolve_target("h100", None), A5000_CONFIG)
     assert h100 > tokens_per_s
-    fixed = memory.estimate_tokens_per_second(qwen, a5000, A5000_CONFIG, mfu=0.5)
+    fixed = throughput.estimate_tokens_per_second(qwen, a5000, A5000_CONFIG, mfu=0.5)
     assert fixed < tokens_per_s  # 0.5 is below the fitted COMPUTE_MFU
     with pytest.raises(ValueError, match="no peak TFLOP/s"):
-        memory.estimate_tokens_per_second(qwen, resolve_target("x", 16), A5000_CONFIG)
+        throughput.estimate_tokens_per_second(qwen, resolve_target("x", 16), A5000_CONFIG)
 
 
 def test_flops_per_token_uses_8n_with_checkpointing(qwen):
     counts = memory.parameter_counts(qwen)
     n = counts["linear"] + qwen.vocab_size * qwen.hidden_size
-    with_gc = memory.flops_per_token(qwen, dict(A5000_CONFIG, sequence_len=1))
-    without = memory.flops_per_token(qwen, dict(A5000_CONFIG, sequence_len=1, gradient_checkpointing=False))
+    with_gc = throughput.flops_per_token(qwen, dict(A5000_CONFIG, sequence_len=1))
+    without = throughput.flops_per_token(qwen, dict(A5000_CONFIG, sequence_len=1, gradient_checkpointing=False))
     assert with_gc == pytest.approx(8 * n, rel=1e-3)
     assert without == pytest.approx(6 * n, rel=1e-3)
 
@@ -572,22 +574,22 @@ def test_resolve_target_names_aliases_and_memory_override():
 
 def test_known_gpus_cover_the_issue_list_with_dense_peaks():
     for name in ("a5000", "rtx4090", "rtx3090", "l4", "a100-40", "a100-80", "h100", "h200", "m4", "cpu"):
-        assert name in memory.KNOWN_GPUS
-    assert memory.KNOWN_GPUS["a5000"].memory_gb == 24 and memory.KNOWN_GPUS["a5000"].sm == 86
-    assert memory.KNOWN_GPUS["l4"].memory_gb == 24
-    assert memory.KNOWN_GPUS["h100"].memory_gb == 80
+        assert name in gpus.KNOWN_GPUS
+    assert gpus.KNOWN_GPUS["a5000"].memory_gb == 24 and gpus.KNOWN_GPUS["a5000"].sm == 86
+    assert gpus.KNOWN_GPUS["l4"].memory_gb == 24
+    assert gpus.KNOWN_GPUS["h100"].memory_gb == 80
     # dense (no sparsity) figures: A100 312, H100 SXM 989.4
-    assert memory.KNOWN_GPUS["a100-80"].peak_bf16_tflops == 312.0
-    assert memory.KNOWN_GPUS["h100"].peak_bf16_tflops == pytest.approx(989.4)
-    assert all(spec.source for spec in memory.KNOWN_GPUS.values())
+    assert gpus.KNOWN_GPUS["a100-80"].peak_bf16_tflops == 312.0
+    assert gpus.KNOWN_GPUS["h100"].peak_bf16_tflops == pytest.approx(989.4)
+    assert all(spec.source for spec in gpus.KNOWN_GPUS.values())
 
 
 def test_spec_for_detected_devices():
-    assert memory.spec_for_device("NVIDIA RTX A5000", 23.68, "8.6").name == "RTX A5000"
-    assert memory.spec_for_device("NVIDIA A100-SXM4-80GB", 79.2, "8.0").peak_bf16_tflops == 312.0
-    assert memory.spec_for_device("NVIDIA A100-PCIE-40GB", 39.4, "8.0").memory_bandwidth_gbs == 1555
-    assert memory.spec_for_device("NVIDIA H100 80GB HBM3", 79.1, "9.0").peak_bf16_tflops == pytest.approx(989.4)
-    unknown = memory.spec_for_device("NVIDIA Tesla T4", 14.6, "7.5")
+    assert gpus.spec_for_device("NVIDIA RTX A5000", 23.68, "8.6").name == "RTX A5000"
+    assert gpus.spec_for_device("NVIDIA A100-SXM4-80GB", 79.2, "8.0").peak_bf16_tflops == 312.0
+    assert gpus.spec_for_device("NVIDIA A100-PCIE-40GB", 39.4, "8.0").memory_bandwidth_gbs == 1555
+    assert gpus.spec_for_device("NVIDIA H100 80GB HBM3", 79.1, "9.0").peak_bf16_tflops == pytest.approx(989.4)
+    unknown = gpus.spec_for_device("NVIDIA Tesla T4", 14.6, "7.5")
     assert not unknown.bf16 and unknown.memory_gb == 14.6
 
 

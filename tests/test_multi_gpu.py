@@ -15,7 +15,8 @@ from __future__ import annotations
 import pytest
 
 from cli_tuner import cli
-from cli_tuner.checks import distributed, memory, memory_sharding
+from cli_tuner.checks import distributed
+from cli_tuner.estimates import memory, memory_sharding
 from cli_tuner.checks.distributed import Topology
 from bench.multi_gpu_memory import (ANSWERDOTAI, LLAMA2_7B, PUBLISHED_PER_GPU, PUBLISHED_RESERVED_AFTER_WRAP, RTX3090,
                                     at_rest_after_wrap, training_peak)
@@ -211,7 +212,7 @@ def test_the_cpu_ranks_get_accelerate_cpu_and_this_pythons_torchrun():
 
 
 def test_calibration_is_keyed_by_processes_and_strategy():
-    from cli_tuner.checks import calibration
+    from cli_tuner.estimates import calibration
 
     one = calibration.entry_key("c" * 16, "d" * 16, "RTX A5000")
     assert one == f"{'c' * 16}-{'d' * 16}-RTX A5000"  # the key one GPU always had

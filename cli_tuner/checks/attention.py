@@ -5,7 +5,7 @@ with no flash-attention source at all (no flash_attn package, no hub kernel: `fa
 Under sample packing, Axolotl batches an attention that supports packing (flash attention) as one
 bin of micro_batch_size x sequence_len tokens per micro batch, and sdpa as micro_batch_size bins of
 sequence_len (`multipack_real_batches`). Setting `multipack_real_batches: false` keeps the flash
-batching, so the step and eval-batch arithmetic (`checks/steps.py`) and the run match the config as
+batching, so the step and eval-batch arithmetic (`batching/steps.py`) and the run match the config as
 written; Axolotl isolates packed examples under sdpa too (a block-diagonal mask from the restarting
 position_ids). Applied when the Plan is built (`preflight.prepare`), before anything reads the config.
 """

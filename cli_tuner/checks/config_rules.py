@@ -8,12 +8,12 @@ Every problem found is a `Problem` naming the key; the caller decides how to rep
 from __future__ import annotations
 
 import difflib
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import data as data_files
+from ..batching.steps import total_steps
 from ..config import LoadedConfig
 from ..errors import DataError
 
@@ -118,20 +118,6 @@ def axolotl_schema(cfg: dict) -> list[Problem]:
 def _number(cfg: dict, key: str) -> float | None:
     value = cfg.get(key)
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def total_steps(cfg: dict, train_examples: int | None) -> int | None:
-    """Optimizer steps the run will take: max_steps, else epochs x examples / effective batch."""
-    max_steps = _number(cfg, "max_steps")
-    if max_steps and max_steps > 0:
-        return int(max_steps)
-    epochs = _number(cfg, "num_epochs") or 1
-    batch = (_number(cfg, "micro_batch_size") or 1) * (_number(cfg, "gradient_accumulation_steps") or 1)
-    if not train_examples or batch <= 0:
-        return None
-    if not cfg.get("test_datasets") and _number(cfg, "val_set_size"):
-        train_examples = int(train_examples * (1 - cfg["val_set_size"]))
-    return max(1, math.ceil(train_examples / batch) * int(epochs))
 
 
 def numbers(cfg: dict, train_examples: int | None) -> list[Problem]:

@@ -17,9 +17,10 @@ from ..errors import ConfigError, DataError, EnvironmentProblem
 from ..facts import attention as attention_facts, gpus, machine as machine_facts, models
 from ..findings import Check, first_error
 from ..paths import PREPARED_DIR
-from . import attention, config_rules, data_report, distributed, environment, memory, memory_sharding
+from ..estimates import memory, memory_sharding
+from . import attention, config_rules, data_report, distributed, environment
 from .distributed import SINGLE, Topology
-from .plan import Plan
+from ..plan import Plan
 from ..run_spec import RunSpec
 
 KIND_ERRORS = {"data": DataError, "config": ConfigError, "environment": EnvironmentProblem}
@@ -125,8 +126,8 @@ def prepare(spec: RunSpec, loaded: LoadedConfig, *, output_root: Path | str | No
         source = attention_facts.detect()
         fallbacks = attention.machine_fallback(loaded.axolotl, found, source)
     findings = check_config(loaded, facts, target, topology)
-    plan = Plan(spec, loaded, verified, facts, target, found, findings, attention=source, fallbacks=fallbacks,
-                topology=topology)
+    plan = Plan(spec, loaded, verified, facts, target, found, topology, findings, attention=source,
+                fallbacks=fallbacks)
     if found is not None and check_environment:
         root = output_root or os.environ.get("OUTPUT_ROOT", "outputs")
         results, plan.estimate = environment_checks(spec, found, target, loaded, facts, root, topology)

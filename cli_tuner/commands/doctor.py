@@ -6,7 +6,8 @@ import argparse
 import os
 
 from .. import config, console
-from ..checks import environment, memory, preflight
+from ..checks import environment, preflight
+from ..estimates import memory
 from ..errors import EnvironmentProblem
 from ..facts import machine as machine_facts
 from ..findings import Check, markup_lines, summary_line

@@ -6,8 +6,9 @@ import argparse
 import dataclasses
 
 from .. import console
-from ..checks import distributed, memory, preflight
-from ..facts import machine as machine_facts
+from ..checks import distributed, preflight
+from ..estimates import memory
+from ..facts import cuda_context, gpus, machine as machine_facts
 from . import options
 
 NAME = "estimate-memory"
@@ -16,9 +17,9 @@ HELP = "peak GPU memory of a config on a target"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_config_arguments(parser)
-    parser.add_argument("--cuda-major", type=int, choices=sorted(memory.BARE_CONTEXT_GIB), default=None,
+    parser.add_argument("--cuda-major", type=int, choices=sorted(cuda_context.BARE_CONTEXT_GIB), default=None,
                         help="CUDA runtime major of the torch that will train (default: this machine's torch on "
-                             f"its GPU, else the image's, CUDA {memory.IMAGE_CUDA_MAJOR}); sets the CUDA context's size")
+                             f"its GPU, else the image's, CUDA {gpus.IMAGE_CUDA_MAJOR}); sets the CUDA context's size")
     options.add_gpus_argument(parser)
     parser.add_argument("--strategy", choices=distributed.STRATEGIES, default=None,
                         help="how the processes split the memory: ddp replicates, fsdp2 shards parameters, gradients "

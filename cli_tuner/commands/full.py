@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 
 from .. import console
-from ..checks import calibration, distributed
-from ..checks.plan import Plan
+from ..checks import distributed
+from ..estimates import calibration
 from ..facts import machine as machine_facts
+from ..plan import Plan
 from ..run_spec import RunSpec
 from . import training_mode
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import config, console, settings
 from ..checks.distributed import Topology
-from ..checks.plan import Plan
+from ..plan import Plan
 from ..errors import UsageError
 from ..config import LoadedConfig
 from ..facts import gpus

@@ -8,10 +8,11 @@ import json
 from pathlib import Path
 
 from .. import console
-from ..checks import calibration, distributed
-from ..checks.plan import Plan
+from ..checks import distributed
+from ..estimates import calibration
 from ..facts import machine as machine_facts
 from ..paths import PROVENANCE_FILE, SMOKE_OVERLAY
+from ..plan import Plan
 from ..run_spec import RunSpec
 from ..training import measurements
 from . import training_mode

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from .. import console
-from ..checks import calibration, data_report, distributed, eval_batches, memory, preflight
+from ..batching import eval_batches
+from ..checks import data_report, distributed, preflight
+from ..estimates import calibration, memory
 from ..config import read_yaml
 from ..run_spec import RunSpec
 from ..training import tracking

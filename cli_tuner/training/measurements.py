@@ -11,8 +11,7 @@ import json
 from pathlib import Path
 
 from .. import atomic
-from ..checks import memory
-from ..checks.plan import Plan
+from ..estimates import throughput
 from ..facts import machine as machine_facts
 from ..paths import MEASUREMENT_INPUTS_FILE, MEASUREMENTS_FILE
 
@@ -24,7 +23,7 @@ def write_inputs(plan: Plan, cfg: dict, run_dir: Path) -> dict:
     """measurement_inputs.json: FLOPs per token of the model that trains, and this GPU's peak."""
     gpu = machine_facts.gpu_spec(plan.machine) if plan.machine is not None and plan.machine.kind == "cuda" else None
     # A rehearsal trains a tiny stand-in, not plan.facts' model: its FLOPs would be the wrong ones.
-    flops = memory.flops_per_token(plan.facts, cfg) if plan.spec.counts_flops else None
+    flops = throughput.flops_per_token(plan.facts, cfg) if plan.spec.counts_flops else None
     inputs = {"model": plan.facts.name, "flops_per_token": flops,
               "peak_tflops": (gpu.peak_bf16_tflops or None) if gpu is not None else None,
               "gpu": gpu.name if gpu is not None else None}

@@ -20,7 +20,6 @@ from pathlib import Path
 from .. import atomic, console, data
 from ..checks import distributed
 from ..checks.distributed import SINGLE, Topology
-from ..checks.plan import Plan
 from ..config import TUNER_KEY, LoadedConfig, canonical_hash, dump_yaml
 from ..errors import CheckpointGateFailed, Interrupted, TrainingFailed
 from ..evaluation import evaluate as evaluation
@@ -29,6 +28,7 @@ from ..evaluation.report import GateSettings
 from ..facts import gpus
 from ..paths import (FINAL_DIR, PREPARED_DIR, PROGRESS_FILE, PROVENANCE_FILE, REHEARSAL_MODEL_DIR, REPO_ROOT,
                      RESOLVED_CONFIG, TRAIN_LOG)
+from ..plan import Plan
 from ..run_spec import RunSpec
 from . import attempts, launcher, lifecycle, measurements, rehearsal, run_folder, slices, tracking
 from .provenance import Provenance

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import atomic, console
-from ..checks import data_report, eval_batches, steps
+from ..batching import eval_batches, steps
+from ..checks import data_report
 from ..config import LoadedConfig
 from ..errors import DataError
 from ..training_shape import TrainingShape

@@ -9,6 +9,7 @@ sampler drops an incomplete last batch, so a slice that is too small trains no s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..training_shape import TrainingShape
@@ -66,3 +67,15 @@ def examples_for_one_step(cfg: dict, lengths: list[int], at_least: int = 1) -> i
         if enough:
             return count
     return None
+
+
+def total_steps(cfg: dict, train_examples: int | None) -> int | None:
+    """Optimizer steps the run will take: max_steps, else epochs x examples / effective batch."""
+    shape = TrainingShape.of(cfg)
+    if shape.max_steps:
+        return shape.max_steps
+    if not train_examples:
+        return None
+    if not cfg.get("test_datasets") and isinstance(cfg.get("val_set_size"), (int, float)) and cfg["val_set_size"]:
+        train_examples = int(train_examples * (1 - cfg["val_set_size"]))
+    return max(1, math.ceil(train_examples / shape.examples_per_step) * int(shape.num_epochs))

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EnvironmentProblem
-from ..facts.gpus import IMAGE_CUDA_MAJOR, KNOWN_GPUS, GpuSpec, resolve_target, spec_for_device  # noqa: F401 - re-exported API
+from ..facts.cuda_context import Context, cuda_context
+from ..facts.gpus import KNOWN_GPUS, GpuSpec
 from ..findings import Check
 from ..training_shape import TrainingShape
 
@@ -57,7 +58,7 @@ class Assumptions:
     # incoming gradient 4 and the gradient it returns 4 are alive together: 12.
     logits_bytes: float = 12.0
     # CUDA context, library handles and kernel images: not counted by torch.cuda.memory_allocated
-    # but taken from the board. None: from the table below (cuda_context), by GPU generation and
+    # but taken from the board. None: from facts/cuda_context.py, by GPU generation and
     # CUDA major; a number overrides it (and counts as measured).
     cuda_context_gib: float | None = None
     # Reserved beyond allocated at the training peak, as a share of the memory that changes size
@@ -109,31 +110,8 @@ class Setup:
                 f"{self.optimizer}, gradient checkpointing {gc}, attention {self.attention}")
 
 
-# ----------------------------------------------------------------------------- CUDA context
+# ----------------------------------------------------------------------------- the bound
 
-# What a CUDA process holds on the board outside PyTorch's allocator: the driver context, then what
-# the training process loads into it (cuBLAS/cuBLASLt handles, the kernel images of torch,
-# bitsandbytes and Triton that lazy module loading brings in as they are first called).
-# The bare context per CUDA major, published:
-BARE_CONTEXT_GIB = {
-    12: (0.39, "~400 MB for the first CUDA operation with lazy module loading (CUDA >= 11.7): "
-               "ptrblck, pytorch/pytorch#109888 (2023)"),
-    13: (0.416, "426 MiB after torch.cuda.mem_get_info with torch 2.10.0+cu130 on an RTX 6000 Ada: "
-                "unslothai/unsloth-zoo#1053 (2026)"),
-}
-# The whole of it in a training process (device used minus the allocator's reserved), measured.
-# The second GPU run built the stand-in model in a child process that had exited, so the smoke
-# process's context was alone on the device: 0.733-0.874 GiB over four configs; the largest is kept.
-# (The first run's 1.352 also held the parent gpu_check process's own context and cached blocks.)
-MEASURED_CONTEXT_GIB = {
-    ("hopper", 13): (0.874, "measured: H200, driver 580, CUDA 13.0, torch 2.11, bitsandbytes 0.50.2 "
-                            "(the second GPU run, 2026-12-04: 0.733-0.874 over four configs, the largest "
-                            "kept; docs/measurements/)"),
-}
-# The part a training process adds to the bare context, from that measurement: it is assumed
-# the same where nothing was measured (the bound widens there, below).
-TRAINING_LIBRARIES_GIB = MEASURED_CONTEXT_GIB[("hopper", 13)][0] - BARE_CONTEXT_GIB[13][0]
-MPS_RUNTIME_GIB = 0.3
 # The bound: the measured GPU points (the first run in the allocator's view, the second run's
 # A5000, packing and M4 cases on the device, and their training peaks) sit within measured/estimated
 # 0.95-1.10, the H100 config's long packed rows under sdpa at 0.93; the bound is the top of that band.
@@ -141,32 +119,6 @@ MPS_RUNTIME_GIB = 0.3
 # again: published bare contexts alone range from ~300 to ~700 MB (pytorch/pytorch#28113, #20532, #109888).
 BOUND_FRACTION = 0.10
 UNMEASURED_CONTEXT_FRACTION = 0.5
-
-
-@dataclass(frozen=True)
-class Context:
-    gib: float
-    measured: bool
-    source: str
-
-
-def cuda_context(gpu: GpuSpec, override_gib: float | None = None) -> Context:
-    """The context figure for this GPU's generation and CUDA major, and whether it was measured."""
-    if override_gib is not None:
-        return Context(override_gib, True, "given (Assumptions.cuda_context_gib)")
-    if gpu.kind == "mps":
-        return Context(MPS_RUNTIME_GIB, False, "Metal/MPS runtime: an assumption, never measured here")
-    if gpu.kind != "cuda":
-        return Context(0.0, True, "no GPU")
-    major = gpu.cuda_runtime_major
-    measured = MEASURED_CONTEXT_GIB.get((gpu.generation, major))
-    if measured is not None:
-        return Context(measured[0], True, measured[1])
-    bare, source = BARE_CONTEXT_GIB.get(major, BARE_CONTEXT_GIB[max(BARE_CONTEXT_GIB)])
-    where = f"{gpu.generation or 'this GPU class'} with CUDA {major}"
-    return Context(bare + TRAINING_LIBRARIES_GIB, False,
-                   f"not measured on {where}: bare context {bare:.2f} GiB ({source}) + "
-                   f"{TRAINING_LIBRARIES_GIB:.2f} GiB of training libraries as measured on hopper with CUDA 13")
 
 
 # ----------------------------------------------------------------------------- reading the config
@@ -783,87 +735,8 @@ def estimate_checkpoint_disk(axolotl_cfg: dict, facts) -> int:
     return int(kept * per_checkpoint + final)
 
 
-# ----------------------------------------------------------------------------- throughput
-
-# Step time of 4-bit QLoRA per micro-batch: the matmul FLOPs at COMPUTE_MFU of the dense bf16
-# peak, bitsandbytes' dequantization (memory-bound), and fixed costs that no GPU speeds up: per
-# decoder layer (its forward, recompute and backward are a few hundred small kernels, bitsandbytes'
-# dequantize calls, LoRA's dropout and rank-r matmuls: launch-bound at micro-batches of a few
-# hundred tokens) and per micro-batch (the lm_head and fp32 cross-entropy over the vocabulary, the
-# step's Python work). Fitted (least squares on log step time, the three constants together) to:
-#   published: QwenLM/Qwen README "Profiling of Memory and Speed", Qwen-7B Q-LoRA, 1x A100-SXM4-80G,
-#     8 micro-batches per step: 3.0 / 3.5 / 7.0 / 11.6 / 22.3 s at 512 / 1,024 / 2,048 / 4,096 / 8,192 tokens;
-#   measured: this project's first GPU run (H200, the A5000 config at the base model's widths, 4
-#     micro-batches of 512): 1.028 s per step at 28 layers, 0.266 s at 4 layers.
-# The model reproduces all seven within measured/predicted TIME_BAND (docs/memory.md has the table).
-COMPUTE_MFU = 0.74
-LAYER_OVERHEAD_S = 0.00525
-MICRO_BATCH_OVERHEAD_S = 0.035
-DEQUANT_BYTES_PER_WEIGHT = 4.5   # read 0.5 packed, write 2 bf16, matmul reads 2 back
-# measured/predicted step time over the seven points: the projection's range where the GPU class
-# is one the model was fitted on; elsewhere the fixed costs and the MFU were never timed, and the
-# range widens to TIME_BAND_UNMEASURED.
-TIME_BAND = (0.86, 1.12)
-TIME_BAND_UNMEASURED = (0.75, 1.5)
-TIMED_CHIPS = {"8.0": "A100, sm_80 (published, QwenLM/Qwen README)", "9.0": "H200, sm_90 (measured, 2026-12-04)"}
-
-
-def flops_per_token(facts, axolotl_cfg: dict) -> float:
-    """Model FLOPs per trained token: 6N (Kaplan et al. 2020), 8N when gradient checkpointing
-    recomputes the forward, plus attention's 12·L·s·d (PaLM, Chowdhery et al. 2022, appendix B;
-    x4/3 with recompute). N counts the matmul weights (decoder linears + lm_head)."""
-    counts = parameter_counts(facts)
-    n = counts["linear"] + facts.vocab_size * facts.hidden_size
-    checkpointing = bool(axolotl_cfg.get("gradient_checkpointing"))
-    sequence = TrainingShape.of(axolotl_cfg).sequence_len
-    width = facts.num_attention_heads * facts.head_dim
-    attention = 12 * facts.num_hidden_layers * sequence * width * (4 / 3 if checkpointing else 1)
-    return (8 if checkpointing else 6) * n + attention
-
-
-def step_parts(facts, gpu: GpuSpec, axolotl_cfg: dict, mfu: float | None = None) -> dict[str, float]:
-    """Seconds of one micro-batch by part: compute, dequantization, per-layer and per-micro-batch costs."""
-    if gpu.peak_bf16_tflops <= 0:
-        raise ValueError(f"no peak TFLOP/s known for {gpu.name}; cannot estimate throughput")
-    tokens = TrainingShape.of(axolotl_cfg).micro_batch_tokens
-    utilization = COMPUTE_MFU if mfu is None else mfu
-    dequant = 0.0
-    if axolotl_cfg.get("load_in_4bit") or axolotl_cfg.get("adapter") == "qlora" or axolotl_cfg.get("load_in_8bit"):
-        passes = 3 if axolotl_cfg.get("gradient_checkpointing") else 2
-        bandwidth = (gpu.memory_bandwidth_gbs or 1000) * 1e9
-        dequant = parameter_counts(facts)["linear"] * DEQUANT_BYTES_PER_WEIGHT * passes / bandwidth
-    return {"compute": flops_per_token(facts, axolotl_cfg) * tokens / (gpu.peak_bf16_tflops * 1e12 * utilization),
-            "dequantization": dequant,
-            "per_layer": facts.num_hidden_layers * LAYER_OVERHEAD_S,
-            "per_micro_batch": MICRO_BATCH_OVERHEAD_S}
-
-
-def estimate_tokens_per_second(facts, gpu: GpuSpec, axolotl_cfg: dict, mfu: float | None = None) -> float:
-    """Processed tokens per second (padding included): one micro-batch's tokens over its step_parts.
-    mfu None: COMPUTE_MFU, calibrated as described above."""
-    tokens = TrainingShape.of(axolotl_cfg).micro_batch_tokens
-    return tokens / sum(step_parts(facts, gpu, axolotl_cfg, mfu).values())
-
-
-def model_mfu(facts, gpu: GpuSpec, axolotl_cfg: dict) -> float:
-    """The whole step's model FLOPs utilization the model predicts (what measurements.json measures)."""
-    return estimate_tokens_per_second(facts, gpu, axolotl_cfg) * flops_per_token(facts, axolotl_cfg) / (
-        gpu.peak_bf16_tflops * 1e12)
-
-
-def time_band(gpu: GpuSpec) -> tuple[tuple[float, float], str]:
-    """(low, high) factors on the predicted time, and what they rest on."""
-    fitted = " and ".join(TIMED_CHIPS.values())
-    if gpu.kind == "cuda" and gpu.compute_capability in TIMED_CHIPS:
-        return TIME_BAND, f"the model fitted on step times of {fitted}"
-    chip = f" (sm_{gpu.sm})" if gpu.sm else ""
-    return TIME_BAND_UNMEASURED, (f"no step time measured on {gpu.name}{chip}: the model fitted on {fitted}, "
-                                  "range widened")
-
-
 __all__ = [
-    "Assumptions", "GpuSpec", "KNOWN_GPUS", "MemoryEstimate", "Setup", "advise", "base_weight_bytes",
-    "estimate", "fit_check", "raise_unless_fits", "estimate_checkpoint_disk", "estimate_tokens_per_second",
-    "model_mfu", "step_parts", "time_band",
-    "flops_per_token", "parameter_counts", "read_setup", "resolve_target", "spec_for_device",
+    "Assumptions", "MemoryEstimate", "Setup", "advise", "base_weight_bytes",
+    "estimate", "fit_check", "raise_unless_fits", "estimate_checkpoint_disk",
+    "parameter_counts", "read_setup",
 ]

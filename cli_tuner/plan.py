@@ -7,17 +7,20 @@ training, evaluation and provenance read it and never look anything up again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ..config import LoadedConfig
-from .distributed import SINGLE, Topology
-from ..data import VerifiedData
-from ..facts.attention import AttentionSource
-from ..facts.gpus import GpuSpec
-from ..facts.machine import Machine
-from ..facts.models import ModelFacts
-from ..findings import Check
-from ..run_spec import RunSpec
+from .config import LoadedConfig
+from .data import VerifiedData
+from .findings import Check
+from .run_spec import RunSpec
+
+if TYPE_CHECKING:  # the types of the homes that fill a Plan in; the base imports none of them
+    from .checks.distributed import Topology
+    from .estimates.memory import MemoryEstimate
+    from .facts.attention import AttentionSource
+    from .facts.gpus import GpuSpec
+    from .facts.machine import Machine
+    from .facts.models import ModelFacts
 
 
 @dataclass
@@ -28,9 +31,9 @@ class Plan:
     facts: ModelFacts                  # the base model's architecture
     target: GpuSpec | None             # the GPU the config is checked against (None: no target)
     machine: Machine | None            # this machine, detected once (None when not needed)
+    topology: Topology                 # how many training processes, on how many machines
     findings: list[Check] = field(default_factory=list)  # warnings and infos the command shows
-    estimate: Any = None               # the memory estimate on the target or this machine's GPU
-    topology: Topology = SINGLE        # how many training processes, on how many machines
+    estimate: MemoryEstimate | None = None  # the memory estimate on this machine's GPU (training verbs)
     attention: AttentionSource | None = None  # this machine's flash-attention source (CUDA machines)
     fallbacks: list[dict] = field(default_factory=list)  # config changes made for this machine (checks/attention.py)
 

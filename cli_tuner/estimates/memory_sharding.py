@@ -1,4 +1,4 @@
-"""Peak memory per GPU on several processes: the one-GPU breakdown of `checks.memory`, split the way
+"""Peak memory per GPU on several processes: the one-GPU breakdown of `estimates.memory`, split the way
 each engine splits it (docs/multi-gpu.md derives every line and names the published figures
 tests/test_memory_sharding.py checks it against).
 

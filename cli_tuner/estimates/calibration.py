@@ -33,7 +33,8 @@ from ..facts.gpus import GpuSpec
 from ..paths import CALIBRATION_FILE
 from ..settings import field_extra
 from ..training_shape import TrainingShape
-from . import config_rules, memory
+from ..batching.steps import total_steps
+from . import memory, throughput
 
 # The headroom's default (5% of the board: an eval batch or allocator growth after step 10 must still fit)
 # and the price's environment stand-in live with the other settings, in cli_tuner/settings.py.
@@ -117,7 +118,7 @@ def record(full: LoadedConfig, facts, gpu: GpuSpec, measured: dict, data_sha256:
     tokens = measured.get("max_tokens_per_micro_batch") or longest_micro_batch(cfg)
     shaped = at_tokens(cfg, tokens)
     estimate = memory.estimate(shaped, facts, gpu, with_advice=False)
-    speed = memory.estimate_tokens_per_second(facts, gpu, shaped) if gpu.peak_bf16_tflops > 0 else None
+    speed = throughput.estimate_tokens_per_second(facts, gpu, shaped) if gpu.peak_bf16_tflops > 0 else None
     steps = measured.get("step_seconds") or {}
     timed = (steps.get("median_after_first") or 0) * (measured.get("steps_measured") or 0)
     overhead = max(0.0, smoke_wall_seconds - timed) if smoke_wall_seconds else None
@@ -152,7 +153,7 @@ def record(full: LoadedConfig, facts, gpu: GpuSpec, measured: dict, data_sha256:
             "bound_gib": round(estimate.bound_gib, 3),
             "processed_tokens_per_second": round(speed, 1) if speed else None,
             "step_seconds": (round(tokens * (measured.get("micro_batches_per_step") or 1) / speed, 4) if speed else None),
-            "mfu": round(memory.model_mfu(facts, gpu, shaped), 4) if speed else None,
+            "mfu": round(throughput.model_mfu(facts, gpu, shaped), 4) if speed else None,
         },
     }
 
@@ -225,9 +226,9 @@ def project(cfg: dict, facts, gpu: GpuSpec, train_examples: int | None, price_pe
     steps = full_steps(cfg, train_examples, {"measured": {"mean_example_tokens": mean_example_tokens}})
     if not steps or gpu.peak_bf16_tflops <= 0:
         return None
-    speed = memory.estimate_tokens_per_second(facts, gpu, cfg)
+    speed = throughput.estimate_tokens_per_second(facts, gpu, cfg)
     step_tokens = longest_micro_batch(cfg) * TrainingShape.of(cfg).gradient_accumulation_steps
-    band, rests_on = memory.time_band(gpu)
+    band, rests_on = throughput.time_band(gpu)
     return Projection(gpu=gpu.name, steps=steps, tokens_per_second=speed, seconds=steps * step_tokens / speed,
                       band=band, rests_on=rests_on, price_per_hour=price_per_hour)
 
@@ -299,7 +300,7 @@ def full_steps(cfg: dict, train_examples: int | None, entry: dict) -> int | None
         slots = shape.micro_batch_tokens * shape.gradient_accumulation_steps
         epochs = int(shape.num_epochs)
         return max(1, math.ceil(train_examples * mean / (slots * PACKED_FILL)) * epochs)
-    return config_rules.total_steps(cfg, train_examples)
+    return total_steps(cfg, train_examples)
 
 
 def decide(entry: dict, full: LoadedConfig, facts, gpu: GpuSpec, train_examples: int | None,
