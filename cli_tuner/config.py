@@ -145,6 +145,12 @@ class LoadedConfig:
         return canonical_hash(self.axolotl)
 
     @property
+    def allows_dangerous_data(self) -> bool:
+        """Dangerous commands in the data are warnings, not errors: --allow-dangerous-data or the config's
+        cli_tuner.allow_dangerous_data."""
+        return self.allow_dangerous_data or self.settings.allow_dangerous_data
+
+    @property
     def shape(self) -> TrainingShape:
         """Row length, batch and packing, with Axolotl's defaults (read from the config as it is now:
         a machine's fallback may rewrite it after loading)."""

@@ -14,6 +14,7 @@ REQUIREMENTS = REPO_ROOT / "requirements.txt"
 SMOKE_OVERLAY = CONFIGS_DIR / "axolotl_smoke_test.yaml"
 DEFAULT_CONFIG = "configs/axolotl_config.yaml"
 DEFAULT_DATA_DIR = Path("data/processed")
+DEFAULT_OUTPUT_ROOT = "outputs"  # the run folders' parent when neither --output-root nor OUTPUT_ROOT says
 
 # The data manifest (SHA256 of every split). Data locked before the rename has the old name.
 MANIFEST_FILE = "manifest.json"

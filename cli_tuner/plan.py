@@ -42,6 +42,11 @@ class Plan:
         """The command's name: a label for messages, the run folder and provenance."""
         return self.spec.name
 
+    def train_examples(self) -> int | None:
+        """Examples in the train files, as the manifest counted them (None: none counted)."""
+        train_files = {str(p) for p in self.loaded.split_files()["train"]}
+        return sum(int(v.get("lines") or 0) for k, v in self.verified.files.items() if k in train_files) or None
+
     def attention_record(self) -> dict | None:
         """What provenance records: the flash-attention source and any fallback made for it."""
         if self.attention is None:

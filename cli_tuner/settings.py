@@ -39,6 +39,9 @@ from .errors import ConfigError
 TUNER_KEY = "cli_tuner"
 FINISH_CHOICES = ("auto", "stop", "idle", "exit")
 MARGIN_METRICS = ("normalized_match", "first_word_match", "exact_match", "command", "execution_accuracy")
+# New tokens an answer may take when the checkpoint check generates (check-checkpoint's
+# --max-new-tokens default; the data report warns of test prompts that leave the row less).
+MAX_NEW_TOKENS = 64
 
 
 def extra(example: Any, env: str | None = None, identity: bool = True) -> dict:
@@ -217,6 +220,22 @@ def range_text(key: str) -> str:
     if key == "target":
         return "a known GPU name (any name with `--gpu-memory`)"
     return "any"
+
+
+def within(key: str, value: float) -> bool:
+    """Whether `value` meets the key's bounds (ge, le, lt): for options that stand in for a key."""
+    for m in Settings.model_fields[key].metadata:
+        if getattr(m, "ge", None) is not None and value < m.ge or getattr(m, "le", None) is not None and value > m.le \
+                or getattr(m, "lt", None) is not None and value >= m.lt:
+            return False
+    return True
+
+
+def between(key: str) -> str:
+    """"between LOW and HIGH" for a key bounded on both sides (ge and le)."""
+    bounds = {name: getattr(m, name) for m in Settings.model_fields[key].metadata for name in ("ge", "le")
+              if getattr(m, name, None) is not None}
+    return f"between {bounds['ge']:g} and {bounds['le']:g}"
 
 
 def allowed(key: str) -> str:

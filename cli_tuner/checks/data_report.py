@@ -22,6 +22,7 @@ from .. import atomic, console, data, tokenizer as tokenizer_module
 from ..errors import ConfigError, DataError, EnvironmentProblem
 from ..normalize import normalize_command, normalize_prompt
 from ..paths import DATA_REPORT_FILE as REPORT_NAME
+from ..settings import MAX_NEW_TOKENS
 from ..shell import risk, syntax as bash_checks
 from . import near_duplicates
 
@@ -30,7 +31,6 @@ TRAINED_SPLITS = ("train", "val")  # the model learns from (or is tuned on) thes
 MAX_LINE_CHARS = 2000  # a message line longer than this is a pasted file or log, not a prompt or command
 SHOWN = 20             # errors (and warnings) printed one by one; the JSON has all
 SHOWN_BEFORE_TRAINING = 3  # the training modes keep their console short: the first few, then where the rest are
-DEFAULT_MAX_NEW_TOKENS = 64  # check-checkpoint's default generation budget for test prompts
 
 
 @dataclass
@@ -344,9 +344,9 @@ def _check_lengths(report: DataReport, loaded, examples: dict, lengths: dict) ->
             over_items.append({"where": example.where, "split": name, "tokens": m.total, "prompt_tokens": m.prompt,
                                "answer_end": m.answer_end})
         if name not in TRAINED_SPLITS:
-            long_prompts = [f"{e.where}: prompt of {m.prompt} tokens + {DEFAULT_MAX_NEW_TOKENS} new tokens exceeds "
+            long_prompts = [f"{e.where}: prompt of {m.prompt} tokens + {MAX_NEW_TOKENS} new tokens exceeds "
                             f"sequence_len {limit}, longer than anything trained" for e, m in pairs
-                            if m.prompt + DEFAULT_MAX_NEW_TOKENS > limit]
+                            if m.prompt + MAX_NEW_TOKENS > limit]
             _listed(report, "warning", long_prompts)
             continue
         if strategy == "drop":

@@ -8,7 +8,6 @@ the first and its class says which kind it was (exit 3, 4 or 5).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from .. import atomic, data
@@ -16,7 +15,7 @@ from ..config import LoadedConfig, canonical_hash, require_local_datasets
 from ..errors import ConfigError, DataError, EnvironmentProblem
 from ..facts import attention as attention_facts, gpus, machine as machine_facts, models
 from ..findings import Check, first_error
-from ..paths import PREPARED_DIR
+from ..paths import DEFAULT_OUTPUT_ROOT, PREPARED_DIR
 from ..estimates import memory, memory_sharding
 from . import attention, config_rules, data_report, distributed, environment
 from .distributed import SINGLE, Topology
@@ -129,8 +128,8 @@ def prepare(spec: RunSpec, loaded: LoadedConfig, *, output_root: Path | str | No
     plan = Plan(spec, loaded, verified, facts, target, found, topology, findings, attention=source,
                 fallbacks=fallbacks)
     if found is not None and check_environment:
-        root = output_root or os.environ.get("OUTPUT_ROOT", "outputs")
-        results, plan.estimate = environment_checks(spec, found, target, loaded, facts, root, topology)
+        results, plan.estimate = environment_checks(spec, found, target, loaded, facts,
+                                                    output_root or DEFAULT_OUTPUT_ROOT, topology)
         raise_environment(f"{spec.name} preflight", results)
         plan.findings += [c for c in results if c.failed]
     return plan
@@ -148,21 +147,22 @@ def data_checks_key(loaded: LoadedConfig, verified: data.VerifiedData, tokenizer
                            "config": {k: loaded.axolotl.get(k) for k in DATA_REPORT_KEYS}})
 
 
-def check_training_data(plan: Plan, output_root: Path | str, *, tokenizer=None, tokenizer_name: str | None = None,
+def check_training_data(plan: Plan, output_root: Path | str | None, *, tokenizer=None,
+                        tokenizer_name: str | None = None,
                         tokenizer_override: str | None = None) -> tuple[data_report.DataReport, bool]:
-    """The data checks `validate` runs (risk rules, cut answers, leakage, Bash syntax), for a training
-    mode before any model loads; (report, from_cache). Cached in <output root>/prepared/data-checks/ by data
-    hash and the config keys the report depends on, so a restarted pod does not repeat them.
-    Raises DataError (exit 3) on the report's errors; --allow-dangerous-data turns dangerous
-    commands into warnings, as in validate."""
+    """The data checks of `validate` and of the training verbs before any model loads (risk rules,
+    cut answers, leakage, Bash syntax); (report, from_cache). With an output root, cached in
+    <output root>/prepared/data-checks/ by data hash and the config keys the report depends on, so a
+    restarted pod does not repeat them. The caller raises on the report's errors (DataError, exit 3);
+    --allow-dangerous-data turns dangerous commands into warnings."""
     loaded = plan.loaded
-    allow = loaded.allow_dangerous_data or loaded.settings.allow_dangerous_data
+    allow = loaded.allows_dangerous_data
     name = tokenizer_name or tokenizer_override or loaded.tokenizer_source
     key = data_checks_key(loaded, plan.verified, name, allow)
-    cache = Path(output_root) / PREPARED_DIR / DATA_CHECKS_DIR / f"{key[:32]}.json"
+    cache = None if output_root is None else Path(output_root) / PREPARED_DIR / DATA_CHECKS_DIR / f"{key[:32]}.json"
     report, cached = None, False
     try:
-        saved = json.loads(cache.read_text(encoding="utf-8"))
+        saved = json.loads(cache.read_text(encoding="utf-8")) if cache is not None else {}
         if saved.get("key") == key:
             report, cached = data_report.from_dict(saved["report"], saved.get("train_lengths") or [],
                                                    saved.get("val_lengths") or []), True
@@ -171,7 +171,8 @@ def check_training_data(plan: Plan, output_root: Path | str, *, tokenizer=None, 
     if report is None:
         report = data_report.check(loaded, tokenizer_override=tokenizer_override, allow_dangerous=allow,
                                    tokenizer=tokenizer, tokenizer_name=tokenizer_name)
-        if not report.errors:  # a failing report is recomputed after the fix, never trusted from disk
+        # a failing report is recomputed after the fix, never trusted from disk
+        if not report.errors and cache is not None:
             try:
                 atomic.write_json(cache, {"key": key, "report": report.as_dict(), "train_lengths": report.train_lengths,
                                           "val_lengths": report.val_lengths})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import console
+from .. import console, settings as job_settings
 from ..errors import UsageError
 from ..evaluation.evaluate import evaluate
 from ..evaluation.report import MARGIN_METRICS, STATIC_DEFAULT, GateSettings, enforce_gate
@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="adapter folder (a checkpoint-N or phase2-final)")
     parser.add_argument("--test-file", default=None, help="chat JSONL to score on (default: the run's test split)")
     parser.add_argument("--sample-size", type=int, default=None, help="score only the first N examples")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=job_settings.MAX_NEW_TOKENS,
+                        help="new tokens an answer may take (default %(default)s)")
     parser.add_argument("--baseline", action="store_true",
                         help="also score the base model without the adapter; the adapter must beat it by --min-margin")
     add_gate_arguments(parser)
@@ -50,13 +51,14 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> GateSettings:
-    for option, value in (("--min-command-rate", args.min_command_rate), ("--min-syntax-rate", args.min_syntax_rate)):
-        if not 0.0 <= value <= 1.0:
-            raise UsageError(f"{option} {value}: give a fraction between 0 and 1")
-    if not 0 < args.sandbox_seconds <= 600:
-        raise UsageError(f"--sandbox-seconds {args.sandbox_seconds}: give seconds per command, above 0 and at most 600")
-    if not -1.0 <= args.min_margin <= 1.0:
-        raise UsageError(f"--min-margin {args.min_margin}: give a rate difference between -1 and 1, e.g. 0.05")
+    # The same bounds as the config keys they stand in for (settings.Settings), read from there.
+    for option, key, value, what in (
+            ("--min-command-rate", "min_command_rate", args.min_command_rate, "a fraction {}"),
+            ("--min-syntax-rate", "min_syntax_rate", args.min_syntax_rate, "a fraction {}"),
+            ("--sandbox-seconds", "sandbox_seconds", args.sandbox_seconds, "seconds per command, {}"),
+            ("--min-margin", "min_margin_over_base", args.min_margin, "a rate difference {}, e.g. 0.05")):
+        if not job_settings.within(key, value):
+            raise UsageError(f"{option} {value}: give {what.format(job_settings.between(key))}")
     return GateSettings(min_command_rate=args.min_command_rate, min_syntax_rate=args.min_syntax_rate,
                         allow_dangerous=args.allow_dangerous, min_margin=args.min_margin,
                         margin_metric=args.margin_metric, sandbox_seconds=args.sandbox_seconds)

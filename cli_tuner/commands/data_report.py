@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     loaded = options.load_config(args)
-    allow = loaded.allow_dangerous_data or loaded.settings.allow_dangerous_data
+    allow = loaded.allows_dangerous_data
     report = data_report.check(loaded, tokenizer_override=args.tokenizer, allow_dangerous=allow)
     data_report.show(report)
     data_report.raise_for_errors(report)

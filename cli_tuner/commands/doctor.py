@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from .. import config, console
 from ..checks import environment, preflight
@@ -46,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         loaded = config.load(args.config, **options.target_check())
         facts = preflight.resolve_facts(loaded)
         disk_need = memory.estimate_checkpoint_disk(loaded.axolotl, facts)
-    results = environment.checks(found, gpu=True, probes=True, output_root=os.environ.get("OUTPUT_ROOT", "outputs"), disk_need_bytes=disk_need)
+    results = environment.checks(found, gpu=True, probes=True, output_root=options.output_root(), disk_need_bytes=disk_need)
     if loaded is not None:
         results.append(memory_check(loaded, facts, found))
     console.show("checks:", *markup_lines(results))

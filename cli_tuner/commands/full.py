@@ -37,9 +37,7 @@ def check_calibration(args: argparse.Namespace, plan: Plan) -> calibration.Decis
         console.say(f"no smoke calibration for this config, data, {gpu.name} and {plan.topology.world_size} process(es) in "
                     f"{calibration.path_in(args.output_root)}: run `smoke` first to measure; going on the estimate alone")
         return None
-    train_files = {str(p) for p in plan.loaded.split_files()["train"]}
-    examples = sum(int(v.get("lines") or 0) for k, v in plan.verified.files.items() if k in train_files) or None
-    decision = calibration.decide(entry, plan.loaded, plan.facts, gpu, examples, headroom, price)
+    decision = calibration.decide(entry, plan.loaded, plan.facts, gpu, plan.train_examples(), headroom, price)
     calibration.raise_unless_fits(decision)
     console.say(decision.memory_line())
     console.say(decision.time_line())

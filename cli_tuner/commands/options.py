@@ -12,8 +12,14 @@ from ..plan import Plan
 from ..errors import UsageError
 from ..config import LoadedConfig
 from ..facts import gpus
-from ..paths import DEFAULT_CONFIG
+from ..paths import DEFAULT_CONFIG, DEFAULT_OUTPUT_ROOT
 from ..training.pipeline import RunOptions
+
+
+def output_root() -> str:
+    """The folder that holds the run folders when no --output-root says: OUTPUT_ROOT, else outputs
+    (the one reader of the variable; doctor checks its disk, the training verbs write there)."""
+    return os.environ.get("OUTPUT_ROOT") or DEFAULT_OUTPUT_ROOT
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +41,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output-root", default=os.environ.get("OUTPUT_ROOT", "outputs"),
+    parser.add_argument("--output-root", default=output_root(),
                         help="folder that holds one sub-folder per run (env OUTPUT_ROOT; default %(default)s)")
     parser.add_argument("--run-id", default=os.environ.get("RUN_ID"),
                         help="name of the run folder (env RUN_ID); default: mode-confighash-datahash, "

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 
 from .. import console
-from ..batching import eval_batches
 from ..checks import data_report, distributed, preflight
 from ..estimates import calibration, memory
 from ..config import read_yaml
 from ..run_spec import RunSpec
-from ..training import tracking
+from ..training import slices, tracking
 from . import options
 
 NAME = "validate"
@@ -37,12 +36,11 @@ def run(args: argparse.Namespace) -> int:
                 f"({plan.facts.model_type}, {plan.facts.source} facts)")
     report = None
     if not args.no_data_report:
-        allow = loaded.allow_dangerous_data or loaded.settings.allow_dangerous_data
-        report = data_report.check(loaded, tokenizer_override=args.tokenizer, allow_dangerous=allow)
+        # the training verbs' data checks (not cached here: validate is where a fix is checked again)
+        report, _ = preflight.check_training_data(plan, None, tokenizer_override=args.tokenizer)
         data_report.show(report)
         data_report.raise_for_errors(report)
-        eval_batches.require_one_batch(loaded.axolotl, eval_batches.eval_set(report.val_lengths),
-                                       ", ".join(str(p) for p in loaded.split_files()["val"]), str(loaded.path))
+        slices.require_eval_batch(loaded, loaded.axolotl, report)
     show_batch(loaded, topology)
     if plan.target is not None:
         estimate, check = preflight.memory_on(loaded, plan.facts, plan.target, topology)
@@ -57,12 +55,10 @@ def run(args: argparse.Namespace) -> int:
 
 def show_projection(plan, report: data_report.DataReport | None) -> None:
     """The full run's training time (and cost, given a price) as a range, with what it rests on."""
-    train_files = {str(p) for p in plan.loaded.split_files()["train"]}
-    examples = sum(int(v.get("lines") or 0) for k, v in plan.verified.files.items() if k in train_files) or None
     lengths = report.train_lengths if report is not None else []
     mean = sum(lengths) / len(lengths) if lengths else None
     _, price = calibration.settings(plan.loaded)
-    projection = calibration.project(plan.loaded.axolotl, plan.facts, plan.target, examples, price, mean)
+    projection = calibration.project(plan.loaded.axolotl, plan.facts, plan.target, plan.train_examples(), price, mean)
     if projection is None:
         console.out(f"projected training time: unknown on {plan.target.name} (no peak TFLOP/s known, or packing "
                     f"without max_steps and no data report to count packed rows); `smoke` measures it")

@@ -117,7 +117,9 @@ def _walk(node):
 
 
 def normalize(command: str) -> str:
-    """Equal for commands that differ only in spacing or quoting style."""
+    """Equal for commands that differ only in spacing or quoting style: `normalized_match` scores an
+    answer against its reference with it. The data's duplicate and leakage keys use the cheaper
+    spacing-only normalize.normalize_command instead (its docstring says why)."""
     return parse.normalize(command)
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from .. import atomic
 from ..errors import UsageError
 from ..paths import EVAL_FILE
+from ..settings import MAX_NEW_TOKENS
 from .adapter_files import check_test_file_hash, resolve_base_model, resolve_test_file, verify_checkpoint
 from .answers import extract_command
 from .generation import BATCH_SIZE, generate, load_checkpoint_tokenizer, load_conversations, load_model
@@ -47,7 +48,7 @@ def _scored(replies: list[str], conversations: list[dict]) -> tuple[dict, list[d
 
 
 def evaluate(checkpoint_dir: Path, test_file: Path | None = None, sample_size: int | None = None,
-             max_new_tokens: int = 64, base_model: str | None = None, baseline: bool = False,
+             max_new_tokens: int = MAX_NEW_TOKENS, base_model: str | None = None, baseline: bool = False,
              device: str = "cpu", on_progress=None, execution: bool = True,
              sandbox_limits: Limits | None = None) -> EvalReport:
     """Generate on the test split with the adapter (and, with baseline, without it), score, write eval.json.

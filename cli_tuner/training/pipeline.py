@@ -26,8 +26,8 @@ from ..evaluation import evaluate as evaluation
 from ..evaluation import sandbox
 from ..evaluation.report import GateSettings
 from ..facts import gpus
-from ..paths import (FINAL_DIR, PREPARED_DIR, PROGRESS_FILE, PROVENANCE_FILE, REHEARSAL_MODEL_DIR, REPO_ROOT,
-                     RESOLVED_CONFIG, TRAIN_LOG)
+from ..paths import (DEFAULT_OUTPUT_ROOT, FINAL_DIR, PREPARED_DIR, PROGRESS_FILE, PROVENANCE_FILE, REHEARSAL_MODEL_DIR,
+                     REPO_ROOT, RESOLVED_CONFIG, TRAIN_LOG)
 from ..plan import Plan
 from ..run_spec import RunSpec
 from . import attempts, launcher, lifecycle, measurements, rehearsal, run_folder, slices, tracking
@@ -44,7 +44,7 @@ say = console.say
 class RunOptions:
     """Where a run lives and whether it may continue an earlier one."""
 
-    output_root: Path = Path("outputs")
+    output_root: Path = Path(DEFAULT_OUTPUT_ROOT)
     run_id: str | None = None     # the folder name; default mode-confighash-datahash
     new_run: bool = False         # a fresh folder even when this config and data finished before
     resume: bool = True           # continue from the newest complete checkpoint
