@@ -441,7 +441,7 @@ def test_a_torch_inside_axolotls_range_passes_preflight_with_its_warning_in_the_
     monkeypatch.setattr(machine, "detect", lambda: Platform(kind="cpu", torch_version="2.11.0+cpu",
                                                             python_version="3.11.7"))
     loaded = load(REPO / "configs/axolotl_config.yaml", sets=[s for s in data_sets(locked_data) if s != "--set"])
-    plan = preflight.prepare("rehearse", loaded, output_root=tmp_path / "out")
+    plan = preflight.prepare(rehearse.SPEC, loaded, output_root=tmp_path / "out")
     torch_findings = [c for c in plan.findings if c.name == "torch"]
     assert len(torch_findings) == 1 and torch_findings[0].level == "warning"
     assert "tested pin 2.13.0" in torch_findings[0].line()
@@ -449,5 +449,5 @@ def test_a_torch_inside_axolotls_range_passes_preflight_with_its_warning_in_the_
     monkeypatch.setattr(machine, "detect", lambda: Platform(kind="cpu", torch_version="2.10.0+cpu",
                                                             python_version="3.11.7"))
     with pytest.raises(EnvironmentProblem) as raised:
-        preflight.prepare("rehearse", loaded, output_root=tmp_path / "out")
+        preflight.prepare(rehearse.SPEC, loaded, output_root=tmp_path / "out")
     assert raised.value.exit_code == 5 and "outside Axolotl 0.19's supported range" in str(raised.value)

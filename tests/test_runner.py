@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from cli_tuner import cli, data
 from cli_tuner.commands import full, options as command_options
 from cli_tuner.training import pipeline as runner, slices
 from cli_tuner.config import load
+from cli_tuner.errors import CheckpointGateFailed, Interrupted, TrainingFailed
 from conftest import REPO
 
 A5000 = REPO / "configs" / "axolotl_config.yaml"
@@ -79,3 +82,21 @@ def test_axolotl_gets_one_dataset_process_per_256_train_rows_unless_the_user_cho
     assert runner.preprocessing_processes({**cfg, "dataset_processes": 3}, {}, cpus=16) is None
     assert runner.preprocessing_processes(cfg, {"AXOLOTL_DATASET_NUM_PROC": "3"}, cpus=16) is None
     assert runner.preprocessing_processes({"datasets": [{"path": str(tmp_path / "missing.jsonl")}]}, {}, cpus=16) is None
+
+
+@pytest.mark.parametrize("exc, status, error", [
+    (None, "succeeded", None),
+    (CheckpointGateFailed("/r/phase2-final: checkpoint check failed: syntax", record="checkpoint check failed: syntax"),
+     "failed_gate", "checkpoint check failed: syntax"),
+    (Interrupted("interrupted by signal 15 at step 3; start the same command again", record="signal 15 at step 3"),
+     "interrupted", "signal 15 at step 3"),
+    (Interrupted("interrupted by signal 2"), "interrupted", "interrupted by signal 2"),
+    (KeyboardInterrupt(), "interrupted", "interrupted"),
+    (TrainingFailed("training failed (axolotl exit 1): boom; full log: x", record="axolotl train exited 1: boom"),
+     "failed", "axolotl train exited 1: boom"),
+    (ValueError("bad value"), "failed", "ValueError: bad value"),
+])
+def test_a_runs_status_follows_from_what_ended_it(exc, status, error):
+    """provenance and attempts.json record the status the exception's type gives, and the error line
+    without the advice (so the same failure reads the same on every attempt)."""
+    assert runner.ending_of(exc) == (status, error)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from cli_tuner import cli, config, settings
 from cli_tuner.errors import EXIT_CONFIG, ConfigError
@@ -213,3 +214,18 @@ def test_a_run_whose_config_fails_ends_by_on_finish_alone(monkeypatch):
     monkeypatch.setenv("GPU_PRICE_PER_HOUR", "cheap")
     assert options.settings_without_config(argparse.Namespace(on_finish=None)).on_finish == "idle"
     assert options.settings_without_config(argparse.Namespace(on_finish="exit")).on_finish == "exit"
+
+
+@pytest.mark.parametrize("option, key, value", [
+    ("--sandbox-seconds", "sandbox_seconds", 0.5), ("--sandbox-seconds", "sandbox_seconds", 601.0),
+    ("--min-margin", "min_margin_over_base", 1.5), ("--min-command-rate", "min_command_rate", -0.1),
+])
+def test_check_checkpoint_options_have_the_bounds_of_their_config_keys(option, key, value, tmp_path, capsys):
+    """An option that stands in for a `cli_tuner:` gate key is refused where the key would be (exit 2),
+    before any model loads."""
+    with pytest.raises(ValidationError):
+        Settings(**{key: value})
+    code = cli.main(["check-checkpoint", "--checkpoint", str(tmp_path), option, str(value)])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and last.startswith(f"error: {option} {value}: give "), last
+    assert settings.between(key) in last

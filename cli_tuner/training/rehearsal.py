@@ -131,7 +131,7 @@ REASONS = {
 AUTO = attention.AUTO  # shown for a key the pod leaves to Axolotl
 # Evaluation on CPU costs a vocabulary-wide logit row per token of every validation example; the
 # rehearsal proves the eval path on the first few (same files, format, pipeline and eval batching;
-# more when one eval batch needs more: commands/training_mode.size_rehearsal_eval).
+# more when one eval batch needs more: training/slices.rehearsal_eval_examples).
 VAL_EXAMPLES = 4
 
 
