@@ -11,7 +11,7 @@ from .. import console
 from ..checks import calibration, distributed
 from ..checks.plan import Plan
 from ..facts import machine as machine_facts
-from ..paths import PROVENANCE_FILE, SMOKE_OVERLAY
+from ..paths import PROVENANCE_FILE
 from ..training import measurements
 from . import training_mode
 
