@@ -28,6 +28,7 @@ from ..evaluation.report import GateSettings
 from ..facts import gpus
 from ..paths import (FINAL_DIR, PREPARED_DIR, PROGRESS_FILE, PROVENANCE_FILE, REHEARSAL_MODEL_DIR, REPO_ROOT,
                      RESOLVED_CONFIG, TRAIN_LOG)
+from ..redact import redact, redact_data, secret_values
 from . import attempts, launcher, lifecycle, measurements, rehearsal, run_folder, tracking
 from .provenance import Provenance
 
@@ -270,8 +271,11 @@ def run_training(resolved_path: Path, run_dir: Path, env: dict, verbose: bool = 
             else:
                 launcher.kill_all(child.pid)
 
+        hidden = secret_values(env)
+
         def read_output():
             for line in child.stdout:
+                line = redact(line, hidden)
                 log.write(line)
                 if view is None:
                     console.stream(line)
@@ -497,5 +501,5 @@ def _run_locked(plan: Plan, options: RunOptions, rehearsal_options, settings, id
                          "train_runtime_s": progress.get("train_runtime")},
                 last_checkpoint=progress.get("last_checkpoint"), measurements=measurements.summary(run_dir))
             if final is not None and final.is_dir():
-                atomic.write_json(final / PROVENANCE_FILE, provenance.record)  # with the check and the status
+                atomic.write_json(final / PROVENANCE_FILE, redact_data(provenance.record))  # with the check and the status
         attempt.end(status, None if status == "succeeded" else error)
