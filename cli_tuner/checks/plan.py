@@ -7,7 +7,6 @@ training, evaluation and provenance read it and never look anything up again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..config import LoadedConfig
 from .distributed import SINGLE, Topology
@@ -17,6 +16,7 @@ from ..facts.gpus import GpuSpec
 from ..facts.machine import Machine
 from ..facts.models import ModelFacts
 from ..findings import Check
+from .memory import MemoryEstimate
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Plan:
     target: GpuSpec | None             # the GPU the config is checked against (None: no target)
     machine: Machine | None            # this machine, detected once (None when not needed)
     findings: list[Check] = field(default_factory=list)  # warnings and infos the command shows
-    estimate: Any = None               # the memory estimate on the target or this machine's GPU
+    estimate: MemoryEstimate | None = None  # on the target or this machine's GPU (per GPU when sharded)
     topology: Topology = SINGLE        # how many training processes, on how many machines
     attention: AttentionSource | None = None  # this machine's flash-attention source (CUDA machines)
     fallbacks: list[dict] = field(default_factory=list)  # config changes made for this machine (checks/attention.py)

@@ -9,10 +9,10 @@ from .. import console
 from ..config import LoadedConfig
 from ..errors import UsageError
 from ..training.pipeline import RehearsalOptions
+from ..training.rehearsal import DEFAULT_STEPS
 from . import training_mode
 
 NAME = "rehearse"
-DEFAULT_STEPS = 2  # proves the path, not convergence: the second step reuses the optimizer state the first made
 HELP = "CPU rehearsal: tiny random model of the same architecture, real axolotl train"
 
 

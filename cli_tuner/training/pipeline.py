@@ -56,7 +56,7 @@ class RehearsalOptions:
     """What a CPU rehearsal changes besides the model: its length and, optionally, the tokenizer."""
 
     tokenizer: str | None = None
-    steps: int = 5
+    steps: int = rehearsal.DEFAULT_STEPS
     save_steps: int | None = None
     packing: str = "config"       # "config", "on" or "off"
     # Val examples evaluated (first of each file): more than rehearsal.VAL_EXAMPLES when one eval batch
