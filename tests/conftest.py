@@ -230,8 +230,9 @@ def rehearsed(tmp_path_factory) -> Rehearsed:
     # what a fresh clone offline gets.
     tokenizer = optional_reference("qwen")
     chosen = ["--tokenizer", str(tokenizer)] if tokenizer else []
+    # A generous limit: every test that reads the run fails with it, so a busy machine must not cut it short.
     result = run_entrypoint("rehearse", *data_sets(files), *chosen, "--output-root", str(root / "outputs"),
-                            env={"WANDB_API_KEY": "", "HF_HUB_OFFLINE": "1"})
+                            env={"WANDB_API_KEY": "", "HF_HUB_OFFLINE": "1"}, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     runs = run_folders(root / "outputs")
     assert len(runs) == 1, runs
