@@ -139,7 +139,7 @@ def test_shipped_h100_and_m4_configs_fit_their_targets():
 
 H200_CUDA13 = dataclasses.replace(resolve_target("h200", None), cuda_major=13)
 
-# /work/shared/notes/gpu-run-2026-12-04.md: the A5000 config with the base model's exact widths on
+# The first H200 run of 2026-12-04 (GPU check at commit f9dcf78): the A5000 config with the base model's exact widths on
 # one H200 (driver 580, CUDA 13.0, torch 2.11, PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True),
 # at 28 and 4 of its 28 layers. Its device figures (9.618, 6.932) are not this model's to match: the
 # stand-in model was built on the GPU inside the parent gpu_check process, whose own CUDA context and
@@ -160,7 +160,7 @@ def test_the_first_gpu_runs_allocator_points_land_within_the_band(qwen, layers):
     assert est.context.measured
     assert 0.95 <= loading_reserved / (est.load_peak_gib - est.context.gib) <= 1.10
     # The run's training figure was read after Axolotl's last log had reset the peak counters and its
-    # checkpoint save had emptied the cache (the callback now reads the peaks before): a floor.
+    # checkpoint save had emptied the cache (the callback reads the peaks before it): a floor.
     assert est.training_gib - est.context.gib > training_floor
 
 
