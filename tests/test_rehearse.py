@@ -120,8 +120,8 @@ def test_full_mode_checks_the_final_adapter_and_enforces_the_gate(rehearsal, tmp
            # path runs whatever the random model writes.
            "cli_tuner.min_margin_over_base=1.0", "cli_tuner.min_syntax_rate=1.0"]
     sets = [arg for pair in (("--set", s) for s in cpu) for arg in pair]
-    result = run_entrypoint("full", *data_sets(files), *sets, "--skip-checks",
-                            "--output-root", str(tmp_path / "outputs"))
+    result = run_entrypoint("full", *data_sets(files), *sets, "--skip-checks",  # trains, then evaluates twice
+                            "--output-root", str(tmp_path / "outputs"), timeout=1800)
     assert result.returncode == 6, result.stdout[-3000:] + result.stderr[-3000:]
     assert "checkpoint check failed" in result.stderr.strip().splitlines()[-1]
     (full_run,) = run_folders(tmp_path / "outputs")
