@@ -21,6 +21,8 @@ import logging
 import sys
 import time
 
+from .redact import redact
+
 PREFIX = "[cli-tuner]"
 
 
@@ -242,8 +244,8 @@ def hold_library_logs() -> None:
 
 
 def held_library_logs() -> list[str]:
-    """The held messages since the last call (empty when nothing is held)."""
+    """The held messages since the last call (empty when nothing is held), secrets masked."""
     if _HELD is None:
         return []
     records, _HELD.records = _HELD.records, []
-    return records
+    return [redact(record) for record in records]

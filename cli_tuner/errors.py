@@ -5,7 +5,6 @@ The exit codes are part of the public interface (README "Exit codes"); keep them
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_UNEXPECTED = 1
 EXIT_USAGE = 2
 EXIT_DATA = 3

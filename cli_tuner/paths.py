@@ -36,11 +36,10 @@ DATA_REPORT_FILE = "data_report.json"
 CALIBRATION_FILE = "calibration.json"     # in the output root: smoke's measurements, keyed by config, data, GPU
 LOCK_FILE = "run.lock"                    # flock'd by the one process training in the folder; names it
 ATTEMPTS_FILE = "attempts.json"           # every start of the run and how it ended
-# In the output root, one per running training job: start.sh forwards a pod stop to these pids.
-JOB_PID_GLOB = ".job-*.pid"
 
 
 def job_pid_file(output_root: Path, pid: int) -> Path:
+    """In the output root, one per running training job: docker/start.sh forwards a pod stop to these pids."""
     return Path(output_root) / f".job-{pid}.pid"
 
 

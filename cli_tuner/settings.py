@@ -21,7 +21,7 @@ probes), secrets (`HF_TOKEN`, `WANDB_API_KEY`, `RUNPOD_API_KEY`), and
 object (`checkpoint_every_minutes`).
 
 To add a key: one field on `Settings` with `Field(default, description=..., ...constraints)` and
-`json_schema_extra=extra(example=..., env=..., identity=...)`; README's table is generated from the
+`json_schema_extra=extra(example=..., env=..., identity=...)`; docs/settings.md's table is generated from the
 fields (`python scripts/settings_table.py --write`) and tests/test_settings.py holds the two equal and
 feeds every kind of bad value, derived from the field's type and constraints, to every key.
 """
@@ -52,7 +52,7 @@ def extra(example: Any, env: str | None = None, identity: bool = True) -> dict:
 
 
 class Settings(BaseModel):
-    """The `cli_tuner:` block. Field descriptions are README's "Settings" table."""
+    """The `cli_tuner:` block. Field descriptions are the table in docs/settings.md."""
 
     # defer_build: the validator is built at the first config load, not when `--help` imports this module
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False, defer_build=True)
@@ -203,7 +203,7 @@ def type_name(key: str) -> str:
 
 
 def range_text(key: str) -> str:
-    """The values a key takes beyond its type, from its constraints and checks (README's "range")."""
+    """The values a key takes beyond its type, from its constraints and checks (the "range" column of docs/settings.md)."""
     inner, _ = _inner(key)
     bounds = {name: getattr(m, name.lower()) for m in Settings.model_fields[key].metadata
               for name in ("Ge", "Le", "Lt") if hasattr(m, name.lower())}
@@ -260,7 +260,7 @@ def problem_line(error: dict, values: dict, sources: dict, context: dict) -> str
     where = sources.get(key, f"{TUNER_KEY}.{key}")
     value = values.get(key, error.get("input"))
     if error["type"] == "extra_forbidden":
-        return (f"{where}: unknown key ({value!r}); {_did_you_mean(key)}allowed: the keys in README \"Settings\"; "
+        return (f"{where}: unknown key ({value!r}); {_did_you_mean(key)}allowed: the keys in docs/settings.md; "
                 f"fix: rename or remove it")
     kind = error["type"]
     if kind in ("greater_than_equal", "less_than_equal", "less_than", "greater_than", "finite_number"):
@@ -293,7 +293,7 @@ def problem_line(error: dict, values: dict, sources: dict, context: dict) -> str
 # ----------------------------------------------------------------------------- documentation
 
 def markdown_table() -> str:
-    """README's table of every key, generated from the fields."""
+    """docs/settings.md's table of every key, generated from the fields."""
     rows = ["| key | type | default | range | environment | what it does |", "|---|---|---|---|---|---|"]
     for key, info in Settings.model_fields.items():
         default = "null" if info.default is None else (str(info.default).lower() if isinstance(info.default, bool)

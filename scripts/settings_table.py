@@ -1,9 +1,9 @@
-"""Print README's table of the `cli_tuner:` settings, generated from cli_tuner/settings.py.
+"""Print the table of the `cli_tuner:` settings in docs/settings.md, generated from cli_tuner/settings.py.
 
     .venv/bin/python scripts/settings_table.py          # print it
-    .venv/bin/python scripts/settings_table.py --write  # replace the table in README.md
+    .venv/bin/python scripts/settings_table.py --write  # replace the table in docs/settings.md
 
-tests/test_settings.py fails while README's table differs from this output.
+tests/test_settings.py fails while that table differs from this output.
 """
 
 from __future__ import annotations
@@ -15,18 +15,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cli_tuner.settings import markdown_table  # noqa: E402
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+TABLE_DOC = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
 HEADER = "| key | type | default | range | environment | what it does |"
 
 
 def write() -> None:
-    lines = README.read_text(encoding="utf-8").splitlines()
+    lines = TABLE_DOC.read_text(encoding="utf-8").splitlines()
     start = lines.index(HEADER)
     end = start
     while end < len(lines) and lines[end].startswith("|"):
         end += 1
     lines[start:end] = markdown_table().splitlines()
-    README.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    TABLE_DOC.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

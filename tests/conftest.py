@@ -208,3 +208,32 @@ def data_sets(files: dict[str, Path]) -> list[str]:
 @pytest.fixture
 def locked_data(tmp_path) -> dict[str, Path]:
     return make_locked_data(tmp_path / "data")
+
+
+@dataclass(frozen=True)
+class Rehearsed:
+    """The shared finished run: `rehearse` of the default config, 2 steps, on CPU."""
+
+    result: subprocess.CompletedProcess
+    files: dict[str, Path]
+    run: Path
+    tokenizer: Path | None  # the real Qwen tokenizer when the reference data is here, else None (the local one)
+
+
+@pytest.fixture(scope="session")
+def rehearsed(tmp_path_factory) -> Rehearsed:
+    """One real `axolotl train` shared by every test that reads a finished run (test_rehearse,
+    test_export): tests may read its folder and write beside it, never change what is in it."""
+    root = tmp_path_factory.mktemp("rehearsed")
+    files = make_locked_data(root / "data")
+    # The real Qwen tokenizer when the reference data is here; else the job's own local tokenizer,
+    # what a fresh clone offline gets.
+    tokenizer = optional_reference("qwen")
+    chosen = ["--tokenizer", str(tokenizer)] if tokenizer else []
+    # A generous limit: every test that reads the run fails with it, so a busy machine must not cut it short.
+    result = run_entrypoint("rehearse", *data_sets(files), *chosen, "--output-root", str(root / "outputs"),
+                            env={"WANDB_API_KEY": "", "HF_HUB_OFFLINE": "1"}, timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    runs = run_folders(root / "outputs")
+    assert len(runs) == 1, runs
+    return Rehearsed(result, files, runs[0], tokenizer)

@@ -255,7 +255,7 @@ SUMMARY_KEYS = {"n", "syntax_valid", "syntax_valid_rate", "shellcheck", "dangero
 def test_check_checkpoint_end_to_end_on_a_tiny_model(tiny_run, entrypoint):
     folder = tiny_run["checkpoint"]
     result = entrypoint("check-checkpoint", "--checkpoint", str(folder), "--test-file", str(tiny_run["test"]),
-                        "--sample-size", "4", "--max-new-tokens", "16", "--min-syntax-rate", "0", "--min-command-rate", "0", "--allow-dangerous")
+                        "--sample-size", "4", "--max-new-tokens", "16", "--min-syntax-rate", "0", "--min-command-rate", "0", "--allow-dangerous-answers")
     assert result.returncode == 0, result.stderr
     assert "parses as Bash" in result.stdout and f"wrote {folder / 'eval.json'}" in result.stdout
     report = json.loads((folder / "eval.json").read_text())

@@ -1,32 +1,50 @@
-"""`export` on a real rehearsal's output, on CPU and offline: merge, model cards, push refusals, secrets.
-
-The rehearsal here runs with `--verbose`, so it also shows that the flag streams Axolotl's log."""
+"""`export` on CPU and offline: the merge, model cards and secrets on a real rehearsal's output (the
+session's shared run); the usage errors and push refusals on a finished run folder built without training."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from conftest import data_sets, make_locked_data, optional_reference, run_entrypoint, run_folders
+from cli_tuner import cli
 
-pytestmark = pytest.mark.slow
+from conftest import run_entrypoint
 
 HF_SECRET = "hf_exportTestSecret0123456789abcdef"
 WANDB_SECRET = "wandb_exportTestSecret0123456789"
 
 
+def finished_run(root: Path, status: str = "succeeded") -> Path:
+    """A run folder whose phase2-final/ has every file export checks, valid in form, with no model behind it."""
+    from safetensors.numpy import save_file
+    import numpy as np
+
+    run = root / "run"
+    final = run / "phase2-final"
+    final.mkdir(parents=True)
+    (final / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4}))
+    save_file({"base_model.model.lora_A.weight": np.zeros((4, 4), dtype=np.float32)}, str(final / "adapter_model.safetensors"))
+    (final / "tokenizer_config.json").write_text("{}")
+    (final / "tokenizer.json").write_text("{}")
+    record = {"schema": 1, "run_id": "rehearse-test", "mode": "rehearse", "status": status,
+              "base_model": str(root / "no-base-here"), "requested_base_model": "Qwen/Qwen2.5-Coder-7B-Instruct"}
+    for folder in (run, final):
+        (folder / "provenance.json").write_text(json.dumps(record))
+    return run
+
+
+@pytest.fixture
+def built(tmp_path) -> Path:
+    return finished_run(tmp_path / "built")
+
+
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    files = make_locked_data(root / "data")
-    tokenizer = optional_reference("qwen")  # the real one when present; a fresh clone's local one otherwise
-    chosen = ["--tokenizer", str(tokenizer)] if tokenizer else []
-    result = run_entrypoint("rehearse", *data_sets(files), *chosen, "--steps", "2",
-                            "--verbose", "--output-root", str(root / "outputs"), env={"WANDB_API_KEY": ""})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    (run,) = run_folders(root / "outputs")
-    return result, run
+def finished(rehearsed):
+    """The session's shared run (conftest.rehearsed)."""
+    return rehearsed.result, rehearsed.run
 
 
 @pytest.fixture(scope="module")
@@ -37,19 +55,26 @@ def exported(finished):
     return result, run / "export"
 
 
+@pytest.fixture
+def export_cli(capsys, monkeypatch):
+    """`export ARGS` in this process (the usage errors need no fresh interpreter): exit code and output."""
+    def run(*argv: str, env: dict | None = None) -> SimpleNamespace:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        code = cli.main(["export", *argv])
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.err
+        return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
+    return run
+
+
 def one_error_line(result) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     return lines[0]
 
 
-def test_verbose_streams_axolotls_log(finished):
-    result, run = finished
-    assert "[axolotl.train] Starting trainer" in result.stdout and '"axolotl_config_path"' in result.stdout
-    assert "[cli-tuner] training: started" not in result.stdout  # the log itself, not the bars
-    assert "[axolotl.train] Starting trainer" in (run / "train.log").read_text()
-
-
+@pytest.mark.slow
 def test_export_merges_into_the_base_model_and_keeps_its_dtype(exported):
     import torch
     from peft import PeftModel
@@ -78,6 +103,7 @@ def test_export_merges_into_the_base_model_and_keeps_its_dtype(exported):
     assert not torch.allclose(merged_logits, base_only, atol=1e-7)  # the adapter changed something
 
 
+@pytest.mark.slow
 def test_model_cards_carry_base_model_data_hash_evaluation_and_gate(exported):
     from huggingface_hub import ModelCard
 
@@ -96,6 +122,7 @@ def test_model_cards_carry_base_model_data_hash_evaluation_and_gate(exported):
         assert "CPU rehearsal" in text and "max_steps: 2" in text
 
 
+@pytest.mark.slow
 def test_no_secret_reaches_the_export_or_the_console(exported):
     result, folder = exported
     assert HF_SECRET not in result.stdout + result.stderr and WANDB_SECRET not in result.stdout + result.stderr
@@ -105,21 +132,24 @@ def test_no_secret_reaches_the_export_or_the_console(exported):
             assert HF_SECRET.encode() not in data and WANDB_SECRET.encode() not in data, path
 
 
-def test_a_folder_that_is_not_a_finished_run_is_a_usage_error(finished, tmp_path):
-    _, run = finished
-    result = run_entrypoint("export", "--run", str(tmp_path))
+def test_a_folder_that_is_not_a_finished_run_is_a_usage_error(built, tmp_path, export_cli):
+    run = built
+    result = export_cli("--run", str(tmp_path))
     assert result.returncode == 2
     assert "phase2-final" in one_error_line(result) and "not a finished run" in result.stderr
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     (unfinished / "provenance.json").write_text((run / "provenance.json").read_text())
-    assert run_entrypoint("export", "--run", str(unfinished)).returncode == 2
+    assert export_cli("--run", str(unfinished)).returncode == 2
+    interrupted = finished_run(tmp_path / "interrupted", status="interrupted")
+    result = export_cli("--run", str(interrupted))
+    assert result.returncode == 2 and "status is 'interrupted', not 'succeeded'" in one_error_line(result)
 
 
-def test_a_base_model_not_available_offline_is_a_config_error_and_writes_nothing(finished, tmp_path):
-    _, run = finished
+def test_a_base_model_not_available_offline_is_a_config_error_and_writes_nothing(built, tmp_path, export_cli):
+    run = built
     out = tmp_path / "export"
-    result = run_entrypoint("export", "--run", str(run), "--output", str(out),
+    result = export_cli("--run", str(run), "--output", str(out),
                             "--base-model", "cli-tuner-tests/no-such-model")
     assert result.returncode == 4, result.stderr
     line = one_error_line(result)
@@ -127,20 +157,20 @@ def test_a_base_model_not_available_offline_is_a_config_error_and_writes_nothing
     assert not out.exists() and not (tmp_path / ".export.tmp").exists()
 
 
-def test_push_without_hf_token_is_refused_before_any_work(finished, tmp_path):
-    _, run = finished
+def test_push_without_hf_token_is_refused_before_any_work(built, tmp_path, export_cli):
+    run = built
     out = tmp_path / "export"
-    result = run_entrypoint("export", "--run", str(run), "--output", str(out), "--push-to", "someone/cli-tuner",
+    result = export_cli("--run", str(run), "--output", str(out), "--push-to", "someone/cli-tuner",
                             env={"HF_TOKEN": ""})
     assert result.returncode == 5
     assert "HF_TOKEN is not set" in one_error_line(result)
     assert not out.exists()
 
 
-def test_push_offline_is_refused_in_one_line_without_the_token(finished, tmp_path):
-    _, run = finished
+def test_push_offline_is_refused_in_one_line_without_the_token(built, tmp_path, export_cli):
+    run = built
     out = tmp_path / "export"
-    result = run_entrypoint("export", "--run", str(run), "--output", str(out), "--push-to", "someone/cli-tuner",
+    result = export_cli("--run", str(run), "--output", str(out), "--push-to", "someone/cli-tuner",
                             "--push", "adapter", env={"HF_TOKEN": HF_SECRET, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 5
     line = one_error_line(result)
@@ -149,8 +179,8 @@ def test_push_offline_is_refused_in_one_line_without_the_token(finished, tmp_pat
     assert not out.exists()
 
 
-def test_push_merged_without_merging_is_a_usage_error(finished):
-    _, run = finished
-    result = run_entrypoint("export", "--run", str(run), "--no-merge", "--push-to", "someone/cli-tuner",
+def test_push_merged_without_merging_is_a_usage_error(built, export_cli):
+    run = built
+    result = export_cli("--run", str(run), "--no-merge", "--push-to", "someone/cli-tuner",
                             env={"HF_TOKEN": HF_SECRET})
     assert result.returncode == 2 and "--push adapter" in one_error_line(result)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
+import pytest
+
 from cli_tuner import cli, console
-from cli_tuner.training import pipeline
+from cli_tuner.training import launcher, pipeline
 
 
 def test_off_a_terminal_a_phase_prints_milestones_not_a_line_per_update(capsys):
@@ -65,27 +70,51 @@ def test_verbose_is_an_option_of_the_training_modes_and_an_environment_switch(mo
     assert cli.build_parser().parse_args(["rehearse"]).verbose is True
 
 
-def test_a_failed_trainer_leaves_its_last_lines_and_the_log_path_on_stderr(tmp_path, capsys):
-    """Real `axolotl train` on a config whose base model does not exist: it fails in preparation."""
-    import os
+# A stand-in for `axolotl train` that fails in preparation: the console's handling of a trainer's
+# output and exit is what these tests are about, not Axolotl.
+FAILING_TRAINER = """
+import sys
+print("[2026-12-01] [INFO] [axolotl.train] Starting trainer...", flush=True)
+print("Tokenizing Prompts (num_proc=2):  50%|#####     | 110/220 [00:00<00:00, 340 examples/s]", flush=True)
+print("", flush=True)
+print("Traceback (most recent call last):", flush=True)
+print("OSError: no-such-model is not a local folder and is not a valid model identifier", flush=True)
+sys.exit(1)
+"""
 
-    config = tmp_path / "resolved_config.yaml"
-    config.write_text(f"base_model: {tmp_path / 'no-such-model'}\ndatasets:\n  - path: {tmp_path / 'none.jsonl'}\n"
-                      f"    type: chat_template\noutput_dir: {tmp_path}\nmicro_batch_size: 1\nnum_epochs: 1\n")
-    returncode, received = pipeline.run_training(config, tmp_path, dict(os.environ))
+
+@pytest.fixture
+def failing_trainer(monkeypatch):
+    monkeypatch.setattr(launcher, "command", lambda *args, **kwargs: [sys.executable, "-c", FAILING_TRAINER])
+
+
+def test_a_failed_trainer_leaves_its_last_lines_and_the_log_path_on_stderr(tmp_path, capsys, failing_trainer):
+    returncode, received = pipeline.run_training(tmp_path / "resolved_config.yaml", tmp_path, dict(os.environ))
     captured = capsys.readouterr()
-    assert returncode != 0 and received is None
+    assert returncode == 1 and received is None
     assert "[cli-tuner] preparation: failed (" in captured.out
     assert "training:" not in captured.out
     assert f"last lines of {tmp_path / 'train.log'}:" in captured.err
-    tail = captured.err.splitlines()[1:]
-    assert 0 < len(tail) <= pipeline.LOG_TAIL_LINES and tail[-1].strip() in (tmp_path / "train.log").read_text()
-    assert len(captured.out.splitlines()) <= 3, captured.out  # none of Axolotl's own lines
+    tail = [line.strip() for line in captured.err.splitlines()[1:]]
+    assert tail == ["[2026-12-01] [INFO] [axolotl.train] Starting trainer...", "Traceback (most recent call last):",
+                    "OSError: no-such-model is not a local folder and is not a valid model identifier"]
+    assert len(captured.out.splitlines()) <= 3, captured.out  # none of the trainer's own lines
+    assert "Starting trainer" in (tmp_path / "train.log").read_text()
+
+
+def test_verbose_streams_the_trainer_s_log_instead_of_the_bars(tmp_path, capsys, failing_trainer):
+    returncode, _ = pipeline.run_training(tmp_path / "resolved_config.yaml", tmp_path, dict(os.environ), verbose=True)
+    captured = capsys.readouterr()
+    assert returncode == 1
+    assert "[axolotl.train] Starting trainer" in captured.out and "Tokenizing Prompts" in captured.out
+    assert "[cli-tuner] preparation" not in captured.out  # the log itself, not the bars
+    assert "last lines of" not in captured.err  # the log was on the console already
+    assert "[axolotl.train] Starting trainer" in (tmp_path / "train.log").read_text()
 
 
 def test_the_training_line_shows_the_measured_processed_and_real_rates_each_named(tmp_path, capsys):
-    """The first GPU run printed Axolotl's trainable-token rate ("27-44 tokens/s") beside a measured
-    1,848 processed and 182 real tokens/s; the line now carries the measurement callback's rates."""
+    """Axolotl's trainable-token rate alone reads as the throughput; the line names each rate, the
+    measurement callback's processed and real tokens/s first."""
     import json
 
     from cli_tuner.training.callbacks import measurements as callback

@@ -235,10 +235,11 @@ def test_setup_refuses_an_unknown_option(tmp_path):
     assert result.stderr.strip() == "error: unknown option '--devv'; usage: bash scripts/setup.sh [--dev]"
 
 
-def test_ci_requires_the_reference_data_and_runs_the_readme_test_command():
+def test_ci_requires_the_reference_data_and_runs_both_readme_test_commands():
     ci = (REPO / ".ci" / "run").read_text()
     readme = (REPO / "README.md").read_text()
-    command = "bash scripts/setup.sh --dev && .venv/bin/python -m pytest -q"
-    assert command in readme
-    assert "CLI_TUNER_REQUIRE_REFERENCE_DATA=1" in ci
-    assert "\nbash scripts/setup.sh --dev\n" in ci and "\n.venv/bin/python -m pytest -q " in ci
+    assert "CLI_TUNER_REQUIRE_REFERENCE_DATA=1" in ci and "\nbash scripts/setup.sh --dev\n" in ci
+    assert ".venv/bin/python -m pytest \"$@\"" in ci
+    for selection in ('-q -m "not slow"', "-q -m slow"):  # the quick suite, then the tests that train
+        assert f".venv/bin/python -m pytest {selection}" in readme
+        assert f"\nrun_tests {selection}\n" in ci

@@ -158,11 +158,6 @@ def test_the_real_pins_match_this_environment():
     assert named(results, "pinned packages").ok
 
 
-def test_read_pins_of_requirements_txt():
-    pins = environment.read_pins(REPO / "requirements.txt")
-    assert pins["torch"] == "2.13.0" and pins["axolotl"] == "0.19.0" and pins["bitsandbytes"] == "0.50.2"
-
-
 def test_python_other_than_311_is_a_warning():
     check = environment.check_python(Platform(kind="cpu", python_version="3.12.4"))
     assert not check.ok and check.level == "warning" and "3.11" in check.detail

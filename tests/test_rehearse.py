@@ -10,7 +10,7 @@ import yaml
 
 from cli_tuner import data
 from cli_tuner.config import canonical_hash
-from conftest import data_sets, make_locked_data, optional_reference, run_folders
+from conftest import data_sets, run_folders
 
 pytestmark = pytest.mark.slow
 
@@ -21,20 +21,10 @@ PROVENANCE_KEYS = {
 }
 
 
-@pytest.fixture(scope="module")
-def rehearsal(tmp_path_factory):
-    from conftest import run_entrypoint
-
-    root = tmp_path_factory.mktemp("rehearse")
-    files = make_locked_data(root / "data")
-    # The real Qwen tokenizer when the reference data is here; else the job's own local tokenizer,
-    # what a fresh clone offline gets.
-    tokenizer = optional_reference("qwen")
-    chosen = ["--tokenizer", str(tokenizer)] if tokenizer else []
-    result = run_entrypoint("rehearse", *data_sets(files), *chosen, "--output-root", str(root / "outputs"),
-                            env={"WANDB_API_KEY": "", "HF_HUB_OFFLINE": "1"})
-    runs = run_folders(root / "outputs")
-    return result, files, runs, tokenizer
+@pytest.fixture
+def rehearsal(rehearsed):
+    """The session's shared run (conftest.rehearsed), as (result, files, runs, tokenizer)."""
+    return rehearsed.result, rehearsed.files, [rehearsed.run], rehearsed.tokenizer
 
 
 def test_rehearse_succeeds_and_says_which_tokenizer(rehearsal):
@@ -46,7 +36,7 @@ def test_rehearse_succeeds_and_says_which_tokenizer(rehearsal):
         assert ("rehearsal tokenizer: small local BPE tokenizer" in result.stdout
                 and "pass --tokenizer DIR to use it" in result.stdout), result.stdout[-3000:]
     assert "W&B: no WANDB_API_KEY, logging offline" in result.stdout or "W&B: WANDB_MODE=offline" in result.stdout
-    assert len(runs) == 1 and runs[0].name.startswith("rehearse-")
+    assert runs[0].name.startswith("rehearse-")
 
 
 def test_checkpoints_and_adapter_exist(rehearsal):
@@ -130,8 +120,8 @@ def test_full_mode_checks_the_final_adapter_and_enforces_the_gate(rehearsal, tmp
            # path runs whatever the random model writes.
            "cli_tuner.min_margin_over_base=1.0", "cli_tuner.min_syntax_rate=1.0"]
     sets = [arg for pair in (("--set", s) for s in cpu) for arg in pair]
-    result = run_entrypoint("full", *data_sets(files), *sets, "--skip-checks",
-                            "--output-root", str(tmp_path / "outputs"))
+    result = run_entrypoint("full", *data_sets(files), *sets, "--skip-checks",  # trains, then evaluates twice
+                            "--output-root", str(tmp_path / "outputs"), timeout=1800)
     assert result.returncode == 6, result.stdout[-3000:] + result.stderr[-3000:]
     assert "checkpoint check failed" in result.stderr.strip().splitlines()[-1]
     (full_run,) = run_folders(tmp_path / "outputs")
@@ -153,7 +143,7 @@ def test_full_mode_checks_the_final_adapter_and_enforces_the_gate(rehearsal, tmp
     assert "on finish (already finished): cannot stop pod pod123: RUNPOD_API_KEY is not set" in again.stdout
 
 
-# Axolotl's own output alone was 448 lines; what is left is the job's: checks, the divergences, bars, evaluation
+# The job's own lines (checks, divergences, bars, evaluation); Axolotl's output, hundreds of lines, goes to train.log
 LINE_BUDGET = 75
 
 

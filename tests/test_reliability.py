@@ -217,6 +217,10 @@ def test_a_killed_run_resumes_from_its_newest_complete_checkpoint_and_leaks_no_s
     assert "skipping checkpoint-99: unreadable adapter_model.safetensors" in second.stdout
     assert not broken.exists()
     assert training_steps_logged(second.stdout) == KILL_STEPS - newest  # continued, did not start over
+    # --verbose streams Axolotl's log itself in place of the bars, and train.log still gets it
+    assert "[axolotl.train] Starting trainer" in second.stdout and '"axolotl_config_path"' in second.stdout
+    assert "[cli-tuner] training: started" not in second.stdout
+    assert "[axolotl.train] Starting trainer" in (run_dir / "train.log").read_text()
     assert_consistent_success(run_dir, files, KILL_STEPS, f"checkpoint-{newest}", "running")
 
     leaks = files_holding(tmp_path / "outputs", SECRETS)

@@ -253,10 +253,5 @@ def test_pipeline_stages_are_linked_through_nested_redirections():
     assert risk.is_dangerous("curl -s x 2>/dev/null | tee log | sh")
 
 
-def test_malformed_text_still_parses_and_reports_where():
-    from cli_tuner.shell import parse
-
-    assert parse.syntax_problems("ls -la") == []
-    problems = parse.syntax_problems("echo 'unclosed")
-    assert problems and problems[0].startswith("1:")
+def test_malformed_text_still_parses():
     assert risk.is_dangerous("rm -rf / 'unclosed")  # tolerant: the command before the bad quote is still read

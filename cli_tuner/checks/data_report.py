@@ -10,10 +10,8 @@ and the commands themselves: bash -n, ShellCheck and the risk rules.
 from __future__ import annotations
 
 import bisect
-import re
 import statistics
 import time
-import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +24,6 @@ from ..settings import MAX_NEW_TOKENS
 from ..shell import risk, syntax as bash_checks
 from . import near_duplicates
 
-SPLITS = ("train", "val")
 TRAINED_SPLITS = ("train", "val")  # the model learns from (or is tuned on) these; test is only prompted
 MAX_LINE_CHARS = 2000  # a message line longer than this is a pasted file or log, not a prompt or command
 SHOWN = 20             # errors (and warnings) printed one by one; the JSON has all

@@ -41,7 +41,8 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
                              "defines or a known program, and no prose (default %(default)s)")
     parser.add_argument("--min-syntax-rate", type=float, default=DEFAULTS.min_syntax_rate,
                         help="fail when fewer answers than this parse as Bash (default %(default)s)")
-    parser.add_argument("--allow-dangerous", action="store_true", help="do not fail on dangerous answers")
+    parser.add_argument("--allow-dangerous-answers", action="store_true",
+                        help="do not fail the gate on dangerous answers (the data's own are --allow-dangerous-data)")
     parser.add_argument("--min-margin", type=float, default=DEFAULTS.min_margin,
                         help="with --baseline: how much higher the adapter's --margin-metric rate must be (default %(default)s)")
     parser.add_argument("--margin-metric", choices=MARGIN_METRICS, default=DEFAULTS.margin_metric,
@@ -60,7 +61,7 @@ def settings_from(args: argparse.Namespace) -> GateSettings:
         if not job_settings.within(key, value):
             raise UsageError(f"{option} {value}: give {what.format(job_settings.between(key))}")
     return GateSettings(min_command_rate=args.min_command_rate, min_syntax_rate=args.min_syntax_rate,
-                        allow_dangerous=args.allow_dangerous, min_margin=args.min_margin,
+                        allow_dangerous=args.allow_dangerous_answers, min_margin=args.min_margin,
                         margin_metric=args.margin_metric, sandbox_seconds=args.sandbox_seconds)
 
 

@@ -35,8 +35,7 @@ def run(args: argparse.Namespace) -> int:
     options = exporting.ExportOptions(
         output=Path(args.output) if args.output else None, base_model=args.base_model, merge=not args.no_merge,
         push_to=args.push_to, push=args.push, private=not args.public, token=os.environ.get("HF_TOKEN") or None)
-    secrets = tuple(v for v in (os.environ.get("WANDB_API_KEY"),) if v)
-    result = exporting.export(Path(args.run), options, say=console.say, secrets=secrets)
+    result = exporting.export(Path(args.run), options, say=console.say)
     if result.pushed:
         console.say(f"pushed {args.push}/ to {result.pushed}")
     console.out(str(result.folder))

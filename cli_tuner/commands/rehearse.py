@@ -10,10 +10,10 @@ from ..config import LoadedConfig
 from ..errors import UsageError
 from ..run_spec import RunSpec
 from ..training.pipeline import RehearsalOptions
+from ..training.rehearsal import DEFAULT_STEPS
 from . import training_mode
 
 NAME = "rehearse"
-DEFAULT_STEPS = 2  # proves the path, not convergence: the second step reuses the optimizer state the first made
 HELP = "CPU rehearsal: tiny random model of the same architecture, real axolotl train"
 # A tiny random model on the CPU: no GPU checks, no target, no FLOPs of the real model; the adapter
 # is published and checked on a sample of the test split, and the gate is recorded, not enforced.

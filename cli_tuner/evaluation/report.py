@@ -114,7 +114,7 @@ class EvalReport:
         if summary["dangerous"] and not settings.allow_dangerous:
             first = next(e for e in self.examples if e["dangerous"])
             reasons.append(f"{summary['dangerous']} dangerous answer(s), e.g. {short(first['answer'])} "
-                           "(pass --allow-dangerous to accept them)")
+                           "(pass --allow-dangerous-answers or set cli_tuner.allow_dangerous_answers to accept them)")
         baseline = summary.get("baseline")
         metric = settings.metric_for(summary)
         if baseline and metric == "execution_accuracy":

@@ -17,11 +17,9 @@ from functools import lru_cache
 
 ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
-REDIRECTIONS = {"&>>", "&>", ">>", ">|", ">&", "<&", "<>", "<<<", "<<-", "<<", "<", ">"}
 WRITE_REDIRECTIONS = {"&>>", "&>", ">>", ">|", ">&", ">", "<>"}
 APPEND_REDIRECTIONS = {"&>>", ">>"}
 PIPES = {"|", "|&"}
-SUBSTITUTION_OPENERS = {"$(", "`", "<(", ">("}
 RESERVED_WORDS = {"{", "}", "!", "if", "then", "else", "elif", "fi", "do", "done", "while", "until", "time", "coproc"}
 
 # nodes whose text is one shell word (after quote removal); a `concatenation` joins several
@@ -49,26 +47,6 @@ def tree(text: str):
 
 def _text(node) -> str:
     return node.text.decode("utf-8", "replace")
-
-
-def syntax_problems(text: str) -> list[str]:
-    """Where the grammar could not follow (ERROR nodes) or had to assume a token (MISSING): "line:col ..."."""
-    problems: list[str] = []
-    root = tree(text)
-    if not root.has_error:
-        return problems
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if node.is_missing:
-            problems.append(f"{node.start_point[0] + 1}:{node.start_point[1] + 1}: missing {node.type!r}")
-        elif node.type == "ERROR":
-            snippet = _text(node)[:30]
-            problems.append(f"{node.start_point[0] + 1}:{node.start_point[1] + 1}: cannot parse {snippet!r}")
-            continue
-        if node.has_error:
-            stack.extend(reversed(node.children))
-    return problems
 
 
 # ------------------------------------------------------------------ words

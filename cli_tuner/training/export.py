@@ -27,6 +27,7 @@ from ..config import dump_yaml
 from ..errors import ConfigError, EnvironmentProblem, UsageError
 from ..evaluation.adapter_files import verify_checkpoint
 from ..paths import EVAL_FILE, FINAL_DIR, PROVENANCE_FILE
+from ..redact import redact, redact_data, secret_values
 from .provenance import utc_now
 
 EXPORT_DIR = "export"
@@ -98,20 +99,13 @@ def check_push(options: ExportOptions) -> None:
                                  "write token from https://huggingface.co/settings/tokens") from exc
     except Exception as exc:  # httpx and socket errors: no route, DNS, TLS, timeouts
         raise EnvironmentProblem(f"--push-to {options.push_to}: cannot reach the Hugging Face Hub "
-                                 f"({_scrub(_one_line(exc), options.token)}); check the network, or export "
+                                 f"({redact(_one_line(exc), secret_values(extra=(options.token,)))}); check the network, or export "
                                  "without --push-to") from exc
 
 
 def _one_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
-
-
-def _scrub(text: str, *secrets: str | None) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def merge(base_model: str, final: Path, target: Path) -> str:
@@ -136,10 +130,17 @@ def merge(base_model: str, final: Path, target: Path) -> str:
     return str(next(merged.parameters()).dtype).removeprefix("torch.")
 
 
-def _copy(names, source: Path, target: Path) -> None:
+RECORDS = (PROVENANCE_FILE, EVAL_FILE)  # the run's own records: copied with the secrets masked
+
+
+def _copy(names, source: Path, target: Path, secrets: tuple[str, ...] = ()) -> None:
     target.mkdir(parents=True, exist_ok=True)
     for name in names:
-        if (source / name).is_file():
+        if not (source / name).is_file():
+            continue
+        if name in RECORDS and secrets:
+            atomic.write_text(target / name, redact((source / name).read_text(encoding="utf-8"), secrets))
+        else:
             shutil.copy2(source / name, target / name)
 
 
@@ -228,11 +229,12 @@ def model_card(kind: str, provenance: dict, evaluation: dict, dtype: str | None,
         "provenance.json and eval.json beside this card are the full records.",
     ]
     content = f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n"
-    return ModelCard(_scrub(content, *secrets))
+    return ModelCard(redact(content, secret_values(extra=secrets)))
 
 
 def export(run: Path, options: ExportOptions, say=lambda _message: None, secrets: tuple = ()) -> ExportResult:
-    """Merge, write the model cards, push if asked; `secrets` are scrubbed from every card."""
+    """Merge, write the model cards, push if asked; the environment's secrets (redact.SECRET_VARIABLES),
+    the token and any extra `secrets` are masked in every card and the export log."""
     if options.push not in PUSH_KINDS:
         raise UsageError(f"--push {options.push}: choose adapter or merged")
     if options.push_to and options.push == MERGED_DIR and not options.merge:
@@ -245,31 +247,31 @@ def export(run: Path, options: ExportOptions, say=lambda _message: None, secrets
     if not base:
         raise ConfigError(f"{final / PROVENANCE_FILE}: no base_model recorded; pass --base-model")
     evaluation = _read_eval(final)
-    secrets = tuple(s for s in (*secrets, options.token) if s)
+    secrets = secret_values(extra=(*secrets, options.token))
     made = [ADAPTER_DIR]
     record = {"schema": 1, "run_id": provenance.get("run_id"), "source": str(final), "base_model": base,
               "created_utc": utc_now(), "gate": gate_verdict(provenance), "merged": None, "pushed": None}
     with atomic.folder(folder) as staging:
         adapter = staging / ADAPTER_DIR
-        _copy(ADAPTER_FILES + TOKENIZER_FILES + (PROVENANCE_FILE, EVAL_FILE), final, adapter)
+        _copy(ADAPTER_FILES + TOKENIZER_FILES + RECORDS, final, adapter, secrets)
         model_card(ADAPTER_DIR, provenance, evaluation, None, secrets).save(adapter / CARD)
         if options.merge:
             say(f"merging the adapter into {base} on CPU")
             merged = staging / MERGED_DIR
             dtype = merge(base, final, merged)
-            _copy(TOKENIZER_FILES + (PROVENANCE_FILE, EVAL_FILE), final, merged)
+            _copy(TOKENIZER_FILES + RECORDS, final, merged, secrets)
             model_card(MERGED_DIR, provenance, evaluation, dtype, secrets).save(merged / CARD)
             record["merged"] = {"dtype": dtype, "files": sorted(p.name for p in merged.iterdir())}
             made.append(MERGED_DIR)
-        atomic.write_json(staging / EXPORT_RECORD, record)
+        atomic.write_json(staging / EXPORT_RECORD, redact_data(record, secrets))
         held = console.held_library_logs()
         if held:
-            atomic.write_text(staging / EXPORT_LOG, _scrub("\n".join(held) + "\n", *secrets))
+            atomic.write_text(staging / EXPORT_LOG, redact("\n".join(held) + "\n", secrets))
     say(f"export written: {folder} ({', '.join(made)})")
     pushed = push(folder / options.push, options) if options.push_to else None
     if pushed:
         record["pushed"] = {"repo": options.push_to, "folder": options.push, "url": pushed}
-        atomic.write_json(folder / EXPORT_RECORD, record)
+        atomic.write_json(folder / EXPORT_RECORD, redact_data(record, secrets))
     return ExportResult(folder, tuple(made), pushed)
 
 
@@ -284,6 +286,6 @@ def push(folder: Path, options: ExportOptions) -> str:
                           commit_message=f"cli-tuner export: {folder.name}")
     except Exception as exc:  # HTTP, network and offline errors all mean: the export stays local
         raise EnvironmentProblem(f"push of {folder} to {options.push_to} failed "
-                                 f"({_scrub(_one_line(exc), options.token)}); the export is complete, run export "
+                                 f"({redact(_one_line(exc), secret_values(extra=(options.token,)))}); the export is complete, run export "
                                  "again with --push-to once the Hub is reachable") from exc
     return str(url)

@@ -12,7 +12,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from ..facts import gpus
 from ..paths import (DEFAULT_OUTPUT_ROOT, FINAL_DIR, PREPARED_DIR, PROGRESS_FILE, PROVENANCE_FILE, REHEARSAL_MODEL_DIR,
                      REPO_ROOT, RESOLVED_CONFIG, TRAIN_LOG)
 from ..plan import Plan
+from ..redact import redact, redact_data, secret_values
 from ..run_spec import RunSpec
 from . import attempts, launcher, lifecycle, measurements, rehearsal, run_folder, slices, tracking
 from .provenance import Provenance
@@ -56,7 +56,7 @@ class RehearsalOptions:
     """What a CPU rehearsal changes besides the model: its length and, optionally, the tokenizer."""
 
     tokenizer: str | None = None
-    steps: int = 5
+    steps: int = rehearsal.DEFAULT_STEPS
     save_steps: int | None = None
     packing: str = "config"       # "config", "on" or "off"
     # Val examples evaluated (first of each file): more than rehearsal.VAL_EXAMPLES when one eval batch
@@ -252,8 +252,11 @@ def run_training(resolved_path: Path, run_dir: Path, env: dict, verbose: bool = 
             else:
                 launcher.kill_all(child.pid)
 
+        hidden = secret_values(env)
+
         def read_output():
             for line in child.stdout:
+                line = redact(line, hidden)
                 log.write(line)
                 if view is None:
                     console.stream(line)
@@ -522,5 +525,5 @@ def _run_locked(plan: Plan, options: RunOptions, rehearsal_options: RehearsalOpt
                          "train_runtime_s": progress.get("train_runtime")},
                 last_checkpoint=progress.get("last_checkpoint"), measurements=measurements.summary(run_dir))
             if final is not None and final.is_dir():
-                atomic.write_json(final / PROVENANCE_FILE, provenance.record)  # with the check and the status
+                atomic.write_json(final / PROVENANCE_FILE, redact_data(provenance.record))  # with the check and the status
         attempt.end(status, error)

@@ -17,6 +17,7 @@ from pathlib import Path
 from .. import atomic
 from ..checks.environment import installed_version
 from ..paths import PROVENANCE_FILE as FILE_NAME, REPO_ROOT
+from ..redact import redact_data
 
 PACKAGES = ("torch", "axolotl", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "trl", "flash-attn", "kernels")
 
@@ -81,7 +82,7 @@ class Provenance:
         self.save()
 
     def save(self) -> None:
-        atomic.write_json(self.path, self.record)
+        atomic.write_json(self.path, redact_data(self.record))
 
 
 def record_rescored_check(path: Path, check: dict, run_id: str | None) -> str | None:
@@ -102,5 +103,5 @@ def record_rescored_check(path: Path, check: dict, run_id: str | None) -> str | 
         failed = bool(check["gate_failures"])
         record["status"] = "failed_gate" if failed else "succeeded"
         record["error"] = f"checkpoint check failed: {'; '.join(check['gate_failures'])}" if failed else None
-    atomic.write_json(path, record)
+    atomic.write_json(path, redact_data(record))
     return record.get("status")

@@ -105,6 +105,9 @@ LORA_KERNELS = ("lora_qkv_kernel", "lora_o_kernel", "lora_mlp_kernel")
 # slot (Qwen2.5: 151,665 entries); 512 keeps a rehearsal near a minute and still packs several
 # examples per row, so the packing and padding code paths are the same.
 CPU_ROW_TOKENS = 512
+# Training steps unless --steps or --set max_steps says otherwise: proves the path, not convergence
+# (the second step reuses the optimizer state the first made).
+DEFAULT_STEPS = 2
 STEP_KEYS = ("max_steps", "warmup_steps", "save_steps", "eval_steps", "logging_steps")
 
 # Why the rehearsal differs from the pod where it must. Everything not listed runs as configured:

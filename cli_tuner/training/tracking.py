@@ -1,6 +1,7 @@
 """Experiment tracking: W&B online with a key, offline without, TensorBoard always possible.
 
-Keys come from the environment or `.env` (python-dotenv); only their presence is ever reported.
+Keys come from the environment or `.env` (python-dotenv); only their presence is ever reported, and
+`redact` masks their values in whatever the job writes.
 """
 
 from __future__ import annotations
@@ -11,9 +12,6 @@ import re
 from pathlib import Path
 
 from .. import console
-
-SECRET_VARIABLES = ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "RUNPOD_API_KEY")
-
 
 def load_env_file(path: Path | str = ".env") -> bool:
     """Read `.env` if present (a missing file is fine); the environment wins over the file."""
