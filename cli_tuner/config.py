@@ -27,7 +27,10 @@ def read_yaml(path: Path | str) -> dict:
 
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found; pass --config with an existing YAML file")
+        if path.is_absolute():
+            raise ConfigError(f"{path}: config file not found; pass --config with an existing YAML file")
+        raise ConfigError(f"{path}: config file not found (resolved against {Path.cwd()}); run from the project "
+                          "folder, or give the file's absolute path")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.MarkedYAMLError as exc:
