@@ -1,6 +1,6 @@
 """Whether the Hugging Face hub can be reached, decided once per process.
 
-`HF_HUB_OFFLINE` (or `TRANSFORMERS_OFFLINE`) set: no. Otherwise one TCP connect to the hub's endpoint
+`HF_HUB_OFFLINE` (or `TRANSFORMERS_OFFLINE`) set: no. Otherwise one HEAD request to the hub's endpoint
 with a short timeout. A machine without network then costs about a second instead of the hub
 client's retries, and the job never asks the hub for what the answer says it cannot get.
 """
@@ -8,9 +8,7 @@ client's retries, and the job never asks the hub for what the answer says it can
 from __future__ import annotations
 
 import os
-import socket
 import threading
-from urllib.parse import urlsplit
 
 PROBE_SECONDS = 1.5
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -49,20 +47,24 @@ def why_offline() -> str:
 
 
 def _reachable(url: str) -> bool:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (80 if parts.scheme == "http" else 443)
+    """One HEAD request: any HTTP answer (an error status included) means the hub is there. A bare TCP
+    connect is not enough: some networks accept every connection and answer nothing."""
+    import urllib.error
+    import urllib.request
+
     result = {"ok": False}
 
-    def connect() -> None:
+    def ask() -> None:
         try:
-            with socket.create_connection((host, port), timeout=PROBE_SECONDS):
-                result["ok"] = True
-        except OSError:
+            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=PROBE_SECONDS).close()
+            result["ok"] = True
+        except urllib.error.HTTPError:
+            result["ok"] = True
+        except (OSError, ValueError):  # URLError, timeouts, TLS failures, a malformed endpoint
             pass
 
-    # A thread bounds the name lookup too, which the socket timeout does not cover.
-    probe = threading.Thread(target=connect, daemon=True)
+    # A thread bounds the name lookup too, which the request's timeout does not cover.
+    probe = threading.Thread(target=ask, daemon=True)
     probe.start()
     probe.join(PROBE_SECONDS + 0.5)
     return result["ok"]

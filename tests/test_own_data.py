@@ -87,6 +87,40 @@ def test_validate_without_network_or_tokenizer_ends_with_one_line(tmp_path, offl
     assert str(tmp_path / "no-shared-data") in line and "hf download" in line, line  # where it looked, how to get it
 
 
+def test_the_probe_takes_any_http_answer_as_the_hub_and_silence_as_no_network(monkeypatch):
+    import http.server
+    import socket
+    import threading
+
+    from cli_tuner import hub
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # accepts the connection, never answers: what some sandboxes do for every address
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE")
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+        assert hub.online()
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        assert not hub.online()
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        assert not hub.online() and hub.why_offline() == "HF_HUB_OFFLINE=1"
+    finally:
+        server.shutdown()
+        silent.close()
+
+
 def test_a_tokenizer_path_that_does_not_exist_is_no_such_folder():
     result = run_entrypoint("validate", "--tokenizer", "./no/such/tokenizer")
     assert result.returncode == EXIT_ENVIRONMENT, result.stderr[-2000:]
