@@ -188,7 +188,7 @@ def in_data_folder(value: str, folder: Path | None) -> Path:
 def data_folder_of(axolotl_cfg: dict, data_dir: Path | str | None) -> tuple[Path | None, str]:
     """The run's data folder and where it came from: --data-dir, else the first train file's folder."""
     if data_dir:
-        return Path(str(data_dir)).expanduser(), "--data-dir"
+        return Path(str(data_dir)).expanduser(), f"--data-dir or {DATA_DIR_ENV}"
     first = next((d["path"] for d in axolotl_cfg.get("datasets") or [] if isinstance(d, dict) and d.get("path")), None)
     if first is None:
         return None, ""
