@@ -28,7 +28,10 @@ def read_yaml(path: Path | str) -> dict:
 
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found; pass --config with an existing YAML file")
+        if path.is_absolute():
+            raise ConfigError(f"{path}: config file not found; pass --config with an existing YAML file")
+        raise ConfigError(f"{path}: config file not found (resolved against {Path.cwd()}); run from the project "
+                          "folder, or give the file's absolute path")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.MarkedYAMLError as exc:
@@ -127,6 +130,10 @@ class LoadedConfig:
     gpu_memory_gb: float | None = None
     allow_trust_remote_code: bool = False
     allow_dangerous_data: bool = False
+    # The one folder every split is read from (--data-dir, TRAIN_DATA_DIR, else the first train file's
+    # folder), and where that came from; the config's split paths were placed in it at load.
+    data_dir: Path | None = None
+    data_dir_source: str = ""
 
     @property
     def target(self) -> str | None:
@@ -161,14 +168,52 @@ class LoadedConfig:
         val = [Path(d["path"]) for d in self.axolotl.get("test_datasets") or [] if isinstance(d, dict) and d.get("path")]
         test_file = self.settings.test_file
         if test_file:
-            test = [Path(test_file)]
+            test = [in_data_folder(test_file, self.data_dir)]
         else:
-            test = [p.parent / "test.jsonl" for p in train[:1] if (p.parent / "test.jsonl").is_file()]
+            test = [self.data_dir / "test.jsonl"] if self.data_dir and (self.data_dir / "test.jsonl").is_file() else []
         return {"train": train, "val": val, "test": test}
+
+    def split_entries(self) -> list[tuple[str, Path]]:
+        """(the key that names it, the file) for every split the run reads."""
+        entries = [(f"{key}[{index}].path", Path(entry["path"]))
+                   for key in SPLIT_KEYS for index, entry in enumerate(self.axolotl.get(key) or [])
+                   if isinstance(entry, dict) and entry.get("path")]
+        return entries + [(key_name("test_file"), path) for path in self.split_files()["test"]]
 
     def training_files(self) -> list[Path]:
         files = self.split_files()
         return files["train"] + files["val"]
+
+
+SPLIT_KEYS = ("datasets", "test_datasets")
+DATA_DIR_ENV = "TRAIN_DATA_DIR"
+
+
+def in_data_folder(value: str, folder: Path | None) -> Path:
+    """Where a split the config names is read from: a relative path by its file name in the data
+    folder (the config's folders stand for the data folder), an absolute one as it is."""
+    path = Path(str(value)).expanduser()
+    if path.is_absolute() or folder is None:
+        return path
+    return folder / path.name
+
+
+def data_folder_of(axolotl_cfg: dict, data_dir: Path | str | None) -> tuple[Path | None, str]:
+    """The run's data folder and where it came from: --data-dir, else the first train file's folder."""
+    if data_dir:
+        return Path(str(data_dir)).expanduser(), f"--data-dir or {DATA_DIR_ENV}"
+    first = next((d["path"] for d in axolotl_cfg.get("datasets") or [] if isinstance(d, dict) and d.get("path")), None)
+    if first is None:
+        return None, ""
+    return Path(str(first)).expanduser().parent, "the folder of datasets[0].path"
+
+
+def place_splits(axolotl_cfg: dict, folder: Path | None) -> None:
+    """Rewrite each split path to the file the run reads, so Axolotl reads what was verified."""
+    for key in SPLIT_KEYS:
+        for entry in axolotl_cfg.get(key) or []:
+            if isinstance(entry, dict) and entry.get("path"):
+                entry["path"] = str(in_data_folder(entry["path"], folder))
 
 
 def resolve(raw: dict) -> tuple[dict, dict]:
@@ -213,6 +258,8 @@ def load(config_path: Path | str, overlays: list | None = None, sets: list | Non
     for assignment in sets or []:
         apply_set(raw, assignment)
     axolotl_cfg, tuner = resolve(raw)
+    data_dir, data_dir_source = data_folder_of(axolotl_cfg, options.pop("data_dir", None))
+    place_splits(axolotl_cfg, data_dir)
     dotted = [a.split("=", 1)[0].strip().split(".") for a in sets or []]
     set_keys = {parts[1] for parts in dotted if len(parts) > 1 and parts[0] == TUNER_KEY}
     env_names = {key: name for name, key in job_settings.environment_names().items()}
@@ -224,7 +271,8 @@ def load(config_path: Path | str, overlays: list | None = None, sets: list | Non
     if options.get("gpu_memory_gb") is not None:
         known_target = None  # an unlisted GPU of that size may have any name
     checked = job_settings.build(layers, {"known_target": known_target, "target_names": target_names})
-    return LoadedConfig(config_path, axolotl_cfg, checked, overlay_paths, list(sets or []), **options)
+    return LoadedConfig(config_path, axolotl_cfg, checked, overlay_paths, list(sets or []), **options,
+                        data_dir=data_dir, data_dir_source=data_dir_source)
 
 
 def key_name(key: str) -> str:
@@ -240,16 +288,30 @@ def _file_layer(path: Path, raw: dict) -> tuple[Callable[[str], str], dict]:
 
 
 def require_local_datasets(loaded: LoadedConfig) -> None:
-    """Only locked local files can be verified, so hub datasets are refused by name."""
-    for key in ("datasets", "test_datasets"):
+    """Every split is a file of the one data folder (only a locked folder can be verified, so hub
+    datasets are refused by name); DataError names the split, the file and the folder otherwise."""
+    for key in SPLIT_KEYS:
         for index, entry in enumerate(loaded.axolotl.get(key) or []):
             if not isinstance(entry, dict) or not entry.get("path"):
                 raise ConfigError(f"{loaded.path}: {key}[{index}] has no `path`; give the local JSONL file")
-            path = Path(entry["path"])
-            if not path.exists():
-                raise DataError(f"{loaded.path}: {key}[{index}].path {path} does not exist; create it or fix the path")
     if not loaded.axolotl.get("datasets"):
         raise ConfigError(f"{loaded.path}: no `datasets:` entries; add the train file (see configs/axolotl_config.yaml)")
+    folder = loaded.data_dir
+    if not folder.is_dir():
+        if folder.is_absolute():
+            fix = "create it and run lock-data there, or pass --data-dir FOLDER"
+        else:
+            fix = (f"resolved against {Path.cwd()}; run from the project folder, or pass --data-dir FOLDER "
+                   f"(env {DATA_DIR_ENV}) with your locked splits")
+        raise DataError(f"data folder {folder} ({loaded.data_dir_source}) does not exist, {fix}")
+    for key, path in loaded.split_entries():
+        if path.parent.resolve() != folder.resolve():
+            raise DataError(f"{key}: {path} is outside the data folder {folder}; a run reads every split from one "
+                            "locked folder: put the file in it and run lock-data --force there, or pass --data-dir "
+                            "with a locked folder that holds every split")
+        if not path.exists():
+            raise DataError(f"{loaded.path}: {key} {path} does not exist; put the file in the data folder {folder} "
+                            "and run lock-data --force there, or fix the path")
 
 
 def dump_yaml(config: dict) -> str:

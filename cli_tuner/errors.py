@@ -58,6 +58,10 @@ class EnvironmentProblem(CliTunerError):
     exit_code = EXIT_ENVIRONMENT
 
 
+class TokenizerNotFound(EnvironmentProblem):
+    """No tokenizer where the job looks (a folder, the shared data folder, the HF cache) and no hub to fetch it from."""
+
+
 class CheckpointGateFailed(CliTunerError):
     """The trained adapter failed the quality gate (syntax rate, dangerous commands)."""
 

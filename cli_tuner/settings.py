@@ -29,7 +29,6 @@ feeds every kind of bad value, derived from the field's type and constraints, to
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator
@@ -62,8 +61,8 @@ class Settings(BaseModel):
         None, description="hardware the memory estimate and checks are run against (`--target` wins); unset: "
                           "this machine's GPU, or none", json_schema_extra=extra("a5000"))
     test_file: Optional[str] = Field(
-        None, description="held-out chat JSONL for the checkpoint check; unset: `test.jsonl` beside the first "
-                          "train file, when there is one", json_schema_extra=extra("data/processed/test.jsonl"))
+        None, description="held-out chat JSONL for the checkpoint check, read from the data folder by its "
+                          "name (as every split is); unset: `test.jsonl` in the data folder, when there is one", json_schema_extra=extra("data/processed/test.jsonl"))
     train_examples: Optional[int] = Field(
         None, ge=1, description="train on the first N train examples only (smoke's overlay sets 10; grown to "
                                 "one optimizer step when that needs more)", json_schema_extra=extra(10))
@@ -117,13 +116,6 @@ class Settings(BaseModel):
 
     # Where each value came from ("configs/x.yaml: cli_tuner.on_finish", "ON_FINISH", "--set ...").
     _sources: dict = PrivateAttr(default_factory=dict)
-
-    @field_validator("test_file")
-    @classmethod
-    def _test_file_exists(cls, value: str | None) -> str | None:
-        if value is not None and not Path(value).is_file():
-            raise ValueError("file not found")
-        return value
 
     @field_validator("target")
     @classmethod

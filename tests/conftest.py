@@ -10,11 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from cli_tuner import tokenizer as job_tokenizer
+
 REPO = Path(__file__).resolve().parent.parent
 
 # Reference data: the real tokenizers and the NL2Bash corpus. None of it ships with the repo; a
 # fresh clone skips the tests that need it (CI turns the skip into a failure, see REQUIRE_SWITCH).
-SHARED_DATA_ENV = "CLI_TUNER_SHARED_DATA"
+# The tests look where the job looks (cli_tuner/tokenizer.py: the shared data folder, then the HF cache).
+SHARED_DATA_ENV = job_tokenizer.SHARED_DATA_ENV
+shared_data_folders = job_tokenizer.shared_data_folders
 REQUIRE_SWITCH = "CLI_TUNER_REQUIRE_REFERENCE_DATA"
 
 
@@ -30,24 +34,18 @@ class Reference:
     hub_note: str = ""  # what the hub asks first
 
 
+def tokenizer_reference(title: str, hub_id: str, hub_note: str = "") -> Reference:
+    folder = f"{job_tokenizer.SHARED_TOKENIZERS}/{job_tokenizer.shared_folder_name(hub_id)}"
+    return Reference(title, folder, ("tokenizer.json", "tokenizer_config.json"), hub_id, hub_note=hub_note)
+
+
 REFERENCES = {
-    "qwen": Reference("the Qwen2.5-Coder-7B-Instruct tokenizer", "tokenizers/qwen2.5-coder-7b-instruct",
-                      ("tokenizer.json", "tokenizer_config.json"), "Qwen/Qwen2.5-Coder-7B-Instruct"),
-    "mistral": Reference("the Mistral-7B-Instruct-v0.2 tokenizer", "tokenizers/mistral-7b-instruct-v0.2",
-                         ("tokenizer.json", "tokenizer_config.json"), "mistralai/Mistral-7B-Instruct-v0.2",
-                         hub_note="a gated repo: accept its terms on huggingface.co and `hf auth login` first"),
+    "qwen": tokenizer_reference("the Qwen2.5-Coder-7B-Instruct tokenizer", "Qwen/Qwen2.5-Coder-7B-Instruct"),
+    "mistral": tokenizer_reference("the Mistral-7B-Instruct-v0.2 tokenizer", "mistralai/Mistral-7B-Instruct-v0.2",
+                                   "a gated repo: accept its terms on huggingface.co and `hf auth login` first"),
     "nl2bash": Reference("the NL2Bash corpus", "nl2bash", ("all.nl", "all.cm"),
                          source="data/bash/ of github.com/TellinaTool/nl2bash (MIT)"),
 }
-
-
-def shared_data_folders() -> list[Path]:
-    """$CLI_TUNER_SHARED_DATA alone when it is set, else ../shared/data beside the checkout, then
-    /shared/data (where compose's test service mounts it)."""
-    chosen = os.environ.get(SHARED_DATA_ENV)
-    if chosen:
-        return [Path(chosen)]
-    return [REPO.parent / "shared" / "data", Path("/shared/data")]
 
 
 def in_hf_cache(hub_id: str, files: tuple[str, ...], cache_dir: str | Path | None = None) -> Path | None:
@@ -230,8 +228,10 @@ def rehearsed(tmp_path_factory) -> Rehearsed:
     # what a fresh clone offline gets.
     tokenizer = optional_reference("qwen")
     chosen = ["--tokenizer", str(tokenizer)] if tokenizer else []
+    # The user's own locked folder, passed as a user passes it: the config's split paths are read from it.
     # A generous limit: every test that reads the run fails with it, so a busy machine must not cut it short.
-    result = run_entrypoint("rehearse", *data_sets(files), *chosen, "--output-root", str(root / "outputs"),
+    result = run_entrypoint("rehearse", "--data-dir", str(files["train"].parent), *chosen,
+                            "--output-root", str(root / "outputs"),
                             env={"WANDB_API_KEY": "", "HF_HUB_OFFLINE": "1"}, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     runs = run_folders(root / "outputs")

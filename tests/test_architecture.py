@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO
 
 PACKAGE = REPO / "cli_tuner"
-BASE = {"errors", "atomic", "config", "data", "console", "paths", "findings", "tokenizer", "normalize", "settings", "redact",
+BASE = {"errors", "atomic", "config", "data", "console", "paths", "findings", "tokenizer", "normalize", "settings", "redact", "hub",
         "training_shape", "run_spec", "plan"}
 # home -> the homes it may import (the base is always allowed)
 ALLOWED = {

@@ -76,7 +76,8 @@ def test_a_config_naming_a_data_file_that_does_not_exist(capsys, workdir, files,
     absent = tmp_path / "data" / "absent.jsonl"
     code, last = run_cli(capsys, train_command(files, outputs, "--set", f"datasets.0.path={absent}"))
     assert code == 3
-    assert last == f"error: {CONFIG}: datasets[0].path {absent} does not exist; create it or fix the path"
+    assert last == (f"error: {CONFIG}: datasets[0].path {absent} does not exist; put the file in the data folder "
+                    f"{absent.parent} and run lock-data --force there, or fix the path")
     assert nothing_left(outputs)
 
 
@@ -84,9 +85,9 @@ def test_a_missing_test_split(capsys, workdir, files, tmp_path):
     outputs = tmp_path / "outputs"
     files["test"].unlink()
     code, last = run_cli(capsys, train_command(files, outputs))
-    # a setting's value (cli_tuner.test_file), checked with the others when the config loads
-    assert code == 4
-    assert last.startswith(f"error: --set cli_tuner.test_file: '{files['test']}' is not an existing file; ")
+    # a split of the data folder, checked with the others before anything loads
+    assert code == 3
+    assert last.startswith(f"error: {CONFIG}: cli_tuner.test_file {files['test']} does not exist; ")
     assert nothing_left(outputs)
 
 

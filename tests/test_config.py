@@ -158,8 +158,8 @@ def test_all_problems_are_listed_before_stopping(capsys, locked_data):
     assert "lora_alpah" in output and "micro_batch_size" in output and "(and 1 more above)" in output
 
 
-def test_dataset_path_that_does_not_exist_is_a_data_error(capsys, locked_data, tmp_path):
-    code, output = validate(capsys, locked_data, f"test_datasets.0.path={tmp_path / 'nope.jsonl'}")
+def test_dataset_path_that_does_not_exist_is_a_data_error(capsys, locked_data):
+    code, output = validate(capsys, locked_data, f"test_datasets.0.path={locked_data['val'].parent / 'nope.jsonl'}")
     assert code == 3
     assert "nope.jsonl does not exist" in output
 

@@ -122,8 +122,8 @@ def test_cli_tuner_elsewhere_asks_for_a_config(tmp_path):
     """The default --config is relative to the current folder: outside the repo, the user is told."""
     result = run_script("validate", cwd=tmp_path)
     assert result.returncode == 4
-    assert result.stderr.strip() == ("error: configs/axolotl_config.yaml: config file not found; "
-                                     "pass --config with an existing YAML file")
+    assert result.stderr.strip() == (f"error: configs/axolotl_config.yaml: config file not found (resolved against "
+                                     f"{tmp_path}); run from the project folder, or give the file's absolute path")
 
 
 def test_the_files_the_job_reads_from_the_checkout_are_found_from_any_folder(tmp_path):

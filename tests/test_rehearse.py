@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import yaml
 
 from cli_tuner import data
 from cli_tuner.config import canonical_hash
-from conftest import data_sets, run_folders
+from conftest import run_folders
 
 pytestmark = pytest.mark.slow
 
@@ -78,6 +79,28 @@ def test_provenance_is_complete_and_honest(rehearsal):
     assert resolved["dataset_prepared_path"] == str(prepared) and any(prepared.iterdir())
 
 
+def own_splits_only(record: dict, files: dict) -> None:
+    """The run read the user's three locked splits and nothing else, each with its hash."""
+    manifest = json.loads(data.manifest_path(files["train"].parent).read_text())
+    assert record["data"]["data_sha256"] == manifest["data_sha256"]
+    assert record["data"]["files"] == {str(files[split]): {"sha256": manifest["files"][f"{split}.jsonl"]["sha256"],
+                                                           "lines": manifest["files"][f"{split}.jsonl"]["lines"]}
+                                       for split in ("train", "val", "test")}
+    assert record["data"]["test_file"] == str(files["test"])
+    assert [d["path"] for d in record["resolved_config"]["datasets"]] == [str(files["train"])]
+    (val,) = [Path(d["path"]) for d in record["resolved_config"]["test_datasets"]]
+    # a rehearsal evaluates on the first examples of the user's val split, copied into the run folder
+    assert val == files["val"] or files["val"].read_text().startswith(val.read_text()), val
+
+
+def test_a_data_dir_of_your_own_is_all_the_run_trains_and_evaluates_on(rehearsal):
+    _, files, (run,), _ = rehearsal
+    own_splits_only(json.loads((run / "provenance.json").read_text()), files)
+    evaluation = json.loads((run / "phase2-final" / "eval.json").read_text())
+    assert evaluation["summary"]["test_file"] == str(files["test"])
+    assert evaluation["summary"]["test_file_sha256"] == data.sha256_file(files["test"])
+
+
 def test_the_plugin_measures_the_run_without_gpu_memory_on_cpu(rehearsal):
     """measurements.json from inside the real `axolotl train`: GPU fields null, tokens and time real."""
     _, _, (run,), _ = rehearsal
@@ -120,14 +143,15 @@ def test_full_mode_checks_the_final_adapter_and_enforces_the_gate(rehearsal, tmp
            # path runs whatever the random model writes.
            "cli_tuner.min_margin_over_base=1.0", "cli_tuner.min_syntax_rate=1.0"]
     sets = [arg for pair in (("--set", s) for s in cpu) for arg in pair]
-    result = run_entrypoint("full", *data_sets(files), *sets, "--skip-checks",  # trains, then evaluates twice
-                            "--output-root", str(tmp_path / "outputs"), timeout=1800)
+    result = run_entrypoint("full", *sets, "--skip-checks", "--output-root", str(tmp_path / "outputs"),
+                            env={"TRAIN_DATA_DIR": str(files["train"].parent)}, timeout=1800)  # trains, then evaluates twice
     assert result.returncode == 6, result.stdout[-3000:] + result.stderr[-3000:]
     assert "checkpoint check failed" in result.stderr.strip().splitlines()[-1]
     (full_run,) = run_folders(tmp_path / "outputs")
     record = json.loads((full_run / "provenance.json").read_text())
     # Trained, but not a success: the gate's failure is the run's final status, in both copies.
     assert record["status"] == "failed_gate" and record["mode"] == "full"
+    own_splits_only(record, files)  # gated on the user's own test split
     assert record["error"].startswith("checkpoint check failed: ")
     assert json.loads((full_run / "phase2-final" / "provenance.json").read_text())["status"] == "failed_gate"
     assert [a["outcome"] for a in json.loads((full_run / "attempts.json").read_text())] == ["failed_gate"]
@@ -135,7 +159,7 @@ def test_full_mode_checks_the_final_adapter_and_enforces_the_gate(rehearsal, tmp
     assert (full_run / "phase2-final" / "adapter_model.safetensors").is_file()
     assert (full_run / "phase2-final" / "eval.json").is_file()
     # Started again (a RunPod restart, unattended, no key): already finished, never retrained.
-    again = run_entrypoint("full", *data_sets(files), *sets, "--skip-checks", "--unattended",
+    again = run_entrypoint("full", "--data-dir", str(files["train"].parent), *sets, "--skip-checks", "--unattended",
                            "--output-root", str(tmp_path / "outputs"), env={"RUNPOD_POD_ID": "pod123", "RUNPOD_API_KEY": ""})
     assert again.returncode == 2
     assert again.stderr.strip().splitlines()[-1] == (f"error: {full_run}: already finished (status failed_gate); its "

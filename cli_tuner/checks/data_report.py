@@ -279,7 +279,9 @@ def build(loaded, tokenizer_override: str | None = None, allow_dangerous: bool =
         syntax_job = pool.submit(bash_checks.syntax_errors, answers)
         lint_job = pool.submit(bash_checks.shellcheck, answers)
         source = tokenizer_name or tokenizer_override or loaded.tokenizer_source
-        tokenizer = tokenizer if tokenizer is not None else tokenizer_module.load(tokenizer_override or source)
+        if tokenizer is None:
+            tokenizer = tokenizer_module.load(tokenizer_override or source)
+            source = tokenizer.name_or_path or source  # the folder it was found in, when it came from one
         template = chat_template_for(loaded, tokenizer) if any(e.messages for e in everything) else None
         lengths = {name: measure(tokenizer, template, examples[name], problems) for name in files}
         dangerous = {answer: [f for f in risk.assess(answer) if f.severity == risk.DANGEROUS] for answer in answers}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import tokenizer
 from ..checks import data_report
 from . import options
 
@@ -18,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     loaded = options.load_config(args)
+    tokenizer.locate(args.tokenizer or loaded.tokenizer_source)  # found or refused in ms, before the slow imports
     allow = loaded.allows_dangerous_data
     report = data_report.check(loaded, tokenizer_override=args.tokenizer, allow_dangerous=allow)
     data_report.show(report)

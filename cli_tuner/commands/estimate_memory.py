@@ -16,7 +16,7 @@ HELP = "peak GPU memory of a config on a target"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    options.add_config_arguments(parser)
+    options.add_config_arguments(parser, data=False)  # the estimate reads no data file
     parser.add_argument("--cuda-major", type=int, choices=sorted(cuda_context.BARE_CONTEXT_GIB), default=None,
                         help="CUDA runtime major of the torch that will train (default: this machine's torch on "
                              f"its GPU, else the image's, CUDA {gpus.IMAGE_CUDA_MAJOR}); sets the CUDA context's size")

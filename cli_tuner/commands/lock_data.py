@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from .. import console, data
+from ..config import DATA_DIR_ENV
 from ..paths import DEFAULT_DATA_DIR
 
 NAME = "lock-data"
@@ -13,7 +15,8 @@ HELP = "write the dataset manifest (SHA256 and line counts)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    parser.add_argument("--data-dir", default=os.environ.get(DATA_DIR_ENV) or str(DEFAULT_DATA_DIR),
+                        help="the folder of .jsonl splits to lock (env TRAIN_DATA_DIR; default %(default)s)")
     parser.add_argument("--force", action="store_true", help="replace an existing manifest")
 
 

@@ -10,7 +10,7 @@ from .. import config, console, settings
 from ..checks.distributed import Topology
 from ..plan import Plan
 from ..errors import UsageError
-from ..config import LoadedConfig
+from ..config import DATA_DIR_ENV, LoadedConfig
 from ..facts import gpus
 from ..paths import DEFAULT_CONFIG, DEFAULT_OUTPUT_ROOT
 from ..training.pipeline import RunOptions
@@ -22,9 +22,15 @@ def output_root() -> str:
     return os.environ.get("OUTPUT_ROOT") or DEFAULT_OUTPUT_ROOT
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, data: bool = True) -> None:
+    """`data`: the verb reads the data, so it takes the data folder too."""
     parser.add_argument("--config", default=os.environ.get("TRAIN_CONFIG", DEFAULT_CONFIG),
                         help="Axolotl YAML config (env TRAIN_CONFIG; default %(default)s)")
+    if data:
+        parser.add_argument("--data-dir", default=os.environ.get(DATA_DIR_ENV) or None, metavar="DIR",
+                            help="the locked folder every split is read from: the config's dataset paths and "
+                                 "cli_tuner.test_file name files in it (env TRAIN_DATA_DIR; default: the folder "
+                                 "of the config's first train file)")
     parser.add_argument("--overlay", action="append", default=[], metavar="YAML",
                         help="extra YAML deep-merged over the config, in order (repeatable)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -74,6 +80,7 @@ def load_config(args: argparse.Namespace, last_overlays: tuple[str, ...] = (), o
         overlays=[*args.overlay, *last_overlays],
         sets=args.sets,
         on_finish=on_finish,
+        data_dir=getattr(args, "data_dir", None),
         **target_check(),
         target_override=args.target,
         gpu_memory_gb=args.gpu_memory,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import console
+from .. import console, tokenizer
 from ..checks import data_report, distributed, preflight
 from ..estimates import calibration, memory
 from ..config import read_yaml
@@ -28,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
     tracking.load_env_file()  # as the training modes do: the environment stand-ins of the settings are checked too
     loaded = options.load_config(args)
     topology = options.topology(args)
+    if not args.no_data_report:
+        tokenizer.locate(args.tokenizer or loaded.tokenizer_source)  # found or refused in ms, before the slow imports
     plan = preflight.prepare(SPEC, loaded, topology=topology)
     verified = plan.verified
     console.out(f"data: {len(verified.files)} files match their manifest (data sha256 {verified.data_sha256[:16]}...)")

@@ -8,9 +8,10 @@ rehearsals work on a laptop with no network.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from .. import hub
 
 # Public numbers from each model's config.json on the Hugging Face hub.
 SHIPPED: dict[str, dict] = {
@@ -108,7 +109,7 @@ def _hub_config(name: str) -> dict | None:
     except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
         return None
     for offline in (True, False):
-        if not offline and os.environ.get("HF_HUB_OFFLINE") == "1":
+        if not offline and not hub.online():
             break
         try:
             path = hf_hub_download(name, "config.json", local_files_only=offline)

@@ -13,7 +13,7 @@ from pathlib import Path
 from .. import atomic, data, tokenizer as tokenizer_loader
 from ..checks import attention
 from ..config import LoadedConfig
-from ..errors import ConfigError
+from ..errors import TokenizerNotFound
 from ..facts.models import ModelFacts
 from ..training_shape import TrainingShape
 
@@ -65,7 +65,7 @@ def choose_tokenizer(explicit: str | None, loaded: LoadedConfig):
             continue
         try:
             return tokenizer_loader.load(candidate), f"real tokenizer from {candidate}"
-        except ConfigError:
+        except TokenizerNotFound:
             if candidate == explicit:
                 raise
     return local_tokenizer(training_texts(loaded)), (
