@@ -271,7 +271,7 @@ OTHER_SPELLINGS = {
         ["$(echo rm) -rf /", "`echo rm` -rf /", "$(printf rm) -rf /", "$(printf '%s' rm) -rf ~", '"$(echo r)m" -rf /etc',
          "x=rm; $x -rf /", "x=rm && $x -rf /", "c=rm f=-rf t=/; $c $f $t", "export c=rm; $c -rf ~", "x=r; y=m; $x$y -rf /",
          "cmd='rm -rf /'; $cmd", 'a=/; rm -rf "$a"', 'rm -rf "$(echo /)"', "rm -rf $(printf /etc)",
-         "rm${IFS}-rf${IFS}/", "rm$IFS-rf$IFS~", "{rm,-rf,/}", "$'\\x72\\x6d' -rf /", "$'\\162m' -rf /usr", "r''m -rf /",
+         "rm${IFS}-rf${IFS}/", "rm$IFS-rf$IFS/etc", "{rm,-rf,/}", "$'\\x72\\x6d' -rf /", "$'\\162m' -rf /usr", "r''m -rf /",
          "$X -rf /", "$(cat cmd.txt) -rf /", '"$c" -fr /etc', "rm -rf /$X", "rm -rf /${DIR}", 'rm -rf "/$(cat name)"',
          "for c in rm; do $c -rf /; done", "declare d=/; sudo rm -rf $d"],
         ["x=ls; $x -la", "$(echo ls) -la", "echo ${IFS}", "cmd=echo; $cmd rm -rf /", "$EDITOR notes.txt",
