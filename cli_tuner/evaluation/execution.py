@@ -36,8 +36,11 @@ from .sandbox import Outcome, Sandbox
 
 CORRECT, WRONG, NOT_EXECUTABLE = "correct", "wrong", "not executable"
 ORDER_MATTERS = frozenset("sort head tail tac nl uniq sed awk gawk paste comm join diff cat shuf column pr fold "
-                          "split csplit less more".split())
-LS_SORTING = re.compile(r"^-[a-zA-Z]*[tSrcuUvX]")
+                          "split csplit less more seq rev tsort printf echo".split())
+# where lines come in the order a walk of the file system meets them, not an order the command sets
+TRAVERSALS = frozenset("find du locate mlocate plocate ls tree rgrep".split())
+GREPS = frozenset("grep egrep fgrep zgrep".split())
+LS_SORTING = re.compile(r"^-[a-zA-Z]*[tSrcuUvXf]|^--(sort|reverse|time)\b")
 
 
 @dataclass(frozen=True)
@@ -49,15 +52,43 @@ class Verdict:
         return {"verdict": self.verdict, "why": self.why}
 
 
+def _commands(words: list[str]) -> list[list[str]]:
+    """The command these words run, and those they run in turn (find -exec, xargs's command is already first)."""
+    found = [words]
+    for index, word in enumerate(words):
+        if word in ("-exec", "-execdir", "-ok", "-okdir") and index + 1 < len(words):
+            found.extend(_commands(parse.command_words(words[index + 1:])))
+            break
+    return found
+
+
+def _sets_order(words: list[str]) -> bool:
+    name = words[0].rsplit("/", 1)[-1]
+    return name in ORDER_MATTERS or name == "ls" and any(LS_SORTING.match(w) for w in words[1:])
+
+
+def _traverses(words: list[str]) -> bool:
+    name = words[0].rsplit("/", 1)[-1]
+    if name in GREPS:
+        options, _ = parse.split_options(words[1:])
+        return "--recursive" in options or parse.has_short_flag(options, "rR")
+    return name in TRAVERSALS
+
+
 def order_matters(reference: str) -> bool:
+    """Whether the reference's output lines must come in its order: unless they come from a walk of the
+    file system (find, du, ls, grep -r...) that nothing after it puts in an order (sort, head, seq, tac,
+    ls -t...), the order is the command's and an answer must keep it."""
+    traversal = False
     for segment in parse.split_commands(reference):
         words = parse.command_words(segment.words)
         if not words:
             continue
-        name = words[0].rsplit("/", 1)[-1]
-        if name in ORDER_MATTERS or name == "ls" and any(LS_SORTING.match(w) for w in words[1:]):
-            return True
-    return False
+        for command in _commands(words):
+            if command and _sets_order(command):
+                return True
+        traversal = traversal or _traverses(words)
+    return not traversal
 
 
 def _lines(data: bytes) -> list[str]:

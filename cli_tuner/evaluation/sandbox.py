@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -40,18 +41,38 @@ SETUP_FAILED = 90  # the runner's exit status when the fixture could not be copi
 TIMED_OUT = 124    # `timeout`'s exit status
 SNAPSHOT_CAP = 8 << 20
 MARK = b"\0--cli-tuner-hashes--\0"
+KILLED = 137       # `timeout -k`'s status when the command ignored SIGTERM and took SIGKILL
+SNAPSHOT_CAP = 8 << 20
+MARK = b"\0--cli-tuner-hashes--\0"
+LISTING = b"\0--cli-tuner-listing--\0"
+# The change mark is a time kept in the runner's own variable (`find -newerct @TIME`), not a file the
+# command could touch. After the command, what it left running is killed, then what it made unreadable
+# (a folder without r or x, a file without r) is opened so the tree can be listed and hashed; the
+# modes it had are reported first and replace the opened ones in the listing.
 RUNNER = r"""
 cp -a /fixture/. "$HOME"/ 2>/dev/null || exit 90
 cd "$HOME" || exit 90
-: > /err/mark; sleep 0.01
+mark=$EPOCHREALTIME; sleep 0.01
+started=$EPOCHREALTIME
 timeout -k 1 "$2" bash -c "$1" </dev/null >/out/stdout 2>/err/stderr
 status=$?
+ended=$EPOCHREALTIME
 kill -9 -1 2>/dev/null  # what it left running, in this PID namespace only: nothing writes while we read
-printf '%d ' "$status"; find /out/stdout /err/stderr -printf '%s '; echo
+cd / && chmod u+rwx "$HOME" 2>/dev/null; cd "$HOME" || exit 91
+locked='( ( -type d ! -perm -u=rx ) -o ( ! -type d ! -type l ! -perm -u=r ) )'
+for pass in 1 2 3 4 5 6 7 8 9 10; do
+  find . -mindepth 1 $locked -printf '%m %P\0' > /err/locked 2>/dev/null
+  [ -s /err/locked ] || break
+  cat /err/locked >> /err/modes
+  find . -mindepth 1 $locked -exec chmod u+rx {} + 2>/dev/null
+done
+printf '%d %s ' "$status" "$(( (${ended/./} - ${started/./}) / 1000 ))"; find /out/stdout /err/stderr -printf '%s '; echo
 cat /out/stdout /err/stderr
-{ find . -mindepth 1 -printf '%y %m %s %T@ %P\0%l\0' 2>/dev/null
+{ cat /err/modes 2>/dev/null
+  printf '\0--cli-tuner-listing--\0'
+  find . -mindepth 1 -printf '%y %m %s %T@ %P\0%l\0' 2>/dev/null
   printf '\0--cli-tuner-hashes--\0'
-  find . -type f -readable -cnewer /err/mark -exec md5sum -z -- {} + 2>/dev/null
+  find . -type f -readable -newerct "@$mark" -exec md5sum -z -- {} + 2>/dev/null
   printf '\0--cli-tuner-end--\0'; } | head -c SNAPSHOT_CAP
 """.replace("SNAPSHOT_CAP", str(SNAPSHOT_CAP))
 
@@ -117,9 +138,18 @@ def bwrap_args(master: Path, limits: Limits, bwrap: str) -> list[str]:
             "--remount-ro", "/", "--remount-ro", "/dev", "--chdir", HOME]
 
 
-def _environment() -> dict[str, str]:
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": HOME, "USER": "user",
-            "LOGNAME": "user", "SHELL": "/bin/bash", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TZ": "UTC",
+def _user_name(uid: int | None) -> str:
+    """The name `whoami` gives inside the sandbox: the user it runs as (/etc is the host's, bound read-only)."""
+    try:
+        return pwd.getpwuid(os.getuid() if uid is None else uid).pw_name
+    except KeyError:
+        return "nobody" if uid == NOBODY else "user"
+
+
+def _environment(run_as: int | None = None) -> dict[str, str]:
+    name = _user_name(run_as)  # $USER and $LOGNAME agree with whoami, so `find -user "$USER"` finds its files
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": HOME, "USER": name,
+            "LOGNAME": name, "SHELL": "/bin/bash", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TZ": "UTC",
             "TERM": "dumb"}
 
 
@@ -183,7 +213,8 @@ class Sandbox:
         started = time.monotonic()
         try:
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       env=_environment(), start_new_session=True, **_as_user(self.availability.run_as))
+                                       env=_environment(self.availability.run_as), start_new_session=True,
+                                       **_as_user(self.availability.run_as))
         except OSError as exc:
             return Outcome(None, notes=[f"the sandbox could not start: {exc}"])
         try:
@@ -222,20 +253,26 @@ def parse_output(raw: bytes, limits: Limits, unchanged: dict[str, str]) -> Outco
     """The runner's output as an Outcome; files the command left unchanged take their hash from `unchanged`."""
     header, _, rest = raw.partition(b"\n")
     try:
-        status, out_len, err_len = (int(x) for x in header.split())
+        status, ran_ms, out_len, err_len = (int(x) for x in header.split())
     except ValueError:
         return Outcome(None)
     stdout, stderr, rest = rest[:out_len], rest[out_len:out_len + err_len], rest[out_len + err_len:]
+    locked, _, rest = rest.partition(LISTING)
     listing, _, hashes = rest.partition(MARK)
     complete = hashes.endswith(b"\0--cli-tuner-end--\0")
     hashes = hashes.removesuffix(b"\0--cli-tuner-end--\0")
+    modes: dict[str, int] = {}
+    for line in locked.split(b"\0"):
+        if b" " in line:
+            mode, path = line.split(b" ", 1)
+            modes.setdefault(path.decode(errors="surrogateescape"), int(mode, 8))
     tree: dict[str, tuple] = {}
     fields = listing.split(b"\0")
     for head, target in zip(fields[0::2], fields[1::2]):
         kind, mode, size, mtime, path = head.split(b" ", 4)
-        tree[path.decode(errors="surrogateescape")] = [
-            kind.decode(), int(mode, 8), int(size) if kind == b"f" else 0, mtime.decode(),
-            target.decode(errors="surrogateescape") if kind == b"l" else None]
+        name = path.decode(errors="surrogateescape")
+        tree[name] = [kind.decode(), modes.get(name, int(mode, 8)), int(size) if kind == b"f" else 0, mtime.decode(),
+                      target.decode(errors="surrogateescape") if kind == b"l" else None]
     for line in hashes.split(b"\0"):
         if len(line) > 34:
             digest, path = line[:32], line[34:].decode(errors="surrogateescape")
@@ -245,8 +282,10 @@ def parse_output(raw: bytes, limits: Limits, unchanged: dict[str, str]) -> Outco
     for path, value in tree.items():
         if value[0] == "f" and value[4] is None:
             value[4] = unchanged.get(path)
+    # a command that ignores SIGTERM ends with `timeout -k`'s SIGKILL: 137 after the whole limit
+    timed_out = status == TIMED_OUT or status == KILLED and ran_ms >= limits.seconds * 1000
     return Outcome(status, stdout, stderr, {path: tuple(value) for path, value in tree.items()},
-                   timed_out=status == TIMED_OUT, output_capped=out_len >= limits.output_bytes,
+                   timed_out=timed_out, output_capped=out_len >= limits.output_bytes,
                    tree_capped=not complete)
 
 
@@ -273,7 +312,7 @@ def _probe(root: bool) -> Availability:
         for run_as in ((NOBODY, None) if root else (None,)):
             argv = [*_prlimit(Limits(), run_as), *bwrap_args(Path(folder), Limits(), bwrap), "true"]
             try:
-                done = subprocess.run(argv, capture_output=True, timeout=30, env=_environment(), **_as_user(run_as))
+                done = subprocess.run(argv, capture_output=True, timeout=30, env=_environment(run_as), **_as_user(run_as))
             except (OSError, subprocess.TimeoutExpired) as exc:
                 last = str(exc)
                 continue
