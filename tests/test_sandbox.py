@@ -187,8 +187,8 @@ def test_a_process_flood_in_one_run_does_not_starve_another(proven):
 @needs_sandbox
 def test_memory_is_bounded_across_a_runs_processes(proven):
     """Four processes of about 400 MiB each against 1 GiB for the whole run: not all of them finish."""
-    limits = sandbox.Limits(seconds=8.0, memory_bytes=1 << 30)
-    grab = "python3 -c 'import time; b = bytearray(400 << 20); b[::4096] = b\"x\" * len(b[::4096]); time.sleep(2); print(1)'"
+    limits = sandbox.Limits(seconds=20.0, memory_bytes=1 << 30)
+    grab = "python3 -c 'import time; b = bytearray(400 << 20); b[::4096] = b\"x\" * len(b[::4096]); time.sleep(4); print(1)'"
     with sandbox.Sandbox(limits, availability=proven.availability) as bounded:
         outcome = bounded.run(f"for i in 1 2 3 4; do {grab} & done; wait")
     assert outcome.stdout.count(b"1") < 4, outcome.stdout

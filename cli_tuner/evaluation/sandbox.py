@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import fixture
+from .run_bounds import RunBounds, remove_stale_masters  # noqa: F401 (remove_stale_masters: part of this module's API)
 
 NOBODY = 65534
 HOME = "/home/user"
@@ -82,12 +83,14 @@ class Limits:
     """Bounds on one command. `seconds` is the `cli_tuner:` key `sandbox_seconds`."""
 
     seconds: float = 5.0
-    memory_bytes: int = 2 << 30    # RLIMIT_AS of every process in the sandbox
+    memory_bytes: int = 2 << 30    # all of a run's processes together (its memory cgroup); RLIMIT_AS of each
     file_bytes: int = 32 << 20     # RLIMIT_FSIZE: the largest file one write may make
     work_bytes: int = 64 << 20     # the working folder's tmpfs (the fixture is about 4 MB)
+    work_inodes: int = 16384       # files and folders it may hold (the fixture has about 300)
     tmp_bytes: int = 16 << 20      # /tmp's tmpfs
+    tmp_inodes: int = 4096
     output_bytes: int = 1 << 20    # standard output kept; the tmpfs it goes to is this size
-    processes: int = 2048          # RLIMIT_NPROC of the sandbox user (all sandboxes of this run together)
+    processes: int = 2048          # a run's pids cgroup (without one: RLIMIT_NPROC of the sandbox user, shared)
 
     @property
     def cpu_seconds(self) -> int:
@@ -127,12 +130,13 @@ def _system_binds() -> list[str]:
     return args
 
 
-def bwrap_args(master: Path, limits: Limits, bwrap: str) -> list[str]:
+def bwrap_args(master: Path, limits: Limits, bwrap: str, mounts: dict[str, Path] | None = None) -> list[str]:
+    """`mounts`: host tmpfs with an inode limit for $HOME and /tmp ("home", "tmp"); else bwrap's own."""
+    folders = ["--bind", str(mounts["home"]), HOME, "--bind", str(mounts["tmp"]), "/tmp"] if mounts else [
+        "--size", str(limits.work_bytes), "--tmpfs", HOME, "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
     return [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
             "--hostname", "sandbox", *_system_binds(), "--proc", "/proc", "--dev", "/dev",
-            "--ro-bind", str(master), "/fixture",
-            "--size", str(limits.work_bytes), "--tmpfs", HOME,
-            "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
+            "--ro-bind", str(master), "/fixture", *folders,
             "--size", str(limits.output_bytes), "--tmpfs", "/out",
             "--size", str(64 << 10), "--tmpfs", "/err",
             "--remount-ro", "/", "--remount-ro", "/dev", "--chdir", HOME]
@@ -153,10 +157,10 @@ def _environment(run_as: int | None = None) -> dict[str, str]:
             "TERM": "dumb"}
 
 
-def _prlimit(limits: Limits, run_as: int | None) -> list[str]:
+def _prlimit(limits: Limits, run_as: int | None, groups: bool = False) -> list[str]:
     args = ["prlimit", f"--as={limits.memory_bytes}", f"--fsize={limits.file_bytes}",
             f"--cpu={limits.cpu_seconds}", "--core=0"]
-    if run_as is not None:
+    if run_as is not None and not groups:  # a pids cgroup bounds each run on its own; RLIMIT_NPROC is per user
         args.append(f"--nproc={limits.processes}")
     return args + ["--"]
 
@@ -175,12 +179,15 @@ class Sandbox:
         self.master: Path | None = None
         self.master_tree: dict[str, tuple] | None = None
         self._master_hashes: dict[str, str] = {}
+        self.bounds: RunBounds | None = None
 
     def __enter__(self) -> Sandbox:
         if not self.availability.ok:
             raise RuntimeError(self.availability.reason)
-        self._folder = Path(tempfile.mkdtemp(prefix="cli-tuner-fixture-"))
+        remove_stale_masters()  # a killed job's: its process id names its folder
+        self._folder = Path(tempfile.mkdtemp(prefix=f"cli-tuner-fixture-{os.getpid()}-"))
         self._folder.chmod(0o755)  # `nobody` must reach the master to bind it
+        self.bounds = RunBounds(self._folder, self.availability.run_as)
         self.master = fixture.build(self._folder / "master", self.seed)
         if self.availability.run_as is not None:
             for path in [self.master, *self.master.rglob("*")]:
@@ -194,6 +201,8 @@ class Sandbox:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self.bounds is not None:
+            self.bounds.close()
         if self._folder is not None:
             for path in [self._folder, *self._folder.rglob("*")]:
                 if path.is_dir() and not path.is_symlink():
@@ -205,16 +214,27 @@ class Sandbox:
         rules call dangerous."""
         assert self.master is not None, "use Sandbox as a context manager"
         limits = self.limits
-        argv = [*_prlimit(limits, self.availability.run_as),
-                *bwrap_args(self.master, limits, shutil.which("bwrap") or "bwrap"),
-                "bash", "-c", RUNNER, "runner", command, f"{limits.seconds:g}"]
         if "\0" in command:
             return Outcome(None, notes=["the command holds a NUL byte, which no shell can be given"])
-        started = time.monotonic()
         try:
+            prefix, mounts, cleanup = self.bounds.prepare(limits)
+        except OSError as exc:
+            return Outcome(None, notes=[f"the sandbox's bounds could not be set up: {exc}"])
+        try:
+            return self._run(command, prefix, mounts)
+        finally:
+            cleanup()
+
+    def _run(self, command: str, prefix: list[str], mounts: dict[str, Path]) -> Outcome:
+        limits, run_as = self.limits, self.availability.run_as
+        argv = [*prefix, *_prlimit(limits, run_as, self.bounds.groups),
+                *bwrap_args(self.master, limits, shutil.which("bwrap") or "bwrap", mounts),
+                "bash", "-c", RUNNER, "runner", command, f"{limits.seconds:g}"]
+        started = time.monotonic()
+        try:  # with a prefix, the run joins its groups as this process's user and drops to run_as itself
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       env=_environment(self.availability.run_as), start_new_session=True,
-                                       **_as_user(self.availability.run_as))
+                                       env=_environment(run_as), start_new_session=True,
+                                       **(_as_user(run_as) if not prefix else {}))
         except OSError as exc:
             return Outcome(None, notes=[f"the sandbox could not start: {exc}"])
         try:
