@@ -32,8 +32,11 @@ from pathlib import Path
 FOLDER_PREFIX = "cli-tuner-fixture-"
 GROUP_PREFIX = "cli-tuner-"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-# join the groups given before `--`, then run the rest (as root, so that the join is allowed; the rest drops)
-JOIN = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 92; shift; done; shift; exec "$@"'
+# set the run's rlimits (address space in KiB, file size in 512-byte blocks as POSIX sh counts them, CPU
+# seconds; no core files), join the groups given before `--`, then run the rest: one small shell in place
+# of prlimit, so a run costs no extra exec
+JOIN = ('ulimit -v "$1" && ulimit -f "$2" && ulimit -t "$3" && ulimit -c 0 || exit 93; shift 3; '
+        'while [ "$1" != -- ]; do echo $$ > "$1" || exit 92; shift; done; shift; exec "$@"')
 MS_NOSUID, MS_NODEV, MNT_DETACH = 2, 4, 2
 
 
@@ -108,11 +111,19 @@ class RunBounds:
         self.run_as = run_as
         self.job = f"{GROUP_PREFIX}{os.getpid()}-{folder.name[-8:]}"
         setpriv = shutil.which("setpriv")
-        self.bases = _bases(self.job) if setpriv or run_as is None else None
+        self.bases = _bases(self.job)
+        # cgroup v1 lets the run's own user join a group whose cgroup.procs it owns; v2 needs write access to
+        # the common ancestor as well, so there the join runs as this process and `setpriv` drops to run_as
+        self.join_as_root = self.bases is not None and run_as is not None and self.bases["pids"] == self.bases["memory"]
+        if self.join_as_root and setpriv is None:
+            _remove_group(self.bases["pids"])
+            self.bases = None
         self.setpriv = setpriv
         self.can_mount = _can_mount(folder)
         self._counter = itertools.count()
         self._lock = threading.Lock()
+        self._free: list[list[Path]] = []  # emptied groups of finished runs: made once, used by one run at a time
+        self._points: list[dict[str, Path]] = []  # mount points of finished runs, unmounted
 
     def close(self) -> None:
         """Remove this job's groups (each run's own are removed after it)."""
@@ -130,7 +141,8 @@ class RunBounds:
         return f"{processes}; {inodes}"
 
     def prepare(self, limits) -> tuple[list[str], dict[str, Path], callable]:
-        """(the argv prefix that puts a run in its groups, the folders to bind as $HOME and /tmp, clean-up)."""
+        """(the argv prefix that sets a run's rlimits and puts it in its groups, the folders to bind as $HOME
+        and /tmp, clean-up). Without groups the prefix is empty: the caller uses prlimit."""
         with self._lock:
             number = next(self._counter)
         made: list[Path] = []
@@ -138,10 +150,15 @@ class RunBounds:
         prefix: list[str] = []
         try:
             if self.bases is not None:
+                with self._lock:
+                    reused = self._free.pop() if self._free else None
+                made = reused or []
                 procs = []
                 for controller, base in self.bases.items():
                     group = base / f"run-{number}"
-                    if group not in made:
+                    if reused is not None:
+                        group = next(g for g in reused if g.parent == base)
+                    elif group not in made:
                         group.mkdir()
                         made.append(group)
                     if controller == "pids":
@@ -149,21 +166,57 @@ class RunBounds:
                     else:
                         _limit_memory(group, limits.memory_bytes)
                     procs.append(str(group / "cgroup.procs"))
-                prefix = ["/bin/sh", "-c", JOIN, "join", *dict.fromkeys(procs), "--"]
-                if self.run_as is not None:
+                    if self.run_as is not None and not self.join_as_root:
+                        os.chown(group / "cgroup.procs", self.run_as, self.run_as)
+                prefix = ["/bin/sh", "-c", JOIN, "join", str(limits.memory_bytes >> 10), str(limits.file_bytes >> 9),
+                          str(limits.cpu_seconds), *dict.fromkeys(procs), "--"]
+                if self.join_as_root:
                     prefix += [self.setpriv, f"--reuid={self.run_as}", f"--regid={self.run_as}", "--clear-groups", "--"]
             if self.can_mount:
+                with self._lock:
+                    points = self._points.pop() if self._points else None
                 for name, size, inodes in (("home", limits.work_bytes, limits.work_inodes),
                                            ("tmp", limits.tmp_bytes, limits.tmp_inodes)):
-                    target = self.folder / "runs" / str(number) / name
-                    target.mkdir(parents=True)
+                    target = self.folder / "runs" / str(number) / name if points is None else points[name]
+                    target.mkdir(parents=True, exist_ok=True)
                     owner = self.run_as if self.run_as is not None else os.geteuid()
                     _mount_tmpfs(target, f"size={size},nr_inodes={inodes},mode=0755,uid={owner},gid={owner}")
                     mounts[name] = target
         except OSError:
             _cleanup(made, mounts)
             raise
-        return prefix, mounts, lambda: _cleanup(made, mounts)
+        return prefix, mounts, lambda: self._finish(made, mounts)
+
+    def _finish(self, groups: list[Path], mounts: dict[str, Path]) -> None:
+        """After a run: its mounts go; its groups, once empty, serve the next run."""
+        for target in mounts.values():
+            _unmount(target)
+        if mounts:
+            with self._lock:
+                self._points.append(mounts)
+        if groups and all(_empty(group) for group in groups):
+            with self._lock:
+                self._free.append(groups)
+        else:
+            _cleanup(groups, {})
+
+
+def _empty(group: Path) -> bool:
+    """Kill what still runs in a group and wait (up to a second) until it is gone."""
+    for attempt in range(50):
+        try:
+            pids = (group / "cgroup.procs").read_text().split()
+        except OSError:
+            return False
+        if not pids:
+            return True
+        for pid in pids:
+            try:
+                os.kill(int(pid), 9)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.02)
+    return False
 
 
 def _limit_memory(group: Path, limit: int) -> None:

@@ -40,16 +40,15 @@ NOBODY = 65534
 HOME = "/home/user"
 SETUP_FAILED = 90  # the runner's exit status when the fixture could not be copied in
 TIMED_OUT = 124    # `timeout`'s exit status
-SNAPSHOT_CAP = 8 << 20
-MARK = b"\0--cli-tuner-hashes--\0"
 KILLED = 137       # `timeout -k`'s status when the command ignored SIGTERM and took SIGKILL
 SNAPSHOT_CAP = 8 << 20
 MARK = b"\0--cli-tuner-hashes--\0"
+RELISTED = b"\0--cli-tuner-relisted--\0"
 LISTING = b"\0--cli-tuner-listing--\0"
 # The change mark is a time kept in the runner's own variable (`find -newerct @TIME`), not a file the
-# command could touch. After the command, what it left running is killed, then what it made unreadable
-# (a folder without r or x, a file without r) is opened so the tree can be listed and hashed; the
-# modes it had are reported first and replace the opened ones in the listing.
+# command could touch. After the command, what it left running is killed and the tree is listed; where
+# the command made something unreadable (a folder without r or x, a file without r), that is opened,
+# pass by pass, and the tree listed again, with the modes it had reported first to replace the opened ones.
 RUNNER = r"""
 cp -a /fixture/. "$HOME"/ 2>/dev/null || exit 90
 cd "$HOME" || exit 90
@@ -61,17 +60,19 @@ ended=$EPOCHREALTIME
 kill -9 -1 2>/dev/null  # what it left running, in this PID namespace only: nothing writes while we read
 cd / && chmod u+rwx "$HOME" 2>/dev/null; cd "$HOME" || exit 91
 locked='( ( -type d ! -perm -u=rx ) -o ( ! -type d ! -type l ! -perm -u=r ) )'
-for pass in 1 2 3 4 5 6 7 8 9 10; do
-  find . -mindepth 1 $locked -printf '%m %P\0' > /err/locked 2>/dev/null
-  [ -s /err/locked ] || break
-  cat /err/locked >> /err/modes
-  find . -mindepth 1 $locked -exec chmod u+rx {} + 2>/dev/null
-done
 printf '%d %s ' "$status" "$(( (${ended/./} - ${started/./}) / 1000 ))"; find /out/stdout /err/stderr -printf '%s '; echo
 cat /out/stdout /err/stderr
-{ cat /err/modes 2>/dev/null
-  printf '\0--cli-tuner-listing--\0'
-  find . -mindepth 1 -printf '%y %m %s %T@ %P\0%l\0' 2>/dev/null
+{ find . -mindepth 1 \( $locked -fprintf /err/locked '%m %P\0' -o -true \) -printf '%y %m %s %T@ %P\0%l\0' 2>/dev/null
+  if [ -s /err/locked ]; then
+    for pass in 1 2 3 4 5 6 7 8 9 10; do
+      cat /err/locked >> /err/modes
+      find . -mindepth 1 $locked -exec chmod u+rx {} + 2>/dev/null
+      find . -mindepth 1 $locked -fprintf /err/locked '%m %P\0' 2>/dev/null
+      [ -s /err/locked ] || break
+    done
+    printf '\0--cli-tuner-relisted--\0'; cat /err/modes; printf '\0--cli-tuner-listing--\0'
+    find . -mindepth 1 -printf '%y %m %s %T@ %P\0%l\0' 2>/dev/null
+  fi
   printf '\0--cli-tuner-hashes--\0'
   find . -type f -readable -newerct "@$mark" -exec md5sum -z -- {} + 2>/dev/null
   printf '\0--cli-tuner-end--\0'; } | head -c SNAPSHOT_CAP
@@ -157,10 +158,12 @@ def _environment(run_as: int | None = None) -> dict[str, str]:
             "TERM": "dumb"}
 
 
-def _prlimit(limits: Limits, run_as: int | None, groups: bool = False) -> list[str]:
+def _prlimit(limits: Limits, run_as: int | None) -> list[str]:
+    """The rlimits where no cgroup can be had (RunBounds' prefix sets them otherwise, without RLIMIT_NPROC:
+    the run's pids group bounds it on its own, while RLIMIT_NPROC is one budget for the whole user)."""
     args = ["prlimit", f"--as={limits.memory_bytes}", f"--fsize={limits.file_bytes}",
             f"--cpu={limits.cpu_seconds}", "--core=0"]
-    if run_as is not None and not groups:  # a pids cgroup bounds each run on its own; RLIMIT_NPROC is per user
+    if run_as is not None:
         args.append(f"--nproc={limits.processes}")
     return args + ["--"]
 
@@ -227,14 +230,14 @@ class Sandbox:
 
     def _run(self, command: str, prefix: list[str], mounts: dict[str, Path]) -> Outcome:
         limits, run_as = self.limits, self.availability.run_as
-        argv = [*prefix, *_prlimit(limits, run_as, self.bounds.groups),
+        argv = [*(prefix or _prlimit(limits, run_as)),
                 *bwrap_args(self.master, limits, shutil.which("bwrap") or "bwrap", mounts),
                 "bash", "-c", RUNNER, "runner", command, f"{limits.seconds:g}"]
         started = time.monotonic()
-        try:  # with a prefix, the run joins its groups as this process's user and drops to run_as itself
+        try:  # where the join needs this process's rights, the prefix drops to run_as itself
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        env=_environment(run_as), start_new_session=True,
-                                       **(_as_user(run_as) if not prefix else {}))
+                                       **(_as_user(run_as) if not self.bounds.join_as_root else {}))
         except OSError as exc:
             return Outcome(None, notes=[f"the sandbox could not start: {exc}"])
         try:
@@ -277,8 +280,10 @@ def parse_output(raw: bytes, limits: Limits, unchanged: dict[str, str]) -> Outco
     except ValueError:
         return Outcome(None)
     stdout, stderr, rest = rest[:out_len], rest[out_len:out_len + err_len], rest[out_len + err_len:]
-    locked, _, rest = rest.partition(LISTING)
     listing, _, hashes = rest.partition(MARK)
+    locked = b""
+    if RELISTED in listing:  # the listing after opening what the command locked, and the modes it had set
+        locked, _, listing = listing.partition(RELISTED)[2].partition(LISTING)
     complete = hashes.endswith(b"\0--cli-tuner-end--\0")
     hashes = hashes.removesuffix(b"\0--cli-tuner-end--\0")
     modes: dict[str, int] = {}
