@@ -165,6 +165,7 @@ def test_identity_is_the_same_by_every_name(proven):
     assert outcome.status == 0, outcome.stderr
     name, id_name, user, logname, home, found = outcome.stdout.decode().splitlines()
     assert name == id_name == user == logname and home == sandbox.HOME and found == "."
+    assert home.rsplit("/", 1)[-1] == name  # the same user by the name of its home too
 
 
 # ------------------------------------------------------------------ one run does not change another's verdict

@@ -5,8 +5,9 @@ Both run in the sandbox, each on its own fresh copy of the fixture tree. They ag
 - standard output agrees, by the first of these rules that holds (eval.json names it):
   "stdout identical"; "stdout equal but trailing spaces" (each line's trailing whitespace and
   trailing blank lines aside); "stdout same lines, another order" (lines sorted, a leading `./`
-  aside) -- only when the reference has no utility whose output order means something (sort, head,
-  tail, uniq, nl, tac, sed, awk...: ORDER_MATTERS) and no `ls` sorting option;
+  aside) -- only when the reference's lines come from a walk of the file system (find, du, ls,
+  grep -r: TRAVERSALS) and nothing in it sets an order (sort, head, tail, seq, tac, rev, printf,
+  sed, awk...: ORDER_MATTERS; `ls` with a sorting option; what find -exec and xargs run);
 - the resulting trees agree: the same paths, kinds, modes, sizes, content hashes and link
   targets, and the same files modified (a file's mtime moved or not; folder times are not
   compared, as adding a file moves them).
@@ -14,7 +15,7 @@ Both run in the sandbox, each on its own fresh copy of the fixture tree. They ag
 A reference that cannot tell right from wrong is "not executable on the fixture" and counts
 neither way: it prints nothing and changes nothing, whether it fails (`ifconfig` is not there) or
 succeeds (`find . -name aaa` finds nothing: any command that does nothing, `true` included, would
-match it on exit status alone); or it times out, overflows its output, is dangerous (never run),
+match it on exit status alone); or it times out (ignoring SIGTERM too: `timeout -k`'s 137), overflows its output, is dangerous (never run),
 or the sandbox failed on it. Predictions the risk rules call dangerous
 are not run and count as wrong; so do empty ones.
 

@@ -1,31 +1,34 @@
 """Running a model's command where it can do no harm: bubblewrap, no network, a fresh fixture copy.
 
-Each run gets its own mount, PID, network, IPC, UTS and user namespaces (`bwrap --unshare-all`),
-an empty read-only root with only the system folders (/usr, /etc and the /bin, /lib links) bound
-read-only, and two size-capped tmpfs: the working folder ($HOME, a fresh copy of the fixture tree)
-and /tmp. Standard output goes to a third, capped at the output size, so `yes` stops when it is
-full; /dev has only null, zero, random and friends. Limits: wall time (`timeout`, and a host-side
-deadline that kills the whole process group), CPU time, address space and file size (prlimit),
-and, when this process is root, the sandbox runs as `nobody` so RLIMIT_NPROC counts its
-processes (root is exempt from it). `--die-with-parent` ends it if this process dies.
+Each run gets its own mount, PID, network, IPC, UTS, cgroup and user namespaces (`bwrap
+--unshare-all`), an empty read-only root with only the system folders (/usr, /etc and the /bin,
+/lib links) bound read-only, and two tmpfs capped in size (and, where this job may mount, in
+inodes): the working folder ($HOME, a fresh copy of the fixture tree) and /tmp. Standard output
+goes to a third, capped at the output size, so `yes` stops when it is full; /dev has only null,
+zero, random and friends. Limits: wall time (`timeout`, and a host-side deadline that kills the
+whole process group), CPU time, address space and file size (rlimits); processes and memory of
+the whole run by its own pids and memory cgroup (`run_bounds.py`), so a flood in one run cannot
+starve another. When this process is root the sandbox runs as `nobody`'s uid, named `user`
+inside (`whoami`, `ls -l`, $USER, $LOGNAME and $HOME agree); where no cgroup can be had, RLIMIT_NPROC of `nobody` bounds the processes
+of all runs together. `--die-with-parent` ends it if this process dies.
 
-What it does not stop: a fork bomb where the process count is not bounded -- when `nobody` cannot
-start bubblewrap and a root job falls back to running it as root, or when the job is an ordinary
-user's (its RLIMIT_NPROC would count all that user's processes, so none is set; the probe's line
-says which mode runs). Commands the risk rules call dangerous are never given to it
-(`execution.py` refuses them first).
+What it does not stop: a fork bomb where the process count is not bounded -- without cgroups, when
+`nobody` cannot start bubblewrap and a root job falls back to running it as root, or when the job
+is an ordinary user's (its RLIMIT_NPROC would count all that user's processes, so none is set;
+the probe's line says which mode runs). Commands the risk rules call dangerous are never given to
+it (`execution.py` refuses them first).
 
 After the command, the same sandbox lists the resulting tree (kind, mode, size, time, target)
-and the md5 of every file changed since the copy (its ctime is newer than a mark made just
-before the command; no command can set a ctime), so the caller compares trees without the copy
-leaving the sandbox; unchanged files take the master copy's hash, computed once.
+and the md5 of every file changed since the copy (its ctime is newer than a time the runner keeps
+in a variable, out of the command's reach; no command can set a ctime), so the caller compares
+trees without the copy leaving the sandbox; unchanged files take the master copy's hash, computed
+once. What the command made unreadable is opened first and reported with the modes it set.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import pwd
 import shutil
 import subprocess
 import tempfile
@@ -131,10 +134,14 @@ def _system_binds() -> list[str]:
     return args
 
 
-def bwrap_args(master: Path, limits: Limits, bwrap: str, mounts: dict[str, Path] | None = None) -> list[str]:
-    """`mounts`: host tmpfs with an inode limit for $HOME and /tmp ("home", "tmp"); else bwrap's own."""
+def bwrap_args(master: Path, limits: Limits, bwrap: str, mounts: dict[str, Path] | None = None,
+               identity: dict[str, Path] | None = None) -> list[str]:
+    """`mounts`: host tmpfs with an inode limit for $HOME and /tmp ("home", "tmp"); else bwrap's own.
+    `identity`: the passwd and group files that name the sandbox's user (identity_files)."""
     folders = ["--bind", str(mounts["home"]), HOME, "--bind", str(mounts["tmp"]), "/tmp"] if mounts else [
         "--size", str(limits.work_bytes), "--tmpfs", HOME, "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
+    for name, path in (identity or {}).items():
+        folders += ["--ro-bind", str(path), f"/etc/{name}"]
     return [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
             "--hostname", "sandbox", *_system_binds(), "--proc", "/proc", "--dev", "/dev",
             "--ro-bind", str(master), "/fixture", *folders,
@@ -143,18 +150,28 @@ def bwrap_args(master: Path, limits: Limits, bwrap: str, mounts: dict[str, Path]
             "--remount-ro", "/", "--remount-ro", "/dev", "--chdir", HOME]
 
 
-def _user_name(uid: int | None) -> str:
-    """The name `whoami` gives inside the sandbox: the user it runs as (/etc is the host's, bound read-only)."""
-    try:
-        return pwd.getpwuid(os.getuid() if uid is None else uid).pw_name
-    except KeyError:
-        return "nobody" if uid == NOBODY else "user"
+USER = "user"  # the sandbox's user by every name: whoami, id -un, ls -l, $USER, $LOGNAME, the last part of $HOME
 
 
-def _environment(run_as: int | None = None) -> dict[str, str]:
-    name = _user_name(run_as)  # $USER and $LOGNAME agree with whoami, so `find -user "$USER"` finds its files
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": HOME, "USER": name,
-            "LOGNAME": name, "SHELL": "/bin/bash", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TZ": "UTC",
+def identity_files(folder: Path, uid: int) -> dict[str, Path]:
+    """/etc/passwd and /etc/group for the sandbox: the host's, with the uid it runs as named USER, so
+    `whoami` agrees with $USER and $HOME and `find -user "$USER"` finds the files it owns."""
+    made = {}
+    for name, line in (("passwd", f"{USER}:x:{uid}:{uid}:{USER}:{HOME}:/bin/bash"), ("group", f"{USER}:x:{uid}:")):
+        try:
+            host = Path("/etc", name).read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            host = []
+        kept = [entry for entry in host if entry.split(":")[2:3] != [str(uid)] and entry.split(":")[:1] != [USER]]
+        made[name] = folder / name
+        made[name].write_text("\n".join([line, *kept]) + "\n", encoding="utf-8")
+        made[name].chmod(0o644)
+    return made
+
+
+def _environment() -> dict[str, str]:
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": HOME, "USER": USER,
+            "LOGNAME": USER, "SHELL": "/bin/bash", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TZ": "UTC",
             "TERM": "dumb"}
 
 
@@ -183,6 +200,7 @@ class Sandbox:
         self.master_tree: dict[str, tuple] | None = None
         self._master_hashes: dict[str, str] = {}
         self.bounds: RunBounds | None = None
+        self._identity: dict[str, Path] | None = None
 
     def __enter__(self) -> Sandbox:
         if not self.availability.ok:
@@ -191,6 +209,8 @@ class Sandbox:
         self._folder = Path(tempfile.mkdtemp(prefix=f"cli-tuner-fixture-{os.getpid()}-"))
         self._folder.chmod(0o755)  # `nobody` must reach the master to bind it
         self.bounds = RunBounds(self._folder, self.availability.run_as)
+        uid = os.getuid() if self.availability.run_as is None else self.availability.run_as
+        self._identity = identity_files(self._folder, uid)
         self.master = fixture.build(self._folder / "master", self.seed)
         if self.availability.run_as is not None:
             for path in [self.master, *self.master.rglob("*")]:
@@ -231,12 +251,12 @@ class Sandbox:
     def _run(self, command: str, prefix: list[str], mounts: dict[str, Path]) -> Outcome:
         limits, run_as = self.limits, self.availability.run_as
         argv = [*(prefix or _prlimit(limits, run_as)),
-                *bwrap_args(self.master, limits, shutil.which("bwrap") or "bwrap", mounts),
+                *bwrap_args(self.master, limits, shutil.which("bwrap") or "bwrap", mounts, self._identity),
                 "bash", "-c", RUNNER, "runner", command, f"{limits.seconds:g}"]
         started = time.monotonic()
         try:  # where the join needs this process's rights, the prefix drops to run_as itself
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       env=_environment(run_as), start_new_session=True,
+                                       env=_environment(), start_new_session=True,
                                        **(_as_user(run_as) if not self.bounds.join_as_root else {}))
         except OSError as exc:
             return Outcome(None, notes=[f"the sandbox could not start: {exc}"])
@@ -337,7 +357,7 @@ def _probe(root: bool) -> Availability:
         for run_as in ((NOBODY, None) if root else (None,)):
             argv = [*_prlimit(Limits(), run_as), *bwrap_args(Path(folder), Limits(), bwrap), "true"]
             try:
-                done = subprocess.run(argv, capture_output=True, timeout=30, env=_environment(run_as), **_as_user(run_as))
+                done = subprocess.run(argv, capture_output=True, timeout=30, env=_environment(), **_as_user(run_as))
             except (OSError, subprocess.TimeoutExpired) as exc:
                 last = str(exc)
                 continue
