@@ -775,8 +775,12 @@ class _Checker:
         """A function that starts copies of itself in the background, in a pipe or a subshell, unguarded
         (any name, either spelling of a definition); a loop that never ends and starts background jobs;
         `$0` started in the background or a pipe."""
+        function = "(" in text or "function" in text
+        loop = "&" in text and re.search(r"\b(while|until|for)\b", text)
+        if not (function or loop or "$0" in text or "${0}" in text):
+            return  # none of the three can be written without these
         root = parse.tree(text)
-        for name, body in function_definitions(text):
+        for name, body in function_definitions(text) if function else []:
             if body is None:
                 continue
             for call in _calls(body, name):
