@@ -26,6 +26,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from cli_tuner.corpus import nl2bash
@@ -85,12 +86,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", choices=("dangerous", "caution"), help="print every command of this verdict")
     args = parser.parse_args(argv)
     commands = list(dict.fromkeys(c for c in nl2bash.read_lines(args.nl2bash / "all.cm") if c.strip()))
+    risk.assess("ls")  # load the grammar before timing
+    started = time.perf_counter()
     new = verdicts(risk, commands)
-    result = {"commands": len(commands), "now": summary(new, commands)}
+    seconds = round(time.perf_counter() - started, 2)
+    result = {"commands": len(commands), "now": {**summary(new, commands), "seconds": seconds}}
     if args.old_commit:
         with tempfile.TemporaryDirectory() as folder:
-            old = verdicts(old_risk_module(args.old_commit, Path(folder)), commands)
-        result["old"] = {"commit": args.old_commit, **summary(old, commands)}
+            module = old_risk_module(args.old_commit, Path(folder))
+            module.assess("ls")
+            started = time.perf_counter()
+            old = verdicts(module, commands)
+        result["old"] = {"commit": args.old_commit, **summary(old, commands),
+                         "seconds": round(time.perf_counter() - started, 2)}
         result["changed"] = [{"command": c, "old": o, "now": n} for c, o, n in zip(commands, old, new) if o != n]
     if args.list:
         result["listed"] = [c for c, v in zip(commands, new) if v == args.list]
