@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import posixpath
 import re
+import shlex
 from dataclasses import dataclass
 
 from . import expand, parse
@@ -225,8 +226,10 @@ class _Checker:
         self.check_fork_bomb(text)
         cwd: str | None = None  # the current directory: an absolute path, "specific" (known, not which) or None
         cwd_certain = False     # whether the shell is surely there (a cd that can fail, then `;`, is not)
+        written: dict[str, str] = {}  # files this line writes with a fixed text: a script it may run next
         for segment in segments:
             words = command_words(segment.words)
+            self.note_written(segment, words, written)
             if segment.name_type == "command_substitution" and segment.substitutions:
                 self.check_runs_output(segment.substitutions[0])
             self.check_redirects(segment.redirects)
@@ -248,6 +251,31 @@ class _Checker:
                 continue
             self.check_command(name, args, depth, cwd if cwd_certain or cwd is None else "uncertain:" + cwd, segment)
             self.check_fed_code(name, args, segment, segments, depth)
+            self.check_written_script(name, words, written, depth)
+
+    @staticmethod
+    def note_written(segment: Segment, words: list[str], written: dict[str, str]) -> None:
+        """`echo 'rm -rf /' > x.sh`, `cat > x.sh <<EOF`: the file's text, where the line fixes it."""
+        targets = [t for op, t in segment.redirects if op in (">", ">|", ">>", "&>") and t]
+        if not targets or not words or segment.node is None:
+            return
+        output = expand.static_output(" ".join(shlex.quote(w) for w in words), stdin=expand.fed_input(segment.node))
+        if output is not None:
+            for target in targets:
+                key = posixpath.normpath(target)
+                written[key] = written.get(key, "") + output if (">>", target) in segment.redirects else output
+
+    def check_written_script(self, name: str, words: list[str], written: dict[str, str], depth: int) -> None:
+        """A script this line wrote, then runs: `bash x.sh`, `. ./x.sh`, `./x.sh`."""
+        if not written:
+            return
+        if name in SHELLS or name in ("source", "."):
+            _, operands = split_options(words[1:])
+            script = operands[0] if operands else None
+        else:
+            script = words[0]
+        if script is not None and posixpath.normpath(script) in written:
+            self.check_text(written[posixpath.normpath(script)], depth + 1)
 
     @staticmethod
     def built_at_run_time(name: str, segment: Segment) -> bool:
