@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         "reference_accuracy": ours["execution_accuracy"], "reference_interval_95": ours["interval_95"],
         "planted_accuracy": theirs["execution_accuracy"], "planted_interval_95": theirs["interval_95"],
         "not_executable_reasons": _reasons(report.examples),
+        "references_wrong_against_themselves": [  # a reference whose runs disagree beyond the two it was run twice
+            {"command": e["reference"], "why": e["execution"]["why"]} for e in report.examples
+            if (e.get("execution") or {}).get("verdict") == execution.WRONG],
     }
     if args.json:
         print(json.dumps(result, indent=2))

@@ -74,6 +74,46 @@ def test_verdicts_say_why(box, reference, prediction, verdict, why):
     assert found.why.startswith(why)
 
 
+# Verdicts a wrong answer must not win: order set by the reference, a command that ignores SIGTERM,
+# changes hidden behind an unreadable folder or file, the runner's change mark.
+
+@pytest.mark.parametrize("reference", [
+    "seq 10 -1 1", "seq 5", "ls --sort=size", "ls -r", "ls -t", "ls -S", "ls -U", "ls --reverse", "ls --time=ctime",
+    "sort -n numbers.txt", "LC_ALL=C sort names.txt", "sort -t, -k3 data.csv", "tac file.txt", "rev file.txt",
+    "find . -name '*.txt' | sort -r", "find . -type f -exec ls -t {} +", "find . -type f | xargs ls -S",
+    "du -a | sort -k1,1n | tail -3", "find . -name '*.c' | head -n 2", "cat -n file.txt", "printf '%s\\n' b a",
+])
+def test_utilities_that_set_the_order_of_their_output_make_it_count(reference):
+    assert execution.order_matters(reference) is True
+
+
+@pytest.mark.parametrize("reference", ["find . -name '*.txt'", "grep -rl error .", "ls -la", "du -a", "find . -type d"])
+def test_a_traversal_in_no_set_order_lets_lines_come_in_another_order(reference):
+    assert execution.order_matters(reference) is False
+
+
+@needs_sandbox
+@pytest.mark.parametrize("reference, prediction, verdict, why", [
+    ("seq 5 -1 1", "seq 1 5", "wrong", "stdout differs at line 1"),
+    ("ls -r", "ls", "wrong", "stdout differs at line 1"),
+    ("sort -n numbers.txt", "sort -rn numbers.txt", "wrong", "stdout differs at line 1"),
+    ("trap '' TERM; echo same; sleep 30", "echo same; exit 3", "not executable", "reference times out"),
+    ("ls", "trap '' TERM; sleep 30", "wrong", "timed out after 3 s"),
+    ("echo one > src/new.txt; chmod 000 src", "echo two > src/new.txt; chmod 000 src", "wrong", "tree differs"),
+    ("echo aaa > f.txt; chmod 000 f.txt", "echo bbb > f.txt; chmod 000 f.txt", "wrong", "tree differs"),
+    ("echo aaa > f.txt; chmod 000 f.txt", "echo aaa > f.txt; chmod 000 f.txt", "correct", "stdout identical, same tree"),
+    ("mkdir -p deep/er && echo x > deep/er/f && chmod 000 deep/er deep",
+     "mkdir -p deep/er && echo y > deep/er/f && chmod 000 deep/er deep", "wrong", "tree differs"),
+    ("chmod 000 docs", "chmod 000 docs && chmod 500 docs", "wrong", "tree differs: 1 different (docs)"),
+    ("touch file.txt", "head -c $(stat -c %s file.txt) /dev/zero > file.txt; sleep 0.05; "
+     "touch /err/mark /out/mark /tmp/mark 2>/dev/null; true", "wrong", "tree differs: 1 different (file.txt)"),
+])
+def test_verdicts_a_wrong_answer_cannot_win(box, reference, prediction, verdict, why):
+    (found,) = execution.score(box, [reference], {"model": [prediction]})["model"]
+    assert found.verdict == verdict, found
+    assert found.why.startswith(why), found
+
+
 # ------------------------------------------------------------------ NLC2CMD
 
 # the examples published with the metric's reference code (IBM/clai utils/metric/README.md)

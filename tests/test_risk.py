@@ -255,3 +255,96 @@ def test_pipeline_stages_are_linked_through_nested_redirections():
 
 def test_malformed_text_still_parses():
     assert risk.is_dangerous("rm -rf / 'unclosed")  # tolerant: the command before the bad quote is still read
+
+
+# ------------------------------------------------------------------ other spellings of the same act
+# Each class: forms that do the dangerous thing under another spelling (each refused), and look-alikes
+# that only resemble it (each allowed: not dangerous).
+
+OTHER_SPELLINGS = {
+    "a command name built at run time": (
+        ["$(echo rm) -rf /", "`echo rm` -rf /", "$(printf rm) -rf /", "$(printf '%s' rm) -rf ~", '"$(echo r)m" -rf /etc',
+         "x=rm; $x -rf /", "x=rm && $x -rf /", "c=rm f=-rf t=/; $c $f $t", "export c=rm; $c -rf ~", "x=r; y=m; $x$y -rf /",
+         "cmd='rm -rf /'; $cmd", 'a=/; rm -rf "$a"', 'rm -rf "$(echo /)"', "rm -rf $(printf /etc)",
+         "rm${IFS}-rf${IFS}/", "rm$IFS-rf$IFS/etc", "{rm,-rf,/}", "$'\\x72\\x6d' -rf /", "$'\\162m' -rf /usr", "r''m -rf /",
+         "$X -rf /", "$(cat cmd.txt) -rf /", '"$c" -fr /etc', "rm -rf /$X", "rm -rf /${DIR}", 'rm -rf "/$(cat name)"',
+         "for c in rm; do $c -rf /; done", "declare d=/; sudo rm -rf $d"],
+        ["x=ls; $x -la", "$(echo ls) -la", "echo ${IFS}", "cmd=echo; $cmd rm -rf /", "$EDITOR notes.txt",
+         "x='rm -rf /'; echo \"$x\"", '"$(which python3)" script.py', "$'\\x6c\\x73' -la", "x=/; ls $x",
+         "d=build; rm -rf $d", "echo {rm,-rf,/}", "for f in a b; do echo $f; done"],
+    ),
+    "a fork bomb": (
+        [":(){ :|:& };:", "f(){ f|f& };f", "bomb() { bomb | bomb & }; bomb", "function f { f|f & }; f",
+         "function f() { f & f; }; f", "a(){ a& a& }; a", "x(){ x & }; x", "_(){ _|_& };_",
+         "f(){ $FUNCNAME|$FUNCNAME& };f", "f(){ f | cat; }; f", "g() { (g &); g; }; g", "bash -c ':(){ :|:& };:'",
+         "eval 'b(){ b|b& };b'", "while true; do sleep 1 & done", "while :; do (bash &); done",
+         "until false; do sh -c 'sleep 9' & done", "for ((;;)); do yes > /dev/null & done",
+         "perl -e 'fork while 1'", "perl -e 'while(1){fork}'", "python3 -c 'import os\nwhile True: os.fork()'",
+         'python -c "import os\nwhile 1:\n    os.fork()"', "ruby -e 'loop { fork }'", "php -r 'while(1) pcntl_fork();'",
+         "node -e 'while (true) require(\"child_process\").fork(__filename)'",
+         "python3 <<< 'import os\nwhile True: os.fork()'", "echo 'fork while 1' | perl"],
+        ["f(){ echo hi; }; f", "f(){ f; }; f", "countdown(){ [ $1 -gt 0 ] && countdown $(($1-1)); }; countdown 3",
+         "f(){ g | g & }; f", "sleep 1 & sleep 2 &", 'while read f; do gzip "$f" & done < list.txt',
+         "for i in 1 2 3; do sleep $i & done; wait", "perl -e 'my $pid = fork; exit if $pid'",
+         "python3 -c 'import os; print(os.fork)'", "echo 'while true; do f & done'", "make -j4 2>&1 | tee log &",
+         "while true; do date; sleep 1; done", "echo ':(){ :|:& };:'"],
+    ),
+    "code handed to a shell": (
+        ["bash <<< 'rm -rf /'", 'sh <<< "rm -rf ~"', "bash -c -- 'rm -rf /'", 'sh -c -- "rm -rf ~"',
+         "bash --norc -c 'rm -rf /'", "bash -ec 'rm -rf /'", "bash <(echo 'rm -rf /')", "sh < <(echo 'rm -rf /')",
+         "source <(printf 'rm -rf ~')", ". <(echo rm -rf /)", "printf 'rm -rf /\\n' | bash", "echo rm -rf / | sh -s",
+         "cat <<EOF | sh\nrm -rf /\nEOF", "sh <<EOF\nrm -rf ~\nEOF", "bash -c \"$(printf 'rm -rf /')\"",
+         "sh -c '\"$@\"' _ rm -rf /", "env bash -c 'rm -rf /'", "sudo -u root -- sh -c 'rm -rf /'",
+         "echo / | xargs rm -rf", "printf '/\\n' | xargs -I{} rm -rf {}", "echo /etc | xargs -n1 sudo rm -rf",
+         "xargs rm -rf <<< /", "exec sh -c 'rm -rf ~'", "busybox sh -c 'rm -rf /'",
+         "echo 'rm -rf /' > x.sh && bash x.sh", "cat > a.sh <<EOF\nrm -rf ~\nEOF\nchmod +x a.sh; ./a.sh",
+         "sh -c 'rm -rf \"$0\"' /", "bash -c \"$(base64 -d <<< cm0gLXJmIC8=)\""],
+        ["bash <<< 'echo hi'", "sh -c -- 'ls -la'", "echo 'rm -rf /' > notes.txt", "bash <(echo 'echo rm -rf /')",
+         "sh <<EOF\nls\nEOF", "python3 <<< 'print(1)'", "grep -l TODO *.py | xargs wc -l", "echo build | xargs rm -rf",
+         "sh -c 'echo \"$1\"' _ 'rm -rf /'", "bash -c -- 'echo done'", "echo 'ls -la' > x.sh && bash x.sh",
+         "echo 'rm -rf /' > notes.txt && cat notes.txt"],
+    ),
+    "find / with a test that matches everything": (
+        ["find / -name '*' -delete", 'find / -name "*" -exec rm -rf {} +', "find / -iname '*' -exec rm {} \\;",
+         "find / -path '*' -delete", "find / -regex '.*' -delete", "find / ! -name nothing -delete",
+         "find / -not -name x.txt -exec rm -f {} +", "find /etc -name '*' -delete", "find ~ -name '*' -delete",
+         "find / -name '?*' -delete", "find / -name '*' -print0 | xargs -0 rm -rf", "find /. -delete",
+         "find //usr -delete", "find / -type f -name '*' -exec /bin/rm {} +"],
+        ["find . -name '*' -print", "find / -name '*.bak' -delete", "find / -name '*' -print",
+         "find . -name '*' -delete", "find / -name '*' -exec ls {} +", "find / -name '*.tmp' ! -name keep.tmp -delete"],
+    ),
+    "a path through ..": (
+        ["rm -rf /usr/..", "rm -rf /tmp/../", "rm -rf /tmp/../*", "rm -rf /tmp/../etc", "rm -rf /home/user/../../",
+         "rm -rf ~/..", "rm -rf $HOME/../..", "cd /tmp && rm -rf ../*", "cd /usr/local; rm -rf ../../etc",
+         "cd /etc/.. && rm -rf *", "cd / && cd usr && rm -rf ../*", "chmod -R 777 /tmp/..", "cd ~/.. && rm -rf *",
+         "mv /usr/../etc /tmp/x", "find /tmp/.. -delete", "rm -rf ./../../../../../../../../../../../.."],
+        ["cd src/.. && rm -rf build", "rm -rf ./build/../dist", "ls /usr/..", "cd /tmp/.. && ls",
+         "rm -rf /tmp/foo/../bar", "cd /tmp && rm -rf ../tmp/work", "cp ../config.yml ."],
+    ),
+}
+
+
+@pytest.mark.parametrize("kind, command", [(k, c) for k, (bad, _) in OTHER_SPELLINGS.items() for c in bad])
+def test_other_spellings_are_refused(kind, command):
+    assert risk.is_dangerous(command), (kind, risk.assess(command))
+
+
+@pytest.mark.parametrize("kind, command", [(k, c) for k, (_, fine) in OTHER_SPELLINGS.items() for c in fine])
+def test_look_alikes_of_other_spellings_stay_allowed(kind, command):
+    assert not risk.is_dangerous(command), (kind, risk.assess(command))
+
+
+# a destructive verb meeting what the rules cannot resolve: never "safe"
+UNRESOLVED = ["$X -rf build", "$cmd /etc", 'rm -rf "$(cat list.txt)"', "cat list.txt | xargs rm -rf",
+              "xargs rm -rf < list.txt", "$(get_tool) -r /", "rm -rf $(ls)"]
+
+
+@pytest.mark.parametrize("command", UNRESOLVED)
+def test_unresolvable_destructive_commands_are_at_least_caution(command):
+    assert risk.assess(command), f"{command!r} was judged safe"
+
+
+@pytest.mark.parametrize("command", ["ls -la", "x=ls; $x", "$EDITOR notes.txt", "find . -name '*' -print",
+                                     "echo $(date)", "f(){ f; }; f", "for f in *.txt; do wc -l \"$f\"; done"])
+def test_look_alikes_have_no_findings(command):
+    assert risk.assess(command) == []

@@ -159,6 +159,66 @@ def test_home_is_a_fresh_fixture_copy_every_time(proven):
     assert second.tree == proven.master_tree
 
 
+@needs_sandbox
+def test_identity_is_the_same_by_every_name(proven):
+    outcome = proven.run('whoami; id -un; echo "$USER"; echo "$LOGNAME"; echo "$HOME"; find . -maxdepth 0 -user "$USER"')
+    assert outcome.status == 0, outcome.stderr
+    name, id_name, user, logname, home, found = outcome.stdout.decode().splitlines()
+    assert name == id_name == user == logname and home == sandbox.HOME and found == "."
+    assert home.rsplit("/", 1)[-1] == name  # the same user by the name of its home too
+
+
+# ------------------------------------------------------------------ one run does not change another's verdict
+
+@needs_sandbox
+def test_a_process_flood_in_one_run_does_not_starve_another(proven):
+    """A bounded flood (300 short sleepers, never an unbounded one) beside correct runs."""
+    import threading
+
+    limits = sandbox.Limits(seconds=6.0, processes=64)
+    with sandbox.Sandbox(limits, availability=proven.availability) as bounded:
+        flood = threading.Thread(target=bounded.run, args=("for i in $(seq 1 300); do sleep 4 & done; wait",))
+        flood.start()
+        time.sleep(1.5)
+        others = [bounded.run("echo ok") for _ in range(3)]
+        flood.join()
+    assert [(o.status, o.stdout) for o in others] == [(0, b"ok\n")] * 3, [o.notes + [o.stderr] for o in others]
+
+
+@needs_sandbox
+def test_memory_is_bounded_across_a_runs_processes(proven):
+    """Four processes of about 400 MiB each against 1 GiB for the whole run: not all of them finish."""
+    limits = sandbox.Limits(seconds=20.0, memory_bytes=1 << 30)
+    grab = "python3 -c 'import time; b = bytearray(400 << 20); b[::4096] = b\"x\" * len(b[::4096]); time.sleep(4); print(1)'"
+    with sandbox.Sandbox(limits, availability=proven.availability) as bounded:
+        outcome = bounded.run(f"for i in 1 2 3 4; do {grab} & done; wait")
+    assert outcome.stdout.count(b"1") < 4, outcome.stdout
+
+
+@needs_sandbox
+def test_the_working_folder_has_an_inode_limit(proven):
+    limits = sandbox.Limits(seconds=6.0, work_inodes=1000)
+    with sandbox.Sandbox(limits, availability=proven.availability) as bounded:
+        outcome = bounded.run("for i in $(seq 1 2000); do : > f$i || exit 7; done")
+    assert outcome.status == 7 and b"No space left on device" in outcome.stderr
+
+
+def test_a_killed_jobs_fixture_master_is_removed_at_the_next_start(tmp_path, monkeypatch):
+    import subprocess
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    done = subprocess.Popen(["true"])
+    done.wait()  # a process id that no longer runs: the job that made it was killed
+    stale = tmp_path / f"cli-tuner-fixture-{done.pid}-abc"
+    (stale / "master" / "locked").mkdir(parents=True)
+    (stale / "master" / "locked").chmod(0)
+    alive = tmp_path / f"cli-tuner-fixture-{os.getpid()}-def"  # a running job's: kept
+    alive.mkdir()
+    sandbox.remove_stale_masters()
+    assert not stale.exists() and alive.exists()
+
+
 # ------------------------------------------------------------------ never run, even sandboxed
 
 NEVER_RUN = ["rm -rf /", "rm -rf ~", "rm -rf --no-preserve-root /", ":(){ :|:& };:",

@@ -5,8 +5,9 @@ Both run in the sandbox, each on its own fresh copy of the fixture tree. They ag
 - standard output agrees, by the first of these rules that holds (eval.json names it):
   "stdout identical"; "stdout equal but trailing spaces" (each line's trailing whitespace and
   trailing blank lines aside); "stdout same lines, another order" (lines sorted, a leading `./`
-  aside) -- only when the reference has no utility whose output order means something (sort, head,
-  tail, uniq, nl, tac, sed, awk...: ORDER_MATTERS) and no `ls` sorting option;
+  aside) -- only when the reference's lines come from a walk of the file system (find, du, ls,
+  grep -r: TRAVERSALS) and nothing in it sets an order (sort, head, tail, seq, tac, rev, printf,
+  sed, awk...: ORDER_MATTERS; `ls` with a sorting option; what find -exec and xargs run);
 - the resulting trees agree: the same paths, kinds, modes, sizes, content hashes and link
   targets, and the same files modified (a file's mtime moved or not; folder times are not
   compared, as adding a file moves them).
@@ -14,7 +15,7 @@ Both run in the sandbox, each on its own fresh copy of the fixture tree. They ag
 A reference that cannot tell right from wrong is "not executable on the fixture" and counts
 neither way: it prints nothing and changes nothing, whether it fails (`ifconfig` is not there) or
 succeeds (`find . -name aaa` finds nothing: any command that does nothing, `true` included, would
-match it on exit status alone); or it times out, overflows its output, is dangerous (never run),
+match it on exit status alone); or it times out (ignoring SIGTERM too: `timeout -k`'s 137), overflows its output, is dangerous (never run),
 or the sandbox failed on it. Predictions the risk rules call dangerous
 are not run and count as wrong; so do empty ones.
 
@@ -36,8 +37,11 @@ from .sandbox import Outcome, Sandbox
 
 CORRECT, WRONG, NOT_EXECUTABLE = "correct", "wrong", "not executable"
 ORDER_MATTERS = frozenset("sort head tail tac nl uniq sed awk gawk paste comm join diff cat shuf column pr fold "
-                          "split csplit less more".split())
-LS_SORTING = re.compile(r"^-[a-zA-Z]*[tSrcuUvX]")
+                          "split csplit less more seq rev tsort printf echo".split())
+# where lines come in the order a walk of the file system meets them, not an order the command sets
+TRAVERSALS = frozenset("find du locate mlocate plocate ls tree rgrep".split())
+GREPS = frozenset("grep egrep fgrep zgrep".split())
+LS_SORTING = re.compile(r"^-[a-zA-Z]*[tSrcuUvXf]|^--(sort|reverse|time)\b")
 
 
 @dataclass(frozen=True)
@@ -49,15 +53,43 @@ class Verdict:
         return {"verdict": self.verdict, "why": self.why}
 
 
+def _commands(words: list[str]) -> list[list[str]]:
+    """The command these words run, and those they run in turn (find -exec, xargs's command is already first)."""
+    found = [words]
+    for index, word in enumerate(words):
+        if word in ("-exec", "-execdir", "-ok", "-okdir") and index + 1 < len(words):
+            found.extend(_commands(parse.command_words(words[index + 1:])))
+            break
+    return found
+
+
+def _sets_order(words: list[str]) -> bool:
+    name = words[0].rsplit("/", 1)[-1]
+    return name in ORDER_MATTERS or name == "ls" and any(LS_SORTING.match(w) for w in words[1:])
+
+
+def _traverses(words: list[str]) -> bool:
+    name = words[0].rsplit("/", 1)[-1]
+    if name in GREPS:
+        options, _ = parse.split_options(words[1:])
+        return "--recursive" in options or parse.has_short_flag(options, "rR")
+    return name in TRAVERSALS
+
+
 def order_matters(reference: str) -> bool:
+    """Whether the reference's output lines must come in its order: unless they come from a walk of the
+    file system (find, du, ls, grep -r...) that nothing after it puts in an order (sort, head, seq, tac,
+    ls -t...), the order is the command's and an answer must keep it."""
+    traversal = False
     for segment in parse.split_commands(reference):
         words = parse.command_words(segment.words)
         if not words:
             continue
-        name = words[0].rsplit("/", 1)[-1]
-        if name in ORDER_MATTERS or name == "ls" and any(LS_SORTING.match(w) for w in words[1:]):
-            return True
-    return False
+        for command in _commands(words):
+            if command and _sets_order(command):
+                return True
+        traversal = traversal or _traverses(words)
+    return not traversal
 
 
 def _lines(data: bytes) -> list[str]:

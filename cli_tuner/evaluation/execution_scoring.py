@@ -37,12 +37,14 @@ def add_execution(report: EvalReport, limits: sandbox.Limits | None = None, seed
     started = time.monotonic()
     with sandbox.Sandbox(limits, seed, availability) as box:
         verdicts = execution.score(box, references, predictions, workers)
+        bounds = box.bounds.describe()
     seconds = round(time.monotonic() - started, 1)
     for examples, name in ((report.examples, "adapter"), (report.baseline_examples, "base")):
         for example, verdict in zip(examples or [], verdicts.get(name, [])):
             example["execution"] = verdict.as_dict()
     report.summary["execution"] = _summary(verdicts["adapter"])
-    report.summary["execution"].update(sandbox={"how": availability.reason, "seconds_per_command": limits.seconds,
+    report.summary["execution"].update(sandbox={"how": availability.reason, "bounds": bounds,
+                                                "seconds_per_command": limits.seconds,
                                                 "fixture_seed": seed, "fixture_sha256": fixture.fingerprint(seed),
                                                 "scoring_seconds": seconds})
     if "base" in verdicts:
@@ -53,4 +55,4 @@ def add_execution(report: EvalReport, limits: sandbox.Limits | None = None, seed
                  for a, b in zip(verdicts["adapter"], verdicts["base"]) if a.verdict != execution.NOT_EXECUTABLE]
         difference = intervals.paired_difference([a for a, _ in pairs], [b for _, b in pairs])
         report.summary["execution"]["difference_over_base"] = difference
-    return f"{availability.reason}; execution scored in {seconds:g} s"
+    return f"{availability.reason} ({bounds}); execution scored in {seconds:g} s"

@@ -40,8 +40,9 @@ def _parser():
     return Parser(Language(tree_sitter_bash.language()))
 
 
+@lru_cache(maxsize=512)
 def tree(text: str):
-    """The root node of a command line's syntax tree."""
+    """The root node of a command line's syntax tree (read-only; the rules read a line several times)."""
     return _parser().parse(text.encode("utf-8")).root_node
 
 

@@ -12,9 +12,13 @@ to destroy a system or run untrusted code, and say "caution" where a delete is d
 
 from __future__ import annotations
 
+import itertools
+import posixpath
 import re
+import shlex
 from dataclasses import dataclass
 
+from . import expand, parse
 from .parse import (APPEND_REDIRECTIONS, ENV_ASSIGNMENT, PIPES, WRITE_REDIRECTIONS, Segment, command_words,  # noqa: F401
                     function_definitions, has_short_flag, split_commands, split_options)
 
@@ -71,8 +75,45 @@ HISTORY_FILE = re.compile(r"(^|/)\.(bash_|zsh_|sh_|ksh_)?history$|^\$\{?HISTFILE
 HISTORY_SETTING = re.compile(r"^(HISTFILE=(/dev/null)?|HISTSIZE=0+|HISTFILESIZE=0+)$")
 
 
-def target_kind(word: str) -> str | None:
-    """What a path operand points at, after dropping trailing `/`, `/*`, `/.`: None for a specific path."""
+HOME_PATH = "/home/~"  # where `~` and $HOME stand in a resolved path: a home directory
+# `../` this many times from wherever the shell is reaches the root on any real system
+DEEP_ENOUGH = 8
+
+
+def resolve_path(word: str, cwd: str | None = None) -> str | None:
+    """The absolute path a path operand names, `.` and `..` resolved, `~` and $HOME as HOME_PATH;
+    a relative one is joined to `cwd` when that is known. None where it stays relative."""
+    word = re.sub(r"/{2,}", "/", word)
+    home = re.match(r"(~[A-Za-z0-9_.-]*|\$HOME|\$\{HOME\})(/|$)", word)
+    if home:
+        word = HOME_PATH + word[len(home.group(1)):]
+    if not word.startswith("/"):
+        if cwd is None or not cwd.startswith("/"):
+            parts = [p for p in word.split("/") if p not in ("", ".")]
+            ups = len(parts) - len(list(itertools.dropwhile(lambda p: p == "..", parts)))
+            rest = parts[ups:]
+            return "/" + "/".join(rest) if ups >= DEEP_ENOUGH and all(re.fullmatch(r"[*.]*", p) for p in rest) else None
+        word = cwd.rstrip("/") + "/" + word
+    resolved = posixpath.normpath(word)
+    resolved = re.sub(r"^/{2,}", "/", resolved)
+    return resolved + ("/" if word.endswith("/") and resolved != "/" else "")
+
+
+def target_kind(word: str, cwd: str | None = None) -> str | None:
+    """What a path operand points at, after dropping trailing `/`, `/*`, `/.` and resolving `..`
+    (from `cwd` for a relative path, when the current directory is known): None for a specific path."""
+    if cwd is not None and cwd.startswith("rel:") and not word.startswith(("/", "~", "$")):
+        word, cwd = cwd[4:] + "/" + word, None  # below a directory reached by relative cds from an unknown start
+    kind = _literal_kind(word)
+    if ".." not in word and (kind not in (None, CWD_ALL) or cwd is None or not cwd.startswith("/")):
+        return kind
+    resolved = resolve_path(word, cwd)
+    if resolved is None:
+        return kind
+    return _literal_kind(resolved) or kind
+
+
+def _literal_kind(word: str) -> str | None:
     if re.fullmatch(r"(\./+)*(\*|\.\*|\.\[!.\]\*)/*", word):
         return CWD_ALL  # `rm -r .` itself is refused by rm; the globs are not
     path = re.sub(r"/{2,}", "/", word)
@@ -94,6 +135,23 @@ def target_kind(word: str) -> str | None:
     if re.match(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?/", word):
         return VARIABLE_PREFIX
     return None
+
+
+def _text_of(node) -> str:
+    return node.text.decode("utf-8", "replace")
+
+
+def _known(cwd: str | None) -> str | None:
+    """The current directory's path where the rules know it (not merely that a cd probably worked)."""
+    if cwd is None:
+        return None
+    cwd = cwd.removeprefix("uncertain:")
+    return cwd if cwd.startswith(("/", "rel:")) else None
+
+
+def _unresolved_under_root(word: str) -> bool:
+    """`/$X`, `/$(cmd)`: what is fixed of the path is `/`, the rest is only known at run time."""
+    return bool(re.fullmatch(r"/+(\$\{?\w+\}?|\$\(.*\)|`.*`)/*\*?", word))
 
 
 def is_block_device(word: str) -> bool:
@@ -139,6 +197,15 @@ FILE_DELETE_CALL = re.compile(
     + _QUOTED)
 
 
+# a program that starts copies of itself: a fork call (or a spawn of its own interpreter) in a loop
+# that never ends
+FORK_CALL = re.compile(r"\bfork\b|pcntl_fork|\bspawn\w*\s*\(\s*(?:process\.(?:argv\[0\]|execPath)|sys\.executable|\$\^X|\$0)"
+                       r"|\bPopen\s*\(\s*\[?\s*sys\.executable|\bsystem\s*\(\s*(?:\$0|\$\^X)")
+ENDLESS_LOOP = re.compile(r"\bwhile\s*\(?\s*(?:1|True|true|!0|fork\b)\s*\)?|\bloop\b|\bfor\s*\(\s*;\s*;\s*\)"
+                          r"|\buntil\s*\(?\s*(?:0|false)\b|itertools\.count|iter\(\s*int|\bwhile\s*:|\bwhile\s*\(\s*\)"
+                          r"|fork\s+while|\bredo\b|\bgoto\b")
+
+
 class _Checker:
     def __init__(self) -> None:
         self.findings: list[RiskFinding] = []
@@ -146,14 +213,23 @@ class _Checker:
     def flag(self, severity: str, rule: str, message: str) -> None:
         self.findings.append(RiskFinding(rule, severity, message))
 
-    def check_text(self, text: str, depth: int) -> None:
+    def check_text(self, text: str, depth: int, positional: list[str] | None = None) -> None:
+        """Check a command line as Bash would run it: where static analysis resolves a word built at run
+        time (a variable set earlier in the line, a fixed command substitution, $IFS...), the resolved line."""
         if depth > MAX_DEPTH or not text.strip():
             return
+        for line in expand.expanded(text, positional) or [text]:
+            self.check_line(line, depth)
+
+    def check_line(self, text: str, depth: int) -> None:
         segments = split_commands(text)
         self.check_fork_bomb(text)
-        cwd: str | None = None  # what the current directory is known to be; None: unknown
+        cwd: str | None = None  # the current directory: an absolute path, "specific" (known, not which) or None
+        cwd_certain = False     # whether the shell is surely there (a cd that can fail, then `;`, is not)
+        written: dict[str, str] = {}  # files this line writes with a fixed text: a script it may run next
         for segment in segments:
             words = command_words(segment.words)
+            self.note_written(segment, words, written)
             if segment.name_type == "command_substitution" and segment.substitutions:
                 self.check_runs_output(segment.substitutions[0])
             self.check_redirects(segment.redirects)
@@ -163,15 +239,62 @@ class _Checker:
             name, args = words[0].rsplit("/", 1)[-1], words[1:]
             if name == "cd" or name == "pushd":
                 if segment.parent is None:
-                    cwd = self.cd_target(args, segment.followed_by)
+                    cwd, cwd_certain = self.cd_target(args, segment.followed_by, cwd)
                 continue
             if name == "find" and self.pipes_into_rm(segment):
                 args = args + ["-delete"]  # `find ... | xargs rm` deletes what find prints
             wrappers = segment.words[:len(segment.words) - len(words)]
             if "xargs" in (w.rsplit("/", 1)[-1] for w in wrappers):
-                args = args + self.piped_words(segment)  # `echo / | xargs rm -rf` runs `rm -rf /`
-            self.check_command(name, args, depth, cwd, segment)
-            self.check_pipe_to_shell(name, args, segment, segments, depth)
+                args = args + self.xargs_input(segment)  # `echo / | xargs rm -rf` runs `rm -rf /`
+            if self.built_at_run_time(words[0], segment):
+                self.rule_unknown_command(words[0], args, cwd)
+                continue
+            self.check_command(name, args, depth, cwd if cwd_certain or cwd is None else "uncertain:" + cwd, segment)
+            self.check_fed_code(name, args, segment, segments, depth)
+            self.check_written_script(name, words, written, depth)
+
+    @staticmethod
+    def note_written(segment: Segment, words: list[str], written: dict[str, str]) -> None:
+        """`echo 'rm -rf /' > x.sh`, `cat > x.sh <<EOF`: the file's text, where the line fixes it."""
+        targets = [t for op, t in segment.redirects if op in (">", ">|", ">>", "&>") and t]
+        if not targets or not words or segment.node is None:
+            return
+        output = expand.static_output(" ".join(shlex.quote(w) for w in words), stdin=expand.fed_input(segment.node))
+        if output is not None:
+            for target in targets:
+                key = posixpath.normpath(target)
+                written[key] = written.get(key, "") + output if (">>", target) in segment.redirects else output
+
+    def check_written_script(self, name: str, words: list[str], written: dict[str, str], depth: int) -> None:
+        """A script this line wrote, then runs: `bash x.sh`, `. ./x.sh`, `./x.sh`."""
+        if not written:
+            return
+        if name in SHELLS or name in ("source", "."):
+            _, operands = split_options(words[1:])
+            script = operands[0] if operands else None
+        else:
+            script = words[0]
+        if script is not None and posixpath.normpath(script) in written:
+            self.check_text(written[posixpath.normpath(script)], depth + 1)
+
+    @staticmethod
+    def built_at_run_time(name: str, segment: Segment) -> bool:
+        return segment.name_type != "word" and bool(re.search(r"\$[A-Za-z_{(@*#?0-9]|`[^`\s][^`]*`", name))
+
+    def rule_unknown_command(self, name: str, args: list[str], cwd: str | None) -> None:
+        """A command name only known at run time: judged by what its flags and operands would do to a delete."""
+        options, operands = split_options(args)
+        # rm's, cp's and chmod's recursive flags (-r, -rf, -Rv): not every word with an r (`-print0`)
+        recursive = "--recursive" in options or "-delete" in args \
+            or any(re.fullmatch(r"-[fFivd]*[rR][fFrRivd]*", o) for o in options)
+        trees = [o for o in operands if target_kind(o, _known(cwd)) in WHOLE_TREE or is_block_device(o)
+                 or is_system_file(o)]
+        if recursive and trees:
+            self.flag(DANGEROUS, "unknown-command", f"{name} {' '.join(args)}: a command named at run time, "
+                                                    f"recursive over {trees[0]}")
+        elif recursive or trees:
+            self.flag(CAUTION, "unknown-command", f"{name} {' '.join(args)}: a command named at run time "
+                                                  "with a recursive flag or a whole tree as operand")
 
     @staticmethod
     def pipes_into_rm(segment: Segment) -> bool:
@@ -183,27 +306,38 @@ class _Checker:
         return False
 
     @staticmethod
-    def piped_words(segment: Segment) -> list[str]:
-        """The words `echo` or `printf` feeds into this stage of a pipeline."""
+    def xargs_input(segment: Segment) -> list[str]:
+        """The words xargs reads when the line fixes them (`echo /`, a here-string); otherwise one word
+        that stands for input only known at run time."""
+        fed = expand.fed_input(segment.node) if segment.node is not None else None
+        if fed is not None:
+            return fed.split()
         upstream = segment.upstream()
         source = upstream[-1] if upstream else None
-        if source is None:
-            return []
-        words = command_words(source.words)
-        if words[:1] in (["echo"], ["printf"]):
-            return [w for w in words[1:] if not w.startswith("-") and "%" not in w]
-        return []
+        if source is not None and command_words(source.words)[:1] == ["find"]:
+            return []  # find's own rule judges what it prints
+        return ["$(xargs input)"]
 
     @staticmethod
-    def cd_target(args: list[str], followed_by: str) -> str | None:
+    def cd_target(args: list[str], followed_by: str, cwd: str | None) -> tuple[str | None, bool]:
+        """(the directory after this cd, whether the shell is surely there)."""
         _, operands = split_options(args)
-        kind = HOME if not operands else target_kind(operands[0])
+        target = operands[0] if operands else "~"
+        if target == "-" or re.fullmatch(r"\$\{?\w+\}?", target) and target not in ("$HOME", "${HOME}"):
+            return None, False
+        path = resolve_path(target, _known(cwd))
+        kind = target_kind(path) if path is not None else None
         if kind in WHOLE_TREE:
-            return kind  # cd to these cannot fail, whatever follows
-        if operands and operands[0] not in ("-",) and not re.fullmatch(r"\$\{?\w+\}?", operands[0]):
-            # `cd dir && ...` runs the rest only in dir; after `cd dir;` a failed cd leaves us where we were
-            return "specific" if followed_by in ("&&", "||") else None
-        return None
+            return path, True  # cd to these cannot fail, whatever follows
+        # `cd dir && ...` runs the rest only in dir; after `cd dir;` a failed cd leaves us where we were
+        certain = followed_by in ("&&", "||")
+        if path is None:
+            if not certain:
+                return None, False
+            known = _known(cwd)
+            start = known[4:] if known is not None and known.startswith("rel:") else "."
+            return "rel:" + posixpath.normpath(start + "/" + target), True
+        return path, certain
 
     def check_command(self, name: str, args: list[str], depth: int, cwd: str | None, segment: Segment) -> None:
         if name in SHELLS or name == "su":
@@ -221,10 +355,14 @@ class _Checker:
             handler(args, cwd=cwd, depth=depth, segment=segment)
 
     def check_inline_script(self, args: list[str], depth: int) -> None:
+        """`sh -c CODE [ARG0 ARG...]` (also `-ec`, `-c --`): CODE checked with its positional parameters."""
         for index, arg in enumerate(args):
             if arg == "-c" or (arg.startswith("-") and not arg.startswith("--") and "c" in arg[1:]):
-                if index + 1 < len(args):
-                    self.check_text(args[index + 1], depth + 1)
+                rest = args[index + 1:]
+                while rest and rest[0].startswith("-") and rest[0] not in ("-",):
+                    rest = rest[1:]  # `-c -- CODE`, `-c -e CODE`: options may sit between -c and its code
+                if rest:
+                    self.check_text(rest[0], depth + 1, positional=rest[1:] or ["sh"])
                 return
 
     def check_interpreter_code(self, name: str, args: list[str], depth: int) -> None:
@@ -234,8 +372,13 @@ class _Checker:
             if arg.startswith("-") and not arg.startswith("--") and arg[-1:] in INLINE_CODE_OPTION.get(name.rstrip("0123456789."), ""):
                 code = args[index + 1] if index + 1 < len(args) else None
                 break
-        if not code:
-            return
+        if code:
+            self.check_program_code(name, code, depth)
+
+    def check_program_code(self, name: str, code: str, depth: int) -> None:
+        """A program for python, perl, ruby, node or php: fork loops, and calls that delete or run a shell."""
+        if FORK_CALL.search(code) and ENDLESS_LOOP.search(code):
+            self.flag(DANGEROUS, "fork-bomb", f"{name} forks in an endless loop until the machine runs out of processes")
         for call in SHELL_OUT_CALL.finditer(code):
             self.check_text(call.group("code"), depth + 1)
         for call in TREE_DELETE_CALL.finditer(code):
@@ -263,21 +406,23 @@ class _Checker:
                 self.flag(DANGEROUS, "system-file", f"rm {operand} deletes a file the system needs to boot or log in")
             if not recursive:
                 continue
-            kind = target_kind(operand)
+            kind = target_kind(operand, _known(cwd))
             if kind in WHOLE_TREE:
-                self.flag(DANGEROUS, "recursive-delete", f"recursive delete of {operand} ({kind})")
-            elif kind == CWD_ALL and cwd in WHOLE_TREE:
-                self.flag(DANGEROUS, "recursive-delete", f"recursive delete of {operand} after cd to {cwd}")
-            elif kind == CWD_ALL and cwd is None:
+                where = f" after cd to {_known(cwd)}" if _known(cwd) and not operand.startswith(("/", "~", "$")) else ""
+                self.flag(DANGEROUS, "recursive-delete", f"recursive delete of {operand}{where} ({kind})")
+            elif kind == CWD_ALL and (cwd is None or cwd.startswith("uncertain:")):
                 self.flag(DANGEROUS, "recursive-delete",
                           f"recursive delete of {operand}: {kind}, wherever the shell happens to be")
             elif kind == VARIABLE_PREFIX:
                 self.flag(CAUTION, "recursive-delete-variable",
                           f"recursive delete of {operand}: if the variable is empty this starts at /")
+            elif _unresolved_under_root(operand):
+                self.flag(DANGEROUS, "recursive-delete", f"recursive delete of {operand}: a name built at run time "
+                                                         "directly under /")
             else:
                 self.flag(CAUTION, "recursive-delete", f"recursive delete of {operand}")
 
-    def rule_find(self, args: list[str], depth: int, segment: Segment, **_) -> None:
+    def rule_find(self, args: list[str], depth: int, segment: Segment, cwd: str | None = None, **_) -> None:
         roots = []
         for arg in args:
             if arg.startswith("-") and arg not in ("-H", "-L", "-P") or arg in ("(", "!", ")", "\\(", "\\!"):
@@ -293,15 +438,38 @@ class _Checker:
         if not deletes:
             return
         asks = "-ok" in args or "-okdir" in args
-        narrowed = asks or any(arg in FIND_NARROWING for arg in args)
+        tests = self.find_tests(args)
+        narrowed = asks or any(test in FIND_NARROWING for test in tests)
         # old or big files of one home are a clean-up; old or big files of the system are the system
-        selective = narrowed or any(arg in FIND_AGE_SIZE for arg in args)
+        selective = narrowed or any(test in FIND_AGE_SIZE for test in tests)
         for root in roots or ["."]:
-            kind = target_kind(root)
+            kind = target_kind(root, _known(cwd))
             if kind in (ROOT, SYSTEM) and not narrowed or kind == HOME and not selective:
                 self.flag(DANGEROUS, "find-delete", f"find {root} deletes everything under {root} ({kind})")
                 return
         self.flag(CAUTION, "find-delete", "find deletes the files it matches")
+
+    @staticmethod
+    def find_tests(args: list[str]) -> list[str]:
+        """The tests of a find expression that choose files: a negated test, or a pattern every name
+        matches (`-name '*'`, `-regex '.*'`), chooses nothing."""
+        tests = []
+        for index, arg in enumerate(args[:-1]):
+            if arg not in FIND_NARROWING and arg not in FIND_AGE_SIZE:
+                continue
+            before = args[index - 1] if index else ""
+            value = args[index + 1]
+            if before in ("!", "-not", "\\!"):
+                continue
+            if arg in ("-name", "-iname", "-path", "-ipath", "-wholename", "-iwholename", "-lname", "-ilname") \
+                    and re.fullmatch(r"[*/]*\??[*/]*", value) and "*" in value:
+                continue
+            if arg in ("-regex", "-iregex") and re.fullmatch(r"\^?(\.\*|\.\+|/|\\/)+\$?", value):
+                continue
+            if arg in ("-user", "-uid", "-group", "-gid") and value in ("root", "0"):
+                continue  # the system's own files: every one of them
+            tests.append(arg)
+        return tests
 
     @staticmethod
     def find_exec_commands(args: list[str]) -> list[list[str]]:
@@ -536,29 +704,51 @@ class _Checker:
             self.flag(CAUTION, "git-discard", "git reset --hard discards uncommitted changes")
 
     # -- running code from elsewhere
-    def check_pipe_to_shell(self, name: str, args: list[str], segment: Segment,
-                            segments: list[Segment], depth: int) -> None:
+    def check_fed_code(self, name: str, args: list[str], segment: Segment, segments: list[Segment], depth: int) -> None:
+        """Code a shell or an interpreter reads from elsewhere: a pipe, a here-string or here-document,
+        `<(...)` as its script or its input. Fixed code is checked as a command line (or program); code
+        fetched from the network or decoded at run time is dangerous as such."""
         if name not in INTERPRETERS and name not in ("source", "."):
             return
         for inner in segments:  # `bash <(curl URL)`, `bash <(echo ... | base64 -d)`
             if inner.parent is segment and inner.opened_by == "<(":
                 if self.fetches_or_decodes(inner):
                     self.flag(DANGEROUS, "pipe-to-shell", f"{name} runs code fetched or decoded by {inner.words[0]}")
-        if segment.opened_by not in PIPES or not self.reads_code_from_stdin(name, args):
+        node = segment.node
+        if node is None:
             return
-        upstream = [earlier for earlier in segment.upstream() if earlier is not None]
-        for earlier in upstream:
+        codes = []
+        script = self.script_operand(name, args, node)
+        if script is not None:
+            codes.append(script)
+        elif self.reads_code_from_stdin(name, args):
+            fed = expand.fed_input(node)
+            if fed is not None:
+                codes.append(fed)
+            if segment.opened_by in PIPES:
+                self.check_fetched_into(name, segment)
+        for code in codes:
+            if name in SHELLS or name in ("source", "."):
+                self.check_text(code, depth + 1)
+            else:
+                self.check_program_code(name, code, depth + 1)
+
+    @staticmethod
+    def script_operand(name: str, args: list[str], node) -> str | None:
+        """The fixed text of a `<(...)` given as the script file (`bash <(echo ...)`, `source <(printf ...)`)."""
+        for child in node.children:
+            if child.type == "process_substitution" and _text_of(child).startswith("<("):
+                return expand.static_output(_text_of(child)[2:-1])
+        return None
+
+    def check_fetched_into(self, name: str, segment: Segment) -> None:
+        for earlier in [s for s in segment.upstream() if s is not None]:
             words = command_words(earlier.words)
             program = words[0].rsplit("/", 1)[-1] if words else ""
             if program in DOWNLOADERS:
                 self.flag(DANGEROUS, "pipe-to-shell", f"{words[0]} ... | {name} runs code straight from the network")
             elif self.decodes(words):
                 self.flag(DANGEROUS, "decode-to-shell", f"{words[0]} ... | {name} runs code that was hidden in an encoding")
-        source = segment.upstream()[-1] if segment.upstream() else None
-        if source is not None:
-            words = command_words(source.words)
-            if words[:1] in (["echo"], ["printf"]):
-                self.check_text(" ".join(a for a in words[1:] if not a.startswith("-")), depth + 1)
 
     @staticmethod
     def decodes(words: list[str]) -> bool:
@@ -610,13 +800,105 @@ class _Checker:
                 self.flag(DANGEROUS, "decode-to-shell", f"runs the output of {words[0]} (decoded code) as a command")
 
     def check_fork_bomb(self, text: str) -> None:
-        if "(" not in text:
-            return
-        for name, body in function_definitions(text):
+        """A function that starts copies of itself in the background, in a pipe or a subshell, unguarded
+        (any name, either spelling of a definition); a loop that never ends and starts background jobs;
+        `$0` started in the background or a pipe."""
+        function = "(" in text or "function" in text
+        loop = "&" in text and re.search(r"\b(while|until|for)\b", text)
+        if not (function or loop or "$0" in text or "${0}" in text):
+            return  # none of the three can be written without these
+        root = parse.tree(text)
+        for name, body in function_definitions(text) if function else []:
             if body is None:
                 continue
-            for segment in split_commands(body.text.decode("utf-8", "replace")):
-                stages = [s for s in segment.pipeline if s is not None]
-                if segment.stage == 0 and sum(1 for s in stages if s.words[:1] == [name]) >= 2:
-                    self.flag(DANGEROUS, "fork-bomb", f"{name}() calls itself twice per call until the machine runs out of processes")
+            for call in _calls(body, name):
+                how = _forks(call, body)
+                if how and not _guarded(call, body):
+                    self.flag(DANGEROUS, "fork-bomb", f"{name}() starts itself {how} until the machine runs out of processes")
                     return
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            if node.type in ("while_statement", "c_style_for_statement") and _endless(node) and _backgrounds(node):
+                self.flag(DANGEROUS, "fork-bomb", "an endless loop starts background jobs until the machine runs out "
+                                                  "of processes")
+                return
+            if node.type == "command" and _command_name(node) in ("$0", "${0}") and _forks(node, root):
+                self.flag(DANGEROUS, "fork-bomb", "the script starts copies of itself ($0) in the background or a pipe")
+                return
+            stack.extend(node.children)
+
+
+def _command_name(node) -> str:
+    name = node.child_by_field_name("name")
+    if name is None:
+        return ""
+    inner = name.named_children[0] if name.named_children else name
+    return parse.word_value(inner)
+
+
+def _calls(body, name: str) -> list:
+    found, stack = [], [body]
+    while stack:
+        node = stack.pop()
+        if node.type == "command":
+            called = _command_name(node)
+            if called == name or called in ("$FUNCNAME", "${FUNCNAME}", "${FUNCNAME[0]}"):
+                found.append(node)
+        stack.extend(node.children)
+    return found
+
+
+def _forks(node, top) -> str:
+    """How a command runs in a new process, up to `top`: "in the background", "in a pipe", "in a subshell"."""
+    while node is not None and node.id != top.id:
+        parent = node.parent
+        following = node.next_sibling
+        if following is not None and following.type == "&":
+            return "in the background"
+        if parent is not None and parent.type == "pipeline":
+            return "in a pipe"
+        if node.type in ("subshell", "command_substitution", "process_substitution") and node.id != top.id:
+            return "in a subshell"
+        node = parent
+    return ""
+
+
+def _guarded(node, top) -> bool:
+    """Whether a condition decides if the call runs (an if, a case, the right side of && or ||)."""
+    while node is not None and node.id != top.id:
+        parent = node.parent
+        if parent is None:
+            break
+        if parent.type in ("if_statement", "case_item", "elif_clause", "else_clause"):
+            return True
+        if parent.type == "list" and node.prev_sibling is not None and node.prev_sibling.type in ("&&", "||"):
+            condition = node.prev_sibling.prev_sibling
+            if condition is None or _command_name(condition) not in ("true", ":"):
+                return True
+        node = parent
+    return False
+
+
+def _endless(loop) -> bool:
+    if loop.type == "c_style_for_statement":
+        return not loop.child_by_field_name("condition")
+    condition = loop.child_by_field_name("condition")
+    if condition is None:
+        return False
+    text = re.sub(r"[\s;]+", " ", _text_of(condition)).strip()
+    until = loop.children[0].type == "until"
+    if until:
+        return text in ("false", "! true", "! :", "[ ]")
+    return text in ("true", ":", "[ 1 ]", "(( 1 ))", "((1))", "[[ 1 ]]", "! false", "test 1")
+
+
+def _backgrounds(loop) -> bool:
+    body = loop.child_by_field_name("body")
+    stack = [body] if body is not None else []
+    while stack:
+        node = stack.pop()
+        if node.type == "&":
+            return True
+        stack.extend(node.children)
+    return False
