@@ -167,10 +167,11 @@ def test_cli_exits_3_with_the_first_error_and_the_count(entrypoint, dirty, qwen_
     assert result.stdout.startswith("split") and (dirty["train"].parent / data_report.REPORT_NAME).is_file()
 
 
-def test_cli_without_a_tokenizer_offline_is_a_config_error(entrypoint, locked_data):
-    result = entrypoint("data-report", *data_sets(locked_data), env={"HF_HUB_OFFLINE": "1"})
-    assert result.returncode == 4
-    assert "set `tokenizer_config:` to a local folder" in result.stderr and "--tokenizer" in result.stderr
+def test_cli_without_a_tokenizer_offline_is_an_environment_problem(entrypoint, locked_data, tmp_path):
+    result = entrypoint("data-report", *data_sets(locked_data),
+                        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "CLI_TUNER_SHARED_DATA": str(tmp_path)})
+    assert result.returncode == 5
+    assert "the hub is off (HF_HUB_OFFLINE=1)" in result.stderr and "--tokenizer" in result.stderr
 
 
 def test_missing_train_entry_is_a_config_error(dirty, tmp_path):
