@@ -22,10 +22,11 @@ ALLOWED = {
     "evaluation": {"shell"},
     "corpus": {"checks", "shell"},
     "training": {"checks", "evaluation", "facts", "shell"},
-    "commands": {"checks", "corpus", "evaluation", "facts", "shell", "training", "commands"},
+    "serving": {"checks", "evaluation", "facts", "shell", "training"},
+    "commands": {"checks", "corpus", "evaluation", "facts", "serving", "shell", "training", "commands"},
     "cli": {"commands"},
 }
-HEAVY = ("torch", "transformers", "peft", "axolotl", "bitsandbytes", "datasets", "trl", "accelerate", "wandb")
+HEAVY = ("torch", "transformers", "peft", "axolotl", "bitsandbytes", "datasets", "trl", "accelerate", "wandb", "llama_cpp")
 PLUGIN = "cli_tuner.training.axolotl_plugin"
 REHEARSAL_PLUGIN = "cli_tuner.training.rehearsal_plugin"
 
