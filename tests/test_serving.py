@@ -4,6 +4,7 @@ and `ask` against a small OpenAI-compatible server on loopback (no model needed 
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -184,3 +185,56 @@ def test_a_wrong_model_name_or_no_server_is_one_line_exit_5(endpoint):
 def test_lora_without_gguf_is_a_usage_error():
     result = run_entrypoint("ask", "--endpoint", "http://127.0.0.1:9", "--lora", "a.gguf", "list files")
     assert result.returncode == 2 and "--lora" in result.stderr
+
+
+# ------------------------------------------------------------------ on a finished rehearsal (slow)
+
+@pytest.mark.slow
+def test_vllm_export_writes_the_adapter_folder_and_a_command_within_the_limits(finished_rehearsal):
+    result = run_entrypoint("export", "--run", str(finished_rehearsal), "--format", "vllm")
+    assert result.returncode == 0, result.stderr
+    folder = finished_rehearsal / "vllm"
+    command = result.stdout.strip().splitlines()[-1]
+    record = json.loads((folder / "export.json").read_text())
+    config = json.loads((folder / "adapter" / "adapter_config.json").read_text())
+    assert command.split()[:3] == ["vllm", "serve", record["base_model"]] and "--enable-lora" in command
+    assert f"--lora-modules cli-tuner={folder / 'adapter'}" in command
+    assert f"--max-lora-rank {vllm.max_lora_rank(config['r'])}" in command
+    assert (folder / "serve-command.txt").read_text().strip() == command
+    assert (folder / "adapter" / "adapter_model.safetensors").is_file()
+    assert vllm.violations(config, "Qwen2ForCausalLM") == []
+
+
+@pytest.mark.slow
+def test_vllm_export_refuses_an_adapter_vllm_would_refuse_and_writes_nothing(finished_rehearsal, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_rehearsal / "phase2-final", run / "phase2-final")
+    config_path = run / "phase2-final" / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config.update(modules_to_save=["lm_head"], r=1024)
+    config_path.write_text(json.dumps(config))
+    result = run_entrypoint("export", "--run", str(run), "--format", "vllm",
+                            "--base-model", str(finished_rehearsal / "rehearsal-model"))
+    assert result.returncode == 4
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3 and "modules_to_save" in lines[0] and "rank 1024" in lines[1]
+    assert lines[2].startswith("error: ") and "vLLM would refuse" in lines[2]
+    assert not (run / "vllm").exists()
+
+
+@pytest.mark.slow
+def test_not_enough_disk_stops_before_anything_is_written(finished_rehearsal, tmp_path):
+    # A base model whose weights outgrow any disk: a sparse file reads as huge and costs nothing.
+    base = tmp_path / "huge-base"
+    base.mkdir()
+    for name in ("config.json",):
+        (base / name).write_text((finished_rehearsal / "rehearsal-model" / name).read_text())
+    with (base / "model.safetensors").open("wb") as handle:
+        handle.truncate(1 << 50)
+    out = tmp_path / "out"
+    result = run_entrypoint("export", "--run", str(finished_rehearsal), "--format", "gguf", "--base-model", str(base),
+                            "--output", str(out))
+    assert result.returncode == 5
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: not enough disk for the GGUF export") and "GiB" in line
+    assert not out.exists()
