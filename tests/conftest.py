@@ -213,13 +213,17 @@ def locked_data(tmp_path) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def finished_rehearsal(tmp_path_factory) -> Path:
     """One finished rehearsal run (2 steps, the real Qwen tokenizer when present), shared by every test
-    that only reads a run: export's formats and `ask`."""
+    that only reads a run: export's formats and `ask`. CLI_TUNER_TEST_FINISHED_RUN=RUN reuses a finished
+    rehearsal's folder instead (its gguf/ and vllm/ are rewritten)."""
+    reused = os.environ.get("CLI_TUNER_TEST_FINISHED_RUN")
+    if reused:
+        return Path(reused)
     root = tmp_path_factory.mktemp("finished-rehearsal")
     files = make_locked_data(root / "data")
     tokenizer = optional_reference("qwen")
     chosen = ["--tokenizer", str(tokenizer)] if tokenizer else []
     result = run_entrypoint("rehearse", *data_sets(files), *chosen, "--steps", "2",
-                            "--output-root", str(root / "outputs"), env={"WANDB_API_KEY": ""})
+                            "--output-root", str(root / "outputs"), env={"WANDB_API_KEY": ""}, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (run,) = run_folders(root / "outputs")
     return run
