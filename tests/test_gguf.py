@@ -70,8 +70,7 @@ def greedy_tokens_transformers(run, prompts):
                                              add_generation_prompt=True)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         with torch.inference_mode():
-            generated = model.generate(torch.tensor([ids]), max_new_tokens=FIRST_TOKENS, do_sample=False,
-                                       min_new_tokens=FIRST_TOKENS)
+            generated = model.generate(torch.tensor([ids]), max_new_tokens=FIRST_TOKENS, do_sample=False)
         out[prompt] = (ids, generated[0, len(ids):].tolist())
     return out
 
@@ -89,9 +88,9 @@ def greedy_tokens_llama(model_path, ids, lora_path=None):
 
 def test_f16_gguf_with_the_adapter_and_merged_f16_agree_with_transformers(finished_rehearsal, gguf_export, base_gguf):
     expected = greedy_tokens_transformers(finished_rehearsal, PROMPTS)
-    for prompt, (ids, tokens) in expected.items():
-        assert greedy_tokens_llama(base_gguf, ids, gguf_export / "adapter-f16.gguf") == tokens, prompt
-        assert greedy_tokens_llama(gguf_export / "model-f16.gguf", ids) == tokens, prompt
+    for prompt, (ids, tokens) in expected.items():  # transformers stops early at EOS; llama.cpp yields it too
+        assert greedy_tokens_llama(base_gguf, ids, gguf_export / "adapter-f16.gguf")[:len(tokens)] == tokens, prompt
+        assert greedy_tokens_llama(gguf_export / "model-f16.gguf", ids)[:len(tokens)] == tokens, prompt
 
 
 def test_the_quantized_file_generates_on_the_cpu(gguf_export):
