@@ -90,7 +90,8 @@ def preflight_disk(base: str, folder: Path) -> int | None:
     need = int(weights * DISK_FACTOR)
     check = check_disk(folder.parent, need, "disk for the GGUF export")
     if not check.ok:
-        raise EnvironmentProblem(f"not enough disk for the GGUF export of {base}: {check.detail}; {check.fix}")
+        raise EnvironmentProblem(f"not enough disk for the GGUF export of {base}: {check.detail}; free space, or "
+                                 "pass --output on a larger disk")
     return need
 
 
