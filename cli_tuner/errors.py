@@ -12,6 +12,7 @@ EXIT_CONFIG = 4
 EXIT_ENVIRONMENT = 5
 EXIT_CHECKPOINT_GATE = 6
 EXIT_REFUSED = 7  # the run failed the same way too often; starting it again would only bill
+EXIT_DANGEROUS_ANSWER = 8  # `ask`: the model's command is dangerous; shown as refused, never run
 EXIT_INTERRUPTED = 130
 
 

@@ -11,6 +11,7 @@
 # bootstrapped), TORCH_INDEX_URL (the PyTorch CPU wheel index).
 # Prerequisites: Python 3.11; bubblewrap (`apt-get install bubblewrap`), the sandbox check-checkpoint runs
 # the model's commands in for execution accuracy (without it the static metrics alone decide).
+# --dev also installs the gguf extra (llama-cpp-python: compiles llama.cpp once; uv caches the wheel).
 # Exit codes: 2 bad option, 5 wrong Python or an install that failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +38,7 @@ TORCH_INDEX_URL=${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}
 TORCH_BUILD=""
 [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ] && TORCH_BUILD="+cpu"
 TARGET="."
-[ "$DEV" = 1 ] && TARGET=".[dev]"
+[ "$DEV" = 1 ] && TARGET=".[dev,gguf]"  # gguf: llama-cpp-python, compiled on install (docs/export.md)
 LOCK=requirements-lock.txt
 LOG=$(mktemp)
 TORCH_PIN=$(mktemp)

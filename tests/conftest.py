@@ -237,3 +237,12 @@ def rehearsed(tmp_path_factory) -> Rehearsed:
     runs = run_folders(root / "outputs")
     assert len(runs) == 1, runs
     return Rehearsed(result, files, runs[0], tokenizer)
+
+
+@pytest.fixture(scope="session")
+def finished_rehearsal(rehearsed) -> Path:
+    """The shared finished run, for the tests that only read a run and write beside it: export's formats
+    and `ask`. CLI_TUNER_TEST_FINISHED_RUN=RUN reuses a finished rehearsal's folder instead (its gguf/
+    and vllm/ are rewritten)."""
+    reused = os.environ.get("CLI_TUNER_TEST_FINISHED_RUN")
+    return Path(reused) if reused else rehearsed.run

@@ -25,10 +25,11 @@ ALLOWED = {
     "evaluation": {"shell"},
     "corpus": {"checks", "shell"},
     "training": {"batching", "checks", "estimates", "evaluation", "facts", "shell"},
-    "commands": {"batching", "checks", "corpus", "estimates", "evaluation", "facts", "shell", "training", "commands"},
+    "serving": {"checks", "evaluation", "facts", "shell", "training"},
+    "commands": {"batching", "checks", "corpus", "estimates", "evaluation", "facts", "serving", "shell", "training", "commands"},
     "cli": {"commands"},
 }
-HEAVY = ("torch", "transformers", "peft", "axolotl", "bitsandbytes", "datasets", "trl", "accelerate", "wandb")
+HEAVY = ("torch", "transformers", "peft", "axolotl", "bitsandbytes", "datasets", "trl", "accelerate", "wandb", "llama_cpp")
 PLUGIN = "cli_tuner.training.axolotl_plugin"
 REHEARSAL_PLUGIN = "cli_tuner.training.rehearsal_plugin"
 

@@ -34,7 +34,7 @@ BUILD_SCRIPT = REPO / "scripts" / "build_cpu_image.sh"
 RESOLVE_SCRIPT = REPO / "scripts" / "resolve_image_wheels.py"
 FLAVOURS = REPO / "docker" / "torch_flavours.json"
 CPU_EXCLUDES = REPO / "docker" / "cpu-image-excludes.txt"
-ALL_SERVICES = {"validate", "rehearse", "test", "train-smoke", "train"}
+ALL_SERVICES = {"validate", "rehearse", "test", "train-smoke", "train", "serve"}
 
 
 def tool(name: str) -> str:
@@ -193,6 +193,8 @@ def test_every_service_builds_an_existing_dockerfile_stage_and_runs_a_real_comma
     subcommands = entrypoint_subcommands()
     dev_pins = requirement_pins(REPO / "requirements-dev.txt")
     for name, service in compose_config("*")["services"].items():
+        if name == "serve":  # the official vLLM image, checked by test_serve_runs_the_official_vllm_image
+            continue
         dockerfile = REPO / service["build"]["dockerfile"]
         assert dockerfile.is_file(), f"{name}: {dockerfile} is missing"
         file_stages = stages(dockerfile)
@@ -206,6 +208,14 @@ def test_every_service_builds_an_existing_dockerfile_stage_and_runs_a_real_comma
         assert entrypoint[-1] in ("/app/entrypoint.py", "/app/docker/start.sh"), f"{name}: entrypoint {entrypoint}"
         assert command[0] in subcommands, f"{name}: {command[0]!r} is not an entrypoint.py command"
         subcommands[command[0]].parse_args(command[1:])  # argparse exits on arguments it rejects
+
+
+def test_serve_runs_the_official_vllm_image_on_the_mounted_run_with_its_lora():
+    service = compose_config("serve")["services"]["serve"]
+    assert service["image"].startswith("vllm/vllm-openai:v") and "build" not in service
+    assert service["profiles"] == ["serve"]
+    assert "--enable-lora" in service["command"] and "--lora-modules=cli-tuner=/served/vllm/adapter" in service["command"]
+    assert any(v["target"] == "/served" and v.get("read_only") for v in service["volumes"])
 
 
 def test_compose_reads_optional_env_file_mounts_data_read_only_and_keeps_outputs_and_cache():

@@ -48,7 +48,8 @@ def test_pyproject_declares_the_package_its_command_and_python():
     assert set(project["dynamic"]) == {"dependencies", "optional-dependencies"} and "dependencies" not in project
     dynamic = PYPROJECT["tool"]["setuptools"]["dynamic"]
     assert dynamic["dependencies"] == {"file": ["requirements.txt"]}
-    assert dynamic["optional-dependencies"] == {"dev": {"file": ["requirements-dev.txt"]}}
+    assert dynamic["optional-dependencies"] == {"dev": {"file": ["requirements-dev.txt"]},
+                                                "gguf": {"file": ["requirements-gguf.txt"]}}
     assert PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"] == ["cli_tuner", "cli_tuner.*"]
     assert PYPROJECT["build-system"]["build-backend"] == "setuptools.build_meta"
 
@@ -56,6 +57,8 @@ def test_pyproject_declares_the_package_its_command_and_python():
 def test_requirements_are_pinned_and_agree_with_the_lock():
     direct, lock = pins(REPO / "requirements.txt"), pins(REPO / "requirements-lock.txt")
     pins(REPO / "requirements-dev.txt")  # pinned too
+    gguf = pins(REPO / "requirements-gguf.txt")
+    assert all(lock.get(name) == version for name, version in gguf.items()), gguf
     assert "torch" not in lock  # its build differs by image; its version is requirements.txt's
     disagree = {name: (version, lock.get(name)) for name, version in direct.items()
                 if name != "torch" and lock.get(name) != version}

@@ -3,8 +3,8 @@
 plain options and call the library. `cli.py` builds the parser from `ALL`, in this order.
 """
 
-from . import (check_checkpoint, convert_nl2bash, data_report, doctor, estimate_memory, export, full, lock_data,
+from . import (ask, check_checkpoint, convert_nl2bash, data_report, doctor, estimate_memory, export, full, lock_data,
                rehearse, score_execution, smoke, validate)
 
 ALL = (validate, smoke, full, rehearse, export, lock_data, doctor, data_report, estimate_memory, check_checkpoint,
-       score_execution, convert_nl2bash)
+       score_execution, convert_nl2bash, ask)

@@ -1,4 +1,5 @@
-"""`export`: merge a finished run's adapter into its base model, write model cards, optionally push."""
+"""`export`: merge a finished run's adapter into its base model, write model cards, optionally push;
+or (--format gguf) GGUF files and an Ollama Modelfile; or (--format vllm) a folder and a `vllm serve` command."""
 
 from __future__ import annotations
 
@@ -7,16 +8,23 @@ import os
 from pathlib import Path
 
 from .. import console
+from ..serving import gguf, llama_cpp, vllm
 from ..training import export as exporting
 from . import options as shared
 
 NAME = "export"
-HELP = "merge the final adapter into the base model, write a model card, optionally push to the Hub"
+HELP = "merge the final adapter into the base model (Hugging Face, GGUF for llama.cpp/Ollama, or vLLM's folder)"
+FORMATS = ("hf", "gguf", "vllm")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="a finished run folder (or its phase2-final/)")
-    parser.add_argument("--output", default=None, help="export folder (default: RUN/export)")
+    parser.add_argument("--format", choices=FORMATS, default="hf",
+                        help="hf: merged safetensors + model cards (default); gguf: GGUF adapter, f16 and quantized "
+                             "model, Ollama Modelfile (needs the gguf extra); vllm: adapter folder + `vllm serve` command")
+    parser.add_argument("--quant", choices=tuple(llama_cpp.QUANT_TYPES), default=llama_cpp.DEFAULT_QUANT,
+                        help="--format gguf: llama.cpp quantization of the merged model (default %(default)s)")
+    parser.add_argument("--output", default=None, help="export folder (default: RUN/export, RUN/gguf or RUN/vllm)")
     parser.add_argument("--base-model", default=None,
                         help="base model folder or hub id to merge into (default: provenance's base_model)")
     parser.add_argument("--no-merge", action="store_true", help="export only the adapter with its model card")
@@ -32,6 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.verbose:
         console.hold_library_logs()
+    output = Path(args.output) if args.output else None
+    if args.format == "gguf":
+        console.out(str(gguf.export(Path(args.run), gguf.GgufOptions(output, args.base_model, args.quant),
+                                    say=console.say)))
+        return 0
+    if args.format == "vllm":
+        folder, command = vllm.export(Path(args.run), vllm.VllmOptions(output, args.base_model), say=console.say)
+        console.say("serve it with:")
+        console.out(command)
+        return 0
     options = exporting.ExportOptions(
         output=Path(args.output) if args.output else None, base_model=args.base_model, merge=not args.no_merge,
         push_to=args.push_to, push=args.push, private=not args.public, token=os.environ.get("HF_TOKEN") or None)
