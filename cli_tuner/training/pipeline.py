@@ -459,21 +459,23 @@ def train(plan: Plan, options: RunOptions, folder: run_folder.RunFolder, run_dir
         f"eval loss {progress.get('eval_loss')}")
 
 
-def publish(plan: Plan, run_dir: Path, provenance: Provenance) -> Path | None:
-    """phase2-final/ and its checkpoint check, when the spec publishes (on node 0: one writer);
-    CheckpointGateFailed when the gate fails a gated run."""
+def publish(plan: Plan, run_dir: Path) -> Path | None:
+    """phase2-final/, when the spec publishes (on node 0: one writer); None otherwise."""
     if not plan.spec.publishes:
         return None
     if plan.topology.node_rank > 0:
         say(f"node {plan.topology.node_rank}: training done; node 0 saves, checks and publishes the adapter")
         return None
-    final = publish_final(run_dir)
+    return publish_final(run_dir)
+
+
+def gate(plan: Plan, final: Path, provenance: Provenance) -> None:
+    """The published adapter's checkpoint check; CheckpointGateFailed when the gate fails a gated run."""
     reasons = check_final(plan, final, provenance)
     if reasons:
         raise CheckpointGateFailed(f"{final}: checkpoint check failed: {'; '.join(reasons)}",
                                    record=f"checkpoint check failed: {'; '.join(reasons)}")
     say(f"final adapter: {final}")
-    return final
 
 
 def ending_of(exc: BaseException | None) -> tuple[str, str | None]:
@@ -506,7 +508,9 @@ def _run_locked(plan: Plan, options: RunOptions, rehearsal_options: RehearsalOpt
                                           trainer_record, extra)
             measurements.write_inputs(plan, cfg, run_dir)  # the plugin's MFU needs them and may not import checks/
             train(plan, options, folder, run_dir, resolved_path, env, cfg)
-            final = publish(plan, run_dir, provenance)
+            final = publish(plan, run_dir)
+            if final is not None:
+                gate(plan, final, provenance)  # its provenance copy is rewritten below, however the check ends
         return run_dir
     except BaseException as exc:
         ended = exc
