@@ -180,3 +180,34 @@ def test_the_console_shows_one_bar_per_phase_and_axolotls_log_goes_to_train_log(
         assert line in log, line
     progress = json.loads((run / "progress.json").read_text())
     assert progress["trainable_tokens_per_second"] > 0 and progress["step"] == 2
+
+
+def test_a_run_interrupted_in_its_last_step_resumes_without_training_past_its_limit(rehearsal, tmp_path):
+    """Interrupted in step 2 of 2 (a Ctrl-C or a pod's SIGTERM during the last step): checkpoint-2 is the
+    whole training. Started again, the job must not hand it to the trainer, which always runs one more
+    step on a resume (transformers checks the step limit only after a step), but publish and check it."""
+    import shutil
+
+    from conftest import run_entrypoint
+
+    result, files, (run,), tokenizer = rehearsal
+    assert result.returncode == 0
+    copy = tmp_path / "outputs" / run.name
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("phase2-final", "adapter_model.safetensors",
+                                                             "adapter_config.json"))
+    record = json.loads((copy / "provenance.json").read_text())
+    record.update(status="interrupted", error="signal 15 at step 2")
+    (copy / "provenance.json").write_text(json.dumps(record))
+    chosen = ["--tokenizer", str(tokenizer)] if tokenizer else []
+    resumed = run_entrypoint("rehearse", *data_sets(files), *chosen, "--output-root", str(tmp_path / "outputs"),
+                             env={"WANDB_API_KEY": "", "HF_HUB_OFFLINE": "1"})
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"{run.name}: resuming from checkpoint-2 (status was interrupted)" in resumed.stdout
+    assert "step 3/2" not in resumed.stdout
+    after = json.loads((copy / "provenance.json").read_text())
+    assert after["status"] == "succeeded" and after["steps"] == {"planned": 2, "completed": 2}
+    assert after["resumed_from"] == "checkpoint-2"
+    assert not (copy / "checkpoint-3").exists()
+    assert (copy / "phase2-final" / "adapter_model.safetensors").is_file()
+    progress = json.loads((copy / "progress.json").read_text())
+    assert progress["step"] == 2 and progress["train_end"] is True

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from .. import console
 from ..errors import UsageError
+from ..evaluation.adapter_files import adapter_folder, new_record_path
 from ..evaluation.evaluate import evaluate
 from ..evaluation.report import MARGIN_METRICS, STATIC_DEFAULT, GateSettings, enforce_gate
 from ..evaluation.sandbox import Limits
 from ..facts import machine as machine_facts
-from ..paths import EVAL_FILE
 
 NAME = "check-checkpoint"
 HELP = "generate on the test split and score the Bash it writes (and what it does, in a sandbox)"
@@ -19,7 +19,8 @@ DEFAULTS = GateSettings()  # the options' defaults are the config keys' (setting
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="adapter folder (a checkpoint-N or phase2-final)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="adapter folder (a checkpoint-N or phase2-final), or a run folder (its phase2-final)")
     parser.add_argument("--test-file", default=None, help="chat JSONL to score on (default: the run's test split)")
     parser.add_argument("--sample-size", type=int, default=None, help="score only the first N examples")
     parser.add_argument("--max-new-tokens", type=int, default=64)
@@ -65,11 +66,14 @@ def settings_from(args: argparse.Namespace) -> GateSettings:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     device = machine_facts.detect().torch_device
-    report = evaluate(Path(args.checkpoint), test_file=Path(args.test_file) if args.test_file else None,
+    folder = adapter_folder(Path(args.checkpoint))
+    record = new_record_path(folder)  # beside the run's eval.json, never over it
+    report = evaluate(folder, test_file=Path(args.test_file) if args.test_file else None,
                       sample_size=args.sample_size, max_new_tokens=args.max_new_tokens,
                       base_model=args.base_model, baseline=args.baseline, device=device,
-                      execution=not args.no_execution, sandbox_limits=Limits(seconds=settings.sandbox_seconds))
+                      execution=not args.no_execution, sandbox_limits=Limits(seconds=settings.sandbox_seconds),
+                      record=record)
     console.show(report.renderable(console.is_terminal()))
-    console.out(f"wrote {Path(args.checkpoint) / EVAL_FILE}")
+    console.out(f"wrote {record}")
     enforce_gate(report, settings)
     return 0

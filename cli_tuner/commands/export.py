@@ -17,6 +17,7 @@ HELP = "merge the final adapter into the base model, write a model card, optiona
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="a finished run folder (or its phase2-final/)")
     parser.add_argument("--output", default=None, help="export folder (default: RUN/export)")
+    parser.add_argument("--force", action="store_true", help="replace an existing export folder")
     parser.add_argument("--base-model", default=None,
                         help="base model folder or hub id to merge into (default: provenance's base_model)")
     parser.add_argument("--no-merge", action="store_true", help="export only the adapter with its model card")
@@ -26,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what to push: the adapter or the merged model (default %(default)s)")
     parser.add_argument("--public", action="store_true", help="create the repo public (default private)")
     parser.add_argument("--verbose", action="store_true", default=shared.env_flag("CLI_TUNER_VERBOSE"),
-                        help="show the libraries' warnings and loading bars (default: into RUN/export/export.log)")
+                        help="show the libraries' warnings and loading bars (default: held off the console and written "
+                             "to export.log in the export folder when there are any)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         console.hold_library_logs()
     options = exporting.ExportOptions(
         output=Path(args.output) if args.output else None, base_model=args.base_model, merge=not args.no_merge,
-        push_to=args.push_to, push=args.push, private=not args.public, token=os.environ.get("HF_TOKEN") or None)
+        push_to=args.push_to, push=args.push, private=not args.public, force=args.force, token=os.environ.get("HF_TOKEN") or None)
     secrets = tuple(v for v in (os.environ.get("WANDB_API_KEY"),) if v)
     result = exporting.export(Path(args.run), options, say=console.say, secrets=secrets)
     if result.pushed:

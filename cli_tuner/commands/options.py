@@ -57,6 +57,18 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                              "no restart can fix follow --on-finish too")
 
 
+def positive_int(text: str) -> int:
+    """argparse type of a count that must be at least 1 (steps, processes, GPUs): 0 or less is a usage
+    error (exit 2) at parse time, like any other malformed option."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive whole number (at least 1)")
+    return value
+
+
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -102,14 +114,14 @@ def show_findings(plan: Plan) -> None:
 
 
 def add_gpus_argument(parser: argparse.ArgumentParser, default_help: str = "1") -> None:
-    parser.add_argument("--gpus", type=int, default=None, metavar="N",
+    parser.add_argument("--gpus", type=positive_int, default=None, metavar="N",
                         help=f"training processes (one per GPU) on this machine (default {default_help}); the "
                              "effective batch is micro batch x accumulation x processes")
 
 
 def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     """Several machines, as torchrun takes them; each defaults to the PET_* variable torchrun reads."""
-    parser.add_argument("--nnodes", type=int, default=_env_int("PET_NNODES", 1),
+    parser.add_argument("--nnodes", type=positive_int, default=_env_int("PET_NNODES", 1),
                         help="machines in the run (env PET_NNODES; default %(default)s)")
     parser.add_argument("--node-rank", type=int, default=_env_int("PET_NODE_RANK", 0),
                         help="this machine's rank, 0 on the master (env PET_NODE_RANK; default %(default)s)")

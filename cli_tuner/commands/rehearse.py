@@ -9,7 +9,7 @@ from .. import console
 from ..config import LoadedConfig
 from ..errors import UsageError
 from ..training.pipeline import RehearsalOptions
-from . import training_mode
+from . import options, training_mode
 
 NAME = "rehearse"
 DEFAULT_STEPS = 2  # proves the path, not convergence: the second step reuses the optimizer state the first made
@@ -20,12 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     training_mode.add_arguments(parser)
     parser.add_argument("--tokenizer", default=os.environ.get("REHEARSAL_TOKENIZER"),
                         help="local folder of the base model's tokenizer (env REHEARSAL_TOKENIZER)")
-    parser.add_argument("--steps", type=int, default=None,
+    parser.add_argument("--steps", type=options.positive_int, default=None,
                         help=f"training steps (default: --set max_steps=N if given, else {DEFAULT_STEPS})")
-    parser.add_argument("--save-steps", type=int, default=None, help="checkpoint interval (default: at the end)")
+    parser.add_argument("--save-steps", type=options.positive_int, default=None, help="checkpoint interval (default: at the end)")
     parser.add_argument("--packing", choices=("config", "on", "off"), default="config",
                         help="sample packing as in the config, or forced on/off")
-    parser.add_argument("--processes", type=int, default=1, metavar="N",
+    parser.add_argument("--processes", type=options.positive_int, default=1, metavar="N",
                         help="training processes: N > 1 runs DDP over gloo on the CPU through torchrun, the launcher "
                              "path `smoke`/`full --gpus N` take on the pod (default %(default)s)")
 

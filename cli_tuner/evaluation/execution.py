@@ -15,8 +15,10 @@ A reference that cannot tell right from wrong is "not executable on the fixture"
 neither way: it prints nothing and changes nothing, whether it fails (`ifconfig` is not there) or
 succeeds (`find . -name aaa` finds nothing: any command that does nothing, `true` included, would
 match it on exit status alone); or it times out, overflows its output, is dangerous (never run),
-or the sandbox failed on it. Predictions the risk rules call dangerous
-are not run and count as wrong; so do empty ones.
+or the sandbox failed on it, or it starts a background job (`cmd &`): what a background job has
+printed and written when the run ends is a race, so such a reference would judge the same answer
+differently from one scoring to the next; it is never run. Predictions the risk rules call dangerous
+are not run and count as wrong; so do empty ones, and for the same race, ones that start a background job.
 
 References run once per distinct text; predictions once per distinct text across models (the
 same answer from two models gets the same verdict). Each usable reference runs twice: one
@@ -38,6 +40,8 @@ CORRECT, WRONG, NOT_EXECUTABLE = "correct", "wrong", "not executable"
 ORDER_MATTERS = frozenset("sort head tail tac nl uniq sed awk gawk paste comm join diff cat shuf column pr fold "
                           "split csplit less more".split())
 LS_SORTING = re.compile(r"^-[a-zA-Z]*[tSrcuUvX]")
+BACKGROUND_REFERENCE = "reference starts a background job: what it leaves races the end of the run; not run"
+BACKGROUND_ANSWER = "starts a background job: what it leaves races the end of the run; not run"
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,18 @@ def order_matters(reference: str) -> bool:
         name = words[0].rsplit("/", 1)[-1]
         if name in ORDER_MATTERS or name == "ls" and any(LS_SORTING.match(w) for w in words[1:]):
             return True
+    return False
+
+
+def starts_background_job(command: str) -> bool:
+    """Whether any part of the command line runs asynchronously (the `&` control operator, not `&&`,
+    `&>` or `2>&1`): its effects are unsettled when the sandbox takes the result."""
+    stack = [parse.tree(command)]
+    while stack:
+        node = stack.pop()
+        if node.type == "&" and not node.is_named:
+            return True
+        stack.extend(node.children)
     return False
 
 
@@ -152,8 +168,9 @@ def judge(reference: Outcome, prediction: Outcome, master: dict, ordered: bool, 
 
 
 def run_all(sandbox: Sandbox, commands: list[str], workers: int | None = None) -> dict[str, Outcome]:
-    """Each distinct command's outcome; dangerous and empty ones are never run and are left out."""
-    runnable = list(dict.fromkeys(c for c in commands if c.strip() and not risk.is_dangerous(c)))
+    """Each distinct command's outcome; dangerous, empty and background ones are never run and are left out."""
+    runnable = list(dict.fromkeys(c for c in commands if c.strip() and not risk.is_dangerous(c)
+                                  and not starts_background_job(c)))
     workers = workers or min(16, 4 * (os.cpu_count() or 1))  # most of a run is waiting on a child
     with ThreadPoolExecutor(workers) as pool:
         return dict(zip(runnable, pool.map(sandbox.run, runnable)))
@@ -191,6 +208,8 @@ def _verdict(reference: str, answer: str, reference_runs: dict, prediction_runs:
              seconds: float) -> Verdict:
     if not reference.strip():
         return Verdict(NOT_EXECUTABLE, "empty reference")
+    if starts_background_job(reference):
+        return Verdict(NOT_EXECUTABLE, BACKGROUND_REFERENCE)
     if reference not in reference_runs:
         return Verdict(NOT_EXECUTABLE, "reference is dangerous: not run")
     unusable = _unusable(reference_runs[reference], master)
@@ -198,6 +217,8 @@ def _verdict(reference: str, answer: str, reference_runs: dict, prediction_runs:
         return Verdict(NOT_EXECUTABLE, unusable)
     if not answer.strip():
         return Verdict(WRONG, "empty answer")
+    if starts_background_job(answer):
+        return Verdict(WRONG, BACKGROUND_ANSWER)
     if answer not in prediction_runs:
         return Verdict(WRONG, "dangerous: not run")
     return judge(reference_runs[reference], prediction_runs[answer], master, order_matters(reference), seconds)
