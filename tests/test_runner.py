@@ -79,3 +79,24 @@ def test_axolotl_gets_one_dataset_process_per_256_train_rows_unless_the_user_cho
     assert runner.preprocessing_processes({**cfg, "dataset_processes": 3}, {}, cpus=16) is None
     assert runner.preprocessing_processes(cfg, {"AXOLOTL_DATASET_NUM_PROC": "3"}, cpus=16) is None
     assert runner.preprocessing_processes({"datasets": [{"path": str(tmp_path / "missing.jsonl")}]}, {}, cpus=16) is None
+
+
+def test_a_rehearsals_process_count_is_part_of_its_identity(locked_data, tmp_path):
+    """`rehearse --processes 2` after a finished one-process rehearsal is another run, not "already
+    finished"; one process keeps the identity runs always had."""
+    from cli_tuner.training import run_folder
+
+    verified = data.verify([locked_data["train"]])
+    options = runner.RehearsalOptions()
+    one = runner.identity_of("rehearse", load(A5000), verified, options)
+    assert one == runner.identity_of("rehearse", load(A5000), verified, options, processes=1)
+    two = runner.identity_of("rehearse", load(A5000), verified, options, processes=2)
+    assert two.default_run_id() != one.default_run_id()
+    finished = run_folder.open_run(tmp_path, one, None, new_run=False, resume=True, say=lambda _: None)
+    finished.lock.release()
+    (finished.path / "provenance.json").write_text(json.dumps({**one.record(), "status": "succeeded"}))
+    second = run_folder.open_run(tmp_path, two, None, new_run=False, resume=True, say=lambda _: None)
+    second.lock.release()
+    assert second.path != finished.path and second.resume_from is None
+    # on a pod the GPUs are not the identity: a restart on another count meets its checkpoints' layout rule
+    assert runner.identity_of("full", load(A5000), verified, processes=2) == runner.identity_of("full", load(A5000), verified)

@@ -110,6 +110,14 @@ def raise_environment(source: str, results: list[Check]) -> None:
         raise EnvironmentProblem(f"{source}: {first.line()}", details=details)
 
 
+def require_device(mode: str, found: machine_facts.Machine) -> None:
+    """smoke and full need a GPU: checked before the data, the model facts and the config, so a machine
+    without one is told so at once (EnvironmentProblem, exit 5), not after the data checks."""
+    first = first_error(environment.device_checks(found, None, None)) if mode in GPU_MODES else None
+    if first is not None:
+        raise EnvironmentProblem(f"{mode} preflight: {first.line()}")
+
+
 def prepare(mode: str, loaded: LoadedConfig, *, output_root: Path | str | None = None,
             check_environment: bool = True, topology: Topology = SINGLE) -> Plan:
     """Data, config, machine, model: verified in that order, so nothing costly runs on a bad input.
