@@ -14,7 +14,8 @@ from ..evaluation.sandbox import Limits
 from ..facts import machine as machine_facts
 
 NAME = "check-checkpoint"
-HELP = "generate on the test split and score the Bash it writes (and what it does, in a sandbox)"
+HELP = ("generate on the test split with an adapter and score the Bash it writes (and what it does, in a "
+        "sandbox); writes eval.json in the adapter folder, eval-N.json beside an existing one")
 DEFAULTS = GateSettings()  # the options' defaults are the config keys' (settings.Settings)
 
 
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="adapter folder (a checkpoint-N or phase2-final), or a run folder (its phase2-final)")
     parser.add_argument("--test-file", default=None, help="chat JSONL to score on (default: the run's test split)")
     parser.add_argument("--sample-size", type=int, default=None, help="score only the first N examples")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="tokens generated per answer at most")
     parser.add_argument("--baseline", action="store_true",
                         help="also score the base model without the adapter; the adapter must beat it by --min-margin")
     add_gate_arguments(parser)
@@ -43,7 +44,9 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fail when fewer answers than this parse as Bash (default %(default)s)")
     parser.add_argument("--allow-dangerous", action="store_true", help="do not fail on dangerous answers")
     parser.add_argument("--min-margin", type=float, default=DEFAULTS.min_margin,
-                        help="with --baseline: how much higher the adapter's --margin-metric rate must be (default %(default)s)")
+                        help="how much higher the adapter's --margin-metric rate must be than the base model's, where the "
+                             "evaluation scored the base model too (check-checkpoint --baseline, a full run's check) "
+                             "(default %(default)s)")
     parser.add_argument("--margin-metric", choices=MARGIN_METRICS, default=DEFAULTS.margin_metric,
                         help="the rate --min-margin compares (default: execution_accuracy where the sandbox runs, "
                              "judged on the lower bound of the paired difference's 95%% interval; else "

@@ -11,11 +11,11 @@ from ..facts import machine as machine_facts
 from . import options
 
 NAME = "estimate-memory"
-HELP = "peak GPU memory of a config on a target"
+HELP = "peak GPU memory of a config on a target; writes nothing"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    options.add_config_arguments(parser)
+    options.add_config_arguments(parser, trust_remote_code=False, dangerous_data=False)
     parser.add_argument("--cuda-major", type=int, choices=sorted(memory.BARE_CONTEXT_GIB), default=None,
                         help="CUDA runtime major of the torch that will train (default: this machine's torch on "
                              f"its GPU, else the image's, CUDA {memory.IMAGE_CUDA_MAJOR}); sets the CUDA context's size")

@@ -11,7 +11,8 @@ from ..training import export as exporting
 from . import options as shared
 
 NAME = "export"
-HELP = "merge the final adapter into the base model, write a model card, optionally push to the Hub"
+HELP = ("merge the final adapter into the base model and write model cards into RUN/export/ (or --output); "
+        "pushes to the Hub only with --push-to")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,8 @@ from ..facts import machine as machine_facts
 from . import training_mode
 
 NAME = "full"
-HELP = "the full training run, then the checkpoint check and phase2-final/"
+HELP = ("the full training run, then the checkpoint check; writes a run folder under --output-root "
+        "(checkpoints, phase2-final/, provenance.json)")
 add_arguments = training_mode.add_gpu_arguments
 
 

@@ -9,7 +9,7 @@ from .. import console, data
 from ..paths import DEFAULT_DATA_DIR
 
 NAME = "lock-data"
-HELP = "write the dataset manifest (SHA256 and line counts)"
+HELP = "write the dataset manifest (SHA256 and line counts) as manifest.json in --data-dir"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,10 @@ from ..paths import DEFAULT_CONFIG
 from ..training.pipeline import RunOptions
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, *, trust_remote_code: bool = True,
+                         dangerous_data: bool = True) -> None:
+    """The config and its overlays; `trust_remote_code`/`dangerous_data`: whether the verb offers the
+    permission (only where a check it runs reads it)."""
     parser.add_argument("--config", default=os.environ.get("TRAIN_CONFIG", DEFAULT_CONFIG),
                         help="Axolotl YAML config (env TRAIN_CONFIG; default %(default)s)")
     parser.add_argument("--overlay", action="append", default=[], metavar="YAML",
@@ -28,10 +31,12 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="hardware to check against: a5000, h100, m4, cpu, ... (default: the config's cli_tuner.target)")
     parser.add_argument("--gpu-memory", type=float, default=None, metavar="GB",
                         help="GPU memory of an unlisted target, in GB")
-    parser.add_argument("--allow-trust-remote-code", action="store_true",
-                        help="permit trust_remote_code: true (runs code from the model repo)")
-    parser.add_argument("--allow-dangerous-data", action="store_true",
-                        help="train even when the data holds commands the risk check flags")
+    if trust_remote_code:
+        parser.add_argument("--allow-trust-remote-code", action="store_true",
+                            help="permit trust_remote_code: true (runs code from the model repo)")
+    if dangerous_data:
+        parser.add_argument("--allow-dangerous-data", action="store_true",
+                            help="train even when the data holds commands the risk check flags")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,8 +88,8 @@ def load_config(args: argparse.Namespace, last_overlays: tuple[str, ...] = (), o
         **target_check(),
         target_override=args.target,
         gpu_memory_gb=args.gpu_memory,
-        allow_trust_remote_code=args.allow_trust_remote_code,
-        allow_dangerous_data=args.allow_dangerous_data,
+        allow_trust_remote_code=getattr(args, "allow_trust_remote_code", False),  # offered where a check reads it
+        allow_dangerous_data=getattr(args, "allow_dangerous_data", False),
     )
 
 

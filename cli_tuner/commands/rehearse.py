@@ -13,7 +13,8 @@ from . import options, training_mode
 
 NAME = "rehearse"
 DEFAULT_STEPS = 2  # proves the path, not convergence: the second step reuses the optimizer state the first made
-HELP = "CPU rehearsal: tiny random model of the same architecture, real axolotl train"
+HELP = ("CPU rehearsal: tiny random model of the same architecture, real axolotl train; writes a run "
+        "folder under --output-root")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

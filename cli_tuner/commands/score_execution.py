@@ -23,7 +23,8 @@ from ..training.provenance import record_rescored_check
 from .check_checkpoint import DEFAULTS, add_gate_arguments, settings_from
 
 NAME = "score-execution"
-HELP = "run a finished evaluation's answers in the sandbox and judge the gate again"
+HELP = ("run a finished evaluation's answers in the sandbox and judge the gate again; writes execution "
+        "accuracy into that eval.json and the verdict into the run's provenance.json")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,8 @@ from ..training import measurements
 from . import training_mode
 
 NAME = "smoke"
-HELP = "10-step smoke run derived from the full config (overlay configs/axolotl_smoke_test.yaml)"
+HELP = ("10-step smoke run derived from the full config (overlay configs/axolotl_smoke_test.yaml); writes "
+        "a run folder under --output-root")
 add_arguments = training_mode.add_gpu_arguments
 
 

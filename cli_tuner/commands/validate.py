@@ -11,7 +11,7 @@ from ..training import tracking
 from . import options
 
 NAME = "validate"
-HELP = "check config, data, token budget and memory; no training"
+HELP = "check config, data, token budget and memory; no training, writes nothing"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
