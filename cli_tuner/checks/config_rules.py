@@ -120,18 +120,35 @@ def _number(cfg: dict, key: str) -> float | None:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def total_steps(cfg: dict, train_examples: int | None) -> int | None:
-    """Optimizer steps the run will take: max_steps, else epochs x examples / effective batch."""
+# Packed rows are ~99% real tokens on this project's data (bench/bench_tokens.py: 0.993 on
+# NL2Bash with the packing overlay), so a packed step carries about this share of its slots.
+PACKED_FILL = 0.99
+
+
+def total_steps(cfg: dict, train_examples: int | None, mean_example_tokens: float | None = None,
+                processes: int = 1) -> int | None:
+    """Optimizer steps the run will take, the one count every message and projection prints:
+    max_steps, else epochs x (examples / effective batch). The effective batch spans `processes`
+    (each takes its own micro-batches). Packed, a micro-batch holds sequence_len x micro_batch_size
+    tokens of many examples, so the count needs the data's mean example length; None without it
+    (and without the example count)."""
     max_steps = _number(cfg, "max_steps")
     if max_steps and max_steps > 0:
         return int(max_steps)
-    epochs = _number(cfg, "num_epochs") or 1
-    batch = (_number(cfg, "micro_batch_size") or 1) * (_number(cfg, "gradient_accumulation_steps") or 1)
-    if not train_examples or batch <= 0:
+    epochs = int(_number(cfg, "num_epochs") or 1)
+    micro = _number(cfg, "micro_batch_size") or 1
+    accumulation = _number(cfg, "gradient_accumulation_steps") or 1
+    if not train_examples or micro <= 0 or accumulation <= 0:
         return None
     if not cfg.get("test_datasets") and _number(cfg, "val_set_size"):
         train_examples = int(train_examples * (1 - cfg["val_set_size"]))
-    return max(1, math.ceil(train_examples / batch) * int(epochs))
+    processes = max(1, int(processes))
+    if cfg.get("sample_packing"):
+        if not mean_example_tokens:
+            return None
+        slots = int(_number(cfg, "sequence_len") or 2048) * micro * accumulation * processes
+        return max(1, math.ceil(train_examples * mean_example_tokens / (slots * PACKED_FILL)) * epochs)
+    return max(1, math.ceil(train_examples / (micro * accumulation * processes)) * epochs)
 
 
 def numbers(cfg: dict, train_examples: int | None) -> list[Problem]:
@@ -147,8 +164,15 @@ def numbers(cfg: dict, train_examples: int | None) -> list[Problem]:
     steps = total_steps(cfg, train_examples)
     if steps is None:
         return problems
-    # With max_steps the run length is certain; from epochs it is an estimate (packing shortens
-    # it further), so those findings are warnings.
+    return problems + step_problems(cfg, steps)
+
+
+def step_problems(cfg: dict, steps: int) -> list[Problem]:
+    """warmup, save and eval intervals that the run's `steps` (total_steps) leave no room for."""
+    problems = []
+    # With max_steps the run length is certain; from epochs it is an estimate, so those findings are
+    # warnings (packed without max_steps the count needs token lengths, which the config checks lack:
+    # validate checks again with the data report's).
     certain = bool(_number(cfg, "max_steps") and cfg["max_steps"] > 0)
     level = "error" if certain else "warning"
     ends = f"before the run ends at step {steps}" if certain else f"in the ~{steps} steps this data gives (estimate)"

@@ -35,7 +35,8 @@ def check_calibration(args: argparse.Namespace, plan: Plan) -> calibration.Decis
         return None
     train_files = {str(p) for p in plan.loaded.split_files()["train"]}
     examples = sum(int(v.get("lines") or 0) for k, v in plan.verified.files.items() if k in train_files) or None
-    decision = calibration.decide(entry, plan.loaded, plan.facts, gpu, examples, headroom, price)
+    decision = calibration.decide(entry, plan.loaded, plan.facts, gpu, examples, headroom, price,
+                                  plan.topology.world_size)
     calibration.raise_unless_fits(decision)
     console.say(decision.memory_line())
     console.say(decision.time_line())
