@@ -121,3 +121,21 @@ def test_full_preempted_in_its_last_step_resumes_without_training_past_the_limit
     # the run's three records agree on how it ended
     assert json.loads((run / "phase2-final" / "eval.json").read_text())["run_status"] == "succeeded"
     assert json.loads((run / "phase2-final" / "provenance.json").read_text())["status"] == "succeeded"
+
+
+def test_progress_says_training_did_not_end_when_a_signal_stopped_it(tmp_path):
+    """The trainer's own progress.json, as the plugin writes it: a run a signal stopped is no train_end."""
+    from types import SimpleNamespace
+
+    from cli_tuner.training.callbacks.graceful_stop import GracefulStopCallback
+    from cli_tuner.training.callbacks.progress import ProgressCallback
+
+    state = SimpleNamespace(global_step=2, max_steps=2)
+    stopper = GracefulStopCallback()
+    progress = ProgressCallback(str(tmp_path), stopper)
+    progress.on_train_end(None, state, None)
+    assert json.loads((tmp_path / "progress.json").read_text())["train_end"] is True
+    stopper.signal_received = signal.SIGTERM
+    progress.on_train_end(None, state, None)
+    written = json.loads((tmp_path / "progress.json").read_text())
+    assert written["train_end"] is False and written["stopped_by_signal"] == signal.SIGTERM
