@@ -211,3 +211,20 @@ def test_a_run_interrupted_in_its_last_step_resumes_without_training_past_its_li
     assert (copy / "phase2-final" / "adapter_model.safetensors").is_file()
     progress = json.loads((copy / "progress.json").read_text())
     assert progress["step"] == 2 and progress["train_end"] is True
+
+
+def test_a_later_check_of_the_run_writes_beside_its_eval_record(rehearsal):
+    """check-checkpoint pointed at the run folder checks phase2-final and writes eval-2.json there: the
+    run's eval.json (the one provenance summarises) is kept, and no second eval.json lands in the run."""
+    from conftest import run_entrypoint
+
+    result, files, (run,), _ = rehearsal
+    final = run / "phase2-final"
+    before = (final / "eval.json").read_bytes()
+    assert json.loads(before)["run_status"] == json.loads((run / "provenance.json").read_text())["status"] == "succeeded"
+    check = run_entrypoint("check-checkpoint", "--checkpoint", str(run), "--sample-size", "2", "--max-new-tokens", "8",
+                           "--no-execution", "--min-syntax-rate", "0", "--min-command-rate", "0", "--allow-dangerous")
+    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
+    assert f"wrote {final / 'eval-2.json'}" in check.stdout
+    assert (final / "eval.json").read_bytes() == before and not (run / "eval.json").exists()
+    assert json.loads((final / "eval-2.json").read_text())["summary"]["n"] == 2
