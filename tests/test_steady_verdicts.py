@@ -16,8 +16,9 @@ from cli_tuner.evaluation import execution, sandbox
 AVAILABLE = sandbox.probe()
 needs_sandbox = pytest.mark.skipif(not AVAILABLE.ok, reason=AVAILABLE.reason)
 
-REFERENCES = ["nohup ./long_job.sh > job.log 2>&1 &", "sleep 0.2 > out.txt &", "ls -la", "ls -la"]
-ANSWERS = ["nohup ./long_job.sh > job.log &", "sleep 0.2 > out.txt", "ls -la &", "ls -la"]
+REFERENCES = ["nohup ./long_job.sh > job.log 2>&1 &", "sleep 0.2 > out.txt &", "head -n 3 numbers.txt",
+              "wc -l numbers.txt"]
+ANSWERS = ["nohup ./long_job.sh > job.log &", "sleep 0.2 > out.txt", "head -n 3 numbers.txt &", "wc -l numbers.txt"]
 
 
 @pytest.mark.parametrize("command, background", [
