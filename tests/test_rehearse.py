@@ -193,8 +193,10 @@ def test_a_run_interrupted_in_its_last_step_resumes_without_training_past_its_li
     result, files, (run,), tokenizer = rehearsal
     assert result.returncode == 0
     copy = tmp_path / "outputs" / run.name
-    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("phase2-final", "adapter_model.safetensors",
-                                                             "adapter_config.json"))
+    shutil.copytree(run, copy)
+    shutil.rmtree(copy / "phase2-final")  # the run's own final files, not its checkpoint's
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        (copy / name).unlink()
     record = json.loads((copy / "provenance.json").read_text())
     record.update(status="interrupted", error="signal 15 at step 2")
     (copy / "provenance.json").write_text(json.dumps(record))
