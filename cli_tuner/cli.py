@@ -10,36 +10,54 @@ import argparse
 import os
 import sys
 
-from . import commands, console
+from . import __version__, commands, console
 from .errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, EXIT_USAGE, CliTunerError, UsageError
 
 MODES = ("validate", "smoke", "full", "rehearse")
 
-EPILOG = """\
+EXAMPLES = """\
 examples:
-  python entrypoint.py rehearse                       # CPU rehearsal of the default config
-  python entrypoint.py validate --config configs/training_config_h100.yaml
-  python entrypoint.py smoke --set micro_batch_size=2
-  python entrypoint.py lock-data --data-dir data/processed --force
-  TRAIN_MODE=full python entrypoint.py                 # what the container runs on a pod
-
+  {run} rehearse                       # CPU rehearsal of the default config
+  {run} validate --config configs/training_config_h100.yaml
+  {run} smoke --set micro_batch_size=2
+  {run} lock-data --data-dir data/processed --force
+  TRAIN_MODE=full {run}                 # what the container runs on a pod
+"""
+EXIT_CODES = """
 exit codes: 0 ok, 1 unexpected, 2 usage, 3 data integrity, 4 invalid config,
             5 environment/resources, 6 checkpoint gate failed,
             7 refused: the run failed the same way too often, 130 interrupted
 """
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default, where it has one to show (not None, an off switch or an empty list)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, []) or "%(default)" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    prog = program_name()
     parser = argparse.ArgumentParser(
-        prog=program_name(),
+        prog=prog,
         description="cli-tuner: validate, rehearse and run Axolotl QLoRA fine-tuning with locked data and provenance.",
-        epilog=EPILOG,
+        epilog=EXAMPLES.format(run=invocation(prog)) + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in commands.ALL:
-        command.add_arguments(sub.add_parser(command.NAME, help=command.HELP))
+        command.add_arguments(sub.add_parser(command.NAME, help=command.HELP, description=command.HELP,
+                                             formatter_class=HelpFormatter))
     return parser
+
+
+def invocation(prog: str) -> str:
+    """How the user starts the tool again: the installed command, or the script through Python."""
+    return prog if prog == "cli-tuner" else f"python {prog}"
 
 
 def program_name() -> str:

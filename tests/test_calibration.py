@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cli_tuner import cli, config, console
+from cli_tuner.batching import steps as batching_steps
 from cli_tuner.checks import preflight
 from cli_tuner.estimates import calibration, memory
 from cli_tuner.errors import ConfigError, EnvironmentProblem
@@ -109,7 +110,7 @@ def test_packed_full_runs_count_steps_from_smokes_tokens_per_example():
     full = loaded("sample_packing=true", "max_steps=null", "num_epochs=3", "sequence_len=2048")
     entry = entry_for(full, tokens_per_micro=2048, mean_tokens=66.0)
     steps = calibration.full_steps(full.axolotl, 12_607, entry)
-    assert steps == 3 * -(-12_607 * 66 // int(2048 * 4 * calibration.PACKED_FILL))
+    assert steps == 3 * -(-12_607 * 66 // int(2048 * 4 * batching_steps.PACKED_FILL))
 
 
 def test_settings_defaults_and_the_environment_price(monkeypatch):

@@ -107,9 +107,11 @@ def test_a_two_machine_topology_is_valid():
     assert distributed.topology_problems(topology) == [] and topology.world_size == 8
 
 
-def test_bad_node_rank_on_the_command_line_is_exit_4(capsys, monkeypatch):
-    code, out = run_cli(capsys, monkeypatch, "estimate-memory", "--gpus", "0")
-    assert code == 4 and "--gpus" in out
+def test_no_processes_on_the_command_line_is_a_usage_error(capsys, monkeypatch):
+    with pytest.raises(SystemExit) as exited:  # argparse's exit 2, as for any malformed option
+        run_cli(capsys, monkeypatch, "estimate-memory", "--gpus", "0")
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("--gpus:") == 1 and "not a positive whole number" in err
 
 
 # ------------------------------------------------------------------ batch arithmetic

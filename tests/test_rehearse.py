@@ -194,3 +194,53 @@ def test_the_console_shows_one_bar_per_phase_and_axolotls_log_goes_to_train_log(
         assert line in log, line
     progress = json.loads((run / "progress.json").read_text())
     assert progress["trainable_tokens_per_second"] > 0 and progress["step"] == 2
+
+
+def test_a_run_interrupted_in_its_last_step_resumes_without_training_past_its_limit(rehearsal, tmp_path):
+    """Interrupted in step 2 of 2 (a Ctrl-C or a pod's SIGTERM during the last step): checkpoint-2 is the
+    whole training. Started again, the job must not hand it to the trainer, which always runs one more
+    step on a resume (transformers checks the step limit only after a step), but publish and check it."""
+    import shutil
+
+    from conftest import run_entrypoint
+
+    result, files, (run,), tokenizer = rehearsal
+    assert result.returncode == 0
+    copy = tmp_path / "outputs" / run.name
+    shutil.copytree(run, copy)
+    shutil.rmtree(copy / "phase2-final")  # the run's own final files, not its checkpoint's
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        (copy / name).unlink()
+    record = json.loads((copy / "provenance.json").read_text())
+    record.update(status="interrupted", error="signal 15 at step 2")
+    (copy / "provenance.json").write_text(json.dumps(record))
+    chosen = ["--tokenizer", str(tokenizer)] if tokenizer else []
+    resumed = run_entrypoint("rehearse", "--data-dir", str(files["train"].parent), *chosen, "--output-root", str(tmp_path / "outputs"),
+                             env={"WANDB_API_KEY": "", "HF_HUB_OFFLINE": "1"})
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"{run.name}: resuming from checkpoint-2 (status was interrupted)" in resumed.stdout
+    assert "step 3/2" not in resumed.stdout
+    after = json.loads((copy / "provenance.json").read_text())
+    assert after["status"] == "succeeded" and after["steps"] == {"planned": 2, "completed": 2}
+    assert after["resumed_from"] == "checkpoint-2"
+    assert not (copy / "checkpoint-3").exists()
+    assert (copy / "phase2-final" / "adapter_model.safetensors").is_file()
+    progress = json.loads((copy / "progress.json").read_text())
+    assert progress["step"] == 2 and progress["train_end"] is True
+
+
+def test_a_later_check_of_the_run_writes_beside_its_eval_record(rehearsal):
+    """check-checkpoint pointed at the run folder checks phase2-final and writes eval-2.json there: the
+    run's eval.json (the one provenance summarises) is kept, and no second eval.json lands in the run."""
+    from conftest import run_entrypoint
+
+    result, files, (run,), _ = rehearsal
+    final = run / "phase2-final"
+    before = (final / "eval.json").read_bytes()
+    assert json.loads(before)["run_status"] == json.loads((run / "provenance.json").read_text())["status"] == "succeeded"
+    check = run_entrypoint("check-checkpoint", "--checkpoint", str(run), "--sample-size", "2", "--max-new-tokens", "8",
+                           "--no-execution", "--min-syntax-rate", "0", "--min-command-rate", "0", "--allow-dangerous")
+    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
+    assert f"wrote {final / 'eval-2.json'}" in check.stdout
+    assert (final / "eval.json").read_bytes() == before and not (run / "eval.json").exists()
+    assert json.loads((final / "eval-2.json").read_text())["summary"]["n"] == 2

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from cli_tuner import cli, data
-from cli_tuner.commands import full, options as command_options
+from cli_tuner.commands import full, options as command_options, rehearse
 from cli_tuner.training import pipeline as runner, slices
 from cli_tuner.config import load
 from cli_tuner.errors import CheckpointGateFailed, Interrupted, TrainingFailed
@@ -100,3 +100,24 @@ def test_a_runs_status_follows_from_what_ended_it(exc, status, error):
     """provenance and attempts.json record the status the exception's type gives, and the error line
     without the advice (so the same failure reads the same on every attempt)."""
     assert runner.ending_of(exc) == (status, error)
+
+
+def test_a_rehearsals_process_count_is_part_of_its_identity(locked_data, tmp_path):
+    """`rehearse --processes 2` after a finished one-process rehearsal is another run, not "already
+    finished"; one process keeps the identity runs always had."""
+    from cli_tuner.training import run_folder
+
+    verified = data.verify([locked_data["train"]])
+    options = runner.RehearsalOptions()
+    one = runner.identity_of(rehearse.SPEC, load(A5000), verified, options)
+    assert one == runner.identity_of(rehearse.SPEC, load(A5000), verified, options, processes=1)
+    two = runner.identity_of(rehearse.SPEC, load(A5000), verified, options, processes=2)
+    assert two.default_run_id() != one.default_run_id()
+    finished = run_folder.open_run(tmp_path, one, None, new_run=False, resume=True, say=lambda _: None)
+    finished.lock.release()
+    (finished.path / "provenance.json").write_text(json.dumps({**one.record(), "status": "succeeded"}))
+    second = run_folder.open_run(tmp_path, two, None, new_run=False, resume=True, say=lambda _: None)
+    second.lock.release()
+    assert second.path != finished.path and second.resume_from is None
+    # on a pod the GPUs are not the identity: a restart on another count meets its checkpoints' layout rule
+    assert runner.identity_of(full.SPEC, load(A5000), verified, processes=2) == runner.identity_of(full.SPEC, load(A5000), verified)

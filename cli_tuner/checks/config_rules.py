@@ -133,8 +133,15 @@ def numbers(cfg: dict, train_examples: int | None) -> list[Problem]:
     steps = total_steps(cfg, train_examples)
     if steps is None:
         return problems
-    # With max_steps the run length is certain; from epochs it is an estimate (packing shortens
-    # it further), so those findings are warnings.
+    return problems + step_problems(cfg, steps)
+
+
+def step_problems(cfg: dict, steps: int) -> list[Problem]:
+    """warmup, save and eval intervals that the run's `steps` (total_steps) leave no room for."""
+    problems = []
+    # With max_steps the run length is certain; from epochs it is an estimate, so those findings are
+    # warnings (packed without max_steps the count needs token lengths, which the config checks lack:
+    # validate checks again with the data report's).
     certain = bool(_number(cfg, "max_steps") and cfg["max_steps"] > 0)
     level = "error" if certain else "warning"
     ends = f"before the run ends at step {steps}" if certain else f"in the ~{steps} steps this data gives (estimate)"

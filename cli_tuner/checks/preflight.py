@@ -50,15 +50,27 @@ def as_checks(problems: list[config_rules.Problem]) -> list[Check]:
     return [Check(p.key, False, p.level, p.message) for p in problems]
 
 
-def raise_for(problems: list[config_rules.Problem], source: str) -> list[Check]:
-    """The warnings among `problems`; when any is an error, raise the first one's kind with all listed."""
+def raise_for(problems: list[config_rules.Problem], source: str, sets: list[str] = ()) -> list[Check]:
+    """The warnings among `problems`; when any is an error, raise the first one's kind with all listed
+    (the list only when there is more than the one the error line names). A key the command line set
+    (`sets`, the --set assignments) is blamed on its --set, not on the config file."""
     errors = [p for p in problems if p.level == "error"]
     if errors:
         first = errors[0]
         more = f" (and {len(errors) - 1} more above)" if len(errors) > 1 else ""
-        raise KIND_ERRORS[first.kind](f"{source}: {first.line()}{more}",
-                                      details=[f"  {p.level}: {p.line()}" for p in problems])
+        details = [f"  {p.level}: {p.line()}" for p in problems] if len(problems) > 1 else []
+        raise KIND_ERRORS[first.kind](f"{blamed(first.key, sets) or source}: {first.line()}{more}", details=details)
     return as_checks(problems)
+
+
+def blamed(key: str, sets: list[str]) -> str | None:
+    """The last --set that gave `key` (or a table above it) its value, as the user typed it; None when none did."""
+    found = None
+    for assignment in sets:
+        name = assignment.split("=", 1)[0].strip()
+        if key == name or key.startswith(name + ".") or name.startswith(key + "."):
+            found = f"--set {assignment}"
+    return found
 
 
 def deepspeed_installed() -> bool:
@@ -71,7 +83,7 @@ def check_config(loaded: LoadedConfig, facts, gpu, topology: Topology = SINGLE) 
     problems = config_rules.all_problems(loaded, facts, gpu)
     problems += distributed.rules(loaded.axolotl, topology, gpu.kind if gpu is not None else None,
                                   deepspeed_installed())
-    return raise_for(problems, str(loaded.path))
+    return raise_for(problems, str(loaded.path), loaded.sets)
 
 
 def memory_on(loaded: LoadedConfig, facts, gpu: gpus.GpuSpec, topology: Topology = SINGLE,
@@ -107,6 +119,14 @@ def raise_environment(source: str, results: list[Check]) -> None:
     if first is not None:
         details = [f"  {c.level}: {c.line()}" for c in results if c.failed]
         raise EnvironmentProblem(f"{source}: {first.line()}", details=details)
+
+
+def require_device(spec: RunSpec, found: machine_facts.Machine) -> None:
+    """A run on this machine's GPU needs one: checked before the data, the model facts and the config, so
+    a machine without one is told so at once (EnvironmentProblem, exit 5), not after the data checks."""
+    first = first_error(environment.device_checks(found, None, None)) if spec.on_gpu else None
+    if first is not None:
+        raise EnvironmentProblem(f"{spec.name} preflight: {first.line()}")
 
 
 def prepare(spec: RunSpec, loaded: LoadedConfig, *, output_root: Path | str | None = None,

@@ -7,23 +7,25 @@ from pathlib import Path
 
 from .. import console, settings as job_settings
 from ..errors import UsageError
+from ..evaluation.adapter_files import adapter_folder, new_record_path
 from ..evaluation.evaluate import evaluate
 from ..evaluation.report import MARGIN_METRICS, STATIC_DEFAULT, GateSettings, enforce_gate
 from ..evaluation.sandbox import Limits
 from ..facts import machine as machine_facts
-from ..paths import EVAL_FILE
 
 NAME = "check-checkpoint"
-HELP = "generate on the test split and score the Bash it writes (and what it does, in a sandbox)"
+HELP = ("generate on the test split with an adapter and score the Bash it writes (and what it does, in a "
+        "sandbox); writes eval.json in the adapter folder, eval-N.json beside an existing one")
 DEFAULTS = GateSettings()  # the options' defaults are the config keys' (settings.Settings)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="adapter folder (a checkpoint-N or phase2-final)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="adapter folder (a checkpoint-N or phase2-final), or a run folder (its phase2-final)")
     parser.add_argument("--test-file", default=None, help="chat JSONL to score on (default: the run's test split)")
     parser.add_argument("--sample-size", type=int, default=None, help="score only the first N examples")
     parser.add_argument("--max-new-tokens", type=int, default=job_settings.MAX_NEW_TOKENS,
-                        help="new tokens an answer may take (default %(default)s)")
+                        help="tokens generated per answer at most")
     parser.add_argument("--baseline", action="store_true",
                         help="also score the base model without the adapter; the adapter must beat it by --min-margin")
     add_gate_arguments(parser)
@@ -44,7 +46,9 @@ def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-dangerous-answers", action="store_true",
                         help="do not fail the gate on dangerous answers (the data's own are --allow-dangerous-data)")
     parser.add_argument("--min-margin", type=float, default=DEFAULTS.min_margin,
-                        help="with --baseline: how much higher the adapter's --margin-metric rate must be (default %(default)s)")
+                        help="how much higher the adapter's --margin-metric rate must be than the base model's, where the "
+                             "evaluation scored the base model too (check-checkpoint --baseline, a full run's check) "
+                             "(default %(default)s)")
     parser.add_argument("--margin-metric", choices=MARGIN_METRICS, default=DEFAULTS.margin_metric,
                         help="the rate --min-margin compares (default: execution_accuracy where the sandbox runs, "
                              "judged on the lower bound of the paired difference's 95%% interval; else "
@@ -68,11 +72,14 @@ def settings_from(args: argparse.Namespace) -> GateSettings:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     device = machine_facts.detect().torch_device
-    report = evaluate(Path(args.checkpoint), test_file=Path(args.test_file) if args.test_file else None,
+    folder = adapter_folder(Path(args.checkpoint))
+    record = new_record_path(folder)  # beside the run's eval.json, never over it
+    report = evaluate(folder, test_file=Path(args.test_file) if args.test_file else None,
                       sample_size=args.sample_size, max_new_tokens=args.max_new_tokens,
                       base_model=args.base_model, baseline=args.baseline, device=device,
-                      execution=not args.no_execution, sandbox_limits=Limits(seconds=settings.sandbox_seconds))
+                      execution=not args.no_execution, sandbox_limits=Limits(seconds=settings.sandbox_seconds),
+                      record=record)
     console.show(report.renderable(console.is_terminal()))
-    console.out(f"wrote {Path(args.checkpoint) / EVAL_FILE}")
+    console.out(f"wrote {record}")
     enforce_gate(report, settings)
     return 0

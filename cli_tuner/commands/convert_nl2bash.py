@@ -8,16 +8,16 @@ from .. import console
 from ..corpus.nl2bash import convert
 
 NAME = "convert-nl2bash"
-HELP = "NL2Bash parallel files to locked chat JSONL splits"
+HELP = "NL2Bash parallel files to chat JSONL splits; writes train/val/test.jsonl and their manifest.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nl", required=True, help="file with one description per line")
     parser.add_argument("--cm", required=True, help="file with one command per line")
     parser.add_argument("--out", default="data/processed", help="output folder (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--val-fraction", type=float, default=0.05)
-    parser.add_argument("--test-fraction", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=42, help="seed of the split's shuffle")
+    parser.add_argument("--val-fraction", type=float, default=0.05, help="share of the pairs in val.jsonl")
+    parser.add_argument("--test-fraction", type=float, default=0.05, help="share of the pairs in test.jsonl")
     parser.add_argument("--force", action="store_true", help="replace existing split files and manifest")
 
 

@@ -9,11 +9,11 @@ from ..checks import data_report
 from . import options
 
 NAME = "data-report"
-HELP = "token statistics, duplicates, leakage and Bash checks of the data"
+HELP = "token statistics, duplicates, leakage and Bash checks of the data; prints the report, writes nothing"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    options.add_config_arguments(parser)
+    options.add_config_arguments(parser, trust_remote_code=False)
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder (overrides the config)")
 
 

@@ -13,7 +13,7 @@ from ..findings import Check, markup_lines, summary_line
 from . import options
 
 NAME = "doctor"
-HELP = "detect the platform, recommend a config, check the environment"
+HELP = "detect the platform, recommend a config, check the environment; writes nothing"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,11 +12,11 @@ from ..facts import cuda_context, gpus, machine as machine_facts
 from . import options
 
 NAME = "estimate-memory"
-HELP = "peak GPU memory of a config on a target"
+HELP = "peak GPU memory of a config on a target; writes nothing"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    options.add_config_arguments(parser, data=False)  # the estimate reads no data file
+    options.add_config_arguments(parser, data=False, trust_remote_code=False, dangerous_data=False)  # reads no data file
     parser.add_argument("--cuda-major", type=int, choices=sorted(cuda_context.BARE_CONTEXT_GIB), default=None,
                         help="CUDA runtime major of the torch that will train (default: this machine's torch on "
                              f"its GPU, else the image's, CUDA {gpus.IMAGE_CUDA_MAJOR}); sets the CUDA context's size")

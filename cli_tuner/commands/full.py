@@ -18,7 +18,8 @@ from ..run_spec import RunSpec
 from . import training_mode
 
 NAME = "full"
-HELP = "the full training run, then the checkpoint check and phase2-final/"
+HELP = ("the full training run, then the checkpoint check; writes a run folder under --output-root "
+        "(checkpoints, phase2-final/, provenance.json)")
 add_arguments = training_mode.add_gpu_arguments
 # The whole data on this machine's GPU; the adapter is published, checked against the base model
 # and gated; a finished run stops its pod even when started by hand.
@@ -37,7 +38,8 @@ def check_calibration(args: argparse.Namespace, plan: Plan) -> calibration.Decis
         console.say(f"no smoke calibration for this config, data, {gpu.name} and {plan.topology.world_size} process(es) in "
                     f"{calibration.path_in(args.output_root)}: run `smoke` first to measure; going on the estimate alone")
         return None
-    decision = calibration.decide(entry, plan.loaded, plan.facts, gpu, plan.train_examples(), headroom, price)
+    decision = calibration.decide(entry, plan.loaded, plan.facts, gpu, plan.train_examples(), headroom, price,
+                                  plan.topology.world_size)
     calibration.raise_unless_fits(decision)
     console.say(decision.memory_line())
     console.say(decision.time_line())

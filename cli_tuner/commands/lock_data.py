@@ -11,7 +11,7 @@ from ..config import DATA_DIR_ENV
 from ..paths import DEFAULT_DATA_DIR
 
 NAME = "lock-data"
-HELP = "write the dataset manifest (SHA256 and line counts)"
+HELP = "write the dataset manifest (SHA256 and line counts) as manifest.json in --data-dir"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

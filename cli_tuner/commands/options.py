@@ -22,8 +22,11 @@ def output_root() -> str:
     return os.environ.get("OUTPUT_ROOT") or DEFAULT_OUTPUT_ROOT
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, data: bool = True) -> None:
-    """`data`: the verb reads the data, so it takes the data folder too."""
+def add_config_arguments(parser: argparse.ArgumentParser, data: bool = True, *, trust_remote_code: bool = True,
+                         dangerous_data: bool = True) -> None:
+    """The config and its overlays; `data`: the verb reads the data, so it takes the data folder too;
+    `trust_remote_code`/`dangerous_data`: whether the verb offers the permission (only where a check it
+    runs reads it)."""
     parser.add_argument("--config", default=os.environ.get("TRAIN_CONFIG", DEFAULT_CONFIG),
                         help="Axolotl YAML config (env TRAIN_CONFIG; default %(default)s)")
     if data:
@@ -40,10 +43,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, data: bool = True) -> 
                         help="hardware to check against: a5000, h100, m4, cpu, ... (default: the config's cli_tuner.target)")
     parser.add_argument("--gpu-memory", type=float, default=None, metavar="GB",
                         help="GPU memory of an unlisted target, in GB")
-    parser.add_argument("--allow-trust-remote-code", action="store_true",
-                        help="permit trust_remote_code: true (runs code from the model repo)")
-    parser.add_argument("--allow-dangerous-data", action="store_true",
-                        help="train even when the data holds commands the risk check flags")
+    if trust_remote_code:
+        parser.add_argument("--allow-trust-remote-code", action="store_true",
+                            help="permit trust_remote_code: true (runs code from the model repo)")
+    if dangerous_data:
+        parser.add_argument("--allow-dangerous-data", action="store_true",
+                            help="train even when the data holds commands the risk check flags")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +74,18 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                              "no restart can fix follow --on-finish too")
 
 
+def positive_int(text: str) -> int:
+    """argparse type of a count that must be at least 1 (steps, processes, GPUs): 0 or less is a usage
+    error (exit 2) at parse time, like any other malformed option."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive whole number (at least 1)")
+    return value
+
+
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -84,8 +101,8 @@ def load_config(args: argparse.Namespace, last_overlays: tuple[str, ...] = (), o
         **target_check(),
         target_override=args.target,
         gpu_memory_gb=args.gpu_memory,
-        allow_trust_remote_code=args.allow_trust_remote_code,
-        allow_dangerous_data=args.allow_dangerous_data,
+        allow_trust_remote_code=getattr(args, "allow_trust_remote_code", False),  # offered where a check reads it
+        allow_dangerous_data=getattr(args, "allow_dangerous_data", False),
     )
 
 
@@ -115,14 +132,14 @@ def show_findings(plan: Plan) -> None:
 
 
 def add_gpus_argument(parser: argparse.ArgumentParser, default_help: str = "1") -> None:
-    parser.add_argument("--gpus", type=int, default=None, metavar="N",
+    parser.add_argument("--gpus", type=positive_int, default=None, metavar="N",
                         help=f"training processes (one per GPU) on this machine (default {default_help}); the "
                              "effective batch is micro batch x accumulation x processes")
 
 
 def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     """Several machines, as torchrun takes them; each defaults to the PET_* variable torchrun reads."""
-    parser.add_argument("--nnodes", type=int, default=_env_int("PET_NNODES", 1),
+    parser.add_argument("--nnodes", type=positive_int, default=_env_int("PET_NNODES", 1),
                         help="machines in the run (env PET_NNODES; default %(default)s)")
     parser.add_argument("--node-rank", type=int, default=_env_int("PET_NODE_RANK", 0),
                         help="this machine's rank, 0 on the master (env PET_NODE_RANK; default %(default)s)")

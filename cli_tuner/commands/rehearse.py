@@ -11,10 +11,11 @@ from ..errors import UsageError
 from ..run_spec import RunSpec
 from ..training.pipeline import RehearsalOptions
 from ..training.rehearsal import DEFAULT_STEPS
-from . import training_mode
+from . import options, training_mode
 
 NAME = "rehearse"
-HELP = "CPU rehearsal: tiny random model of the same architecture, real axolotl train"
+HELP = ("CPU rehearsal: tiny random model of the same architecture, real axolotl train; writes a run "
+        "folder under --output-root")
 # A tiny random model on the CPU: no GPU checks, no target, no FLOPs of the real model; the adapter
 # is published and checked on a sample of the test split, and the gate is recorded, not enforced.
 SPEC = RunSpec(NAME, on_gpu=False, checks_target=False, cpu_rehearsal=True, publishes=True,
@@ -25,12 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     training_mode.add_arguments(parser)
     parser.add_argument("--tokenizer", default=os.environ.get("REHEARSAL_TOKENIZER"),
                         help="local folder of the base model's tokenizer (env REHEARSAL_TOKENIZER)")
-    parser.add_argument("--steps", type=int, default=None,
+    parser.add_argument("--steps", type=options.positive_int, default=None,
                         help=f"training steps (default: --set max_steps=N if given, else {DEFAULT_STEPS})")
-    parser.add_argument("--save-steps", type=int, default=None, help="checkpoint interval (default: at the end)")
+    parser.add_argument("--save-steps", type=options.positive_int, default=None, help="checkpoint interval (default: at the end)")
     parser.add_argument("--packing", choices=("config", "on", "off"), default="config",
                         help="sample packing as in the config, or forced on/off")
-    parser.add_argument("--processes", type=int, default=1, metavar="N",
+    parser.add_argument("--processes", type=options.positive_int, default=1, metavar="N",
                         help="training processes: N > 1 runs DDP over gloo on the CPU through torchrun, the launcher "
                              "path `smoke`/`full --gpus N` take on the pod (default %(default)s)")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import atomic, console
 from ..errors import CheckpointGateFailed, DataError, EnvironmentProblem, UsageError
 from ..evaluation import sandbox
+from ..evaluation.adapter_files import adapter_folder
 from ..evaluation.execution_scoring import add_execution
 from ..evaluation.report import EvalReport
 from ..paths import EVAL_FILE, PROVENANCE_FILE
@@ -22,19 +23,24 @@ from ..training.provenance import record_rescored_check
 from .check_checkpoint import DEFAULTS, add_gate_arguments, settings_from
 
 NAME = "score-execution"
-HELP = "run a finished evaluation's answers in the sandbox and judge the gate again"
+HELP = ("run a finished evaluation's answers in the sandbox and judge the gate again; writes execution "
+        "accuracy into that eval.json and the verdict into the run's provenance.json")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--eval", required=True, help=f"the run's {EVAL_FILE}, or the checkpoint folder holding it")
+    parser.add_argument("--eval", required=True,
+                        help=f"an {EVAL_FILE}, the checkpoint folder holding it, or a run folder (its phase2-final's)")
     add_gate_arguments(parser)
     parser.add_argument("--sandbox-seconds", type=float, default=DEFAULTS.sandbox_seconds,
                         help="wall-time limit of one command in the sandbox (default %(default)s)")
 
 
+def eval_file(path: Path) -> Path:
+    """The evaluation record --eval names: the file itself, or the eval.json of a checkpoint or run folder."""
+    return adapter_folder(path) / EVAL_FILE if path.is_dir() else path
+
+
 def read_report(path: Path) -> EvalReport:
-    if path.is_dir():
-        path = path / EVAL_FILE
     if not path.is_file():
         raise UsageError(f"{path}: not found; pass the {EVAL_FILE} that check-checkpoint or a run wrote")
     try:
@@ -52,7 +58,7 @@ def read_report(path: Path) -> EvalReport:
 
 def provenance_files(eval_path: Path, report: EvalReport) -> list[Path]:
     """The provenance records the check belongs in: the one the evaluation read, and the run folder's."""
-    folder = eval_path if eval_path.is_dir() else eval_path.parent
+    folder = eval_path.parent
     found = [Path(report.context["provenance"])] if report.context.get("provenance") else []
     found += [folder / PROVENANCE_FILE, folder.parent / PROVENANCE_FILE]
     return list(dict.fromkeys(p.resolve() for p in found if p.is_file()))
@@ -60,13 +66,13 @@ def provenance_files(eval_path: Path, report: EvalReport) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    eval_path = Path(args.eval)
+    eval_path = eval_file(Path(args.eval))
     report = read_report(eval_path)
     if not sandbox.probe().ok:
         raise EnvironmentProblem(f"{sandbox.probe().reason}; run score-execution where bubblewrap starts "
                                  "(a laptop or CI, as root or with unprivileged user namespaces)")
     console.out(add_execution(report, sandbox.Limits(seconds=settings.sandbox_seconds)))
-    target = eval_path / EVAL_FILE if eval_path.is_dir() else eval_path
+    target = eval_path
     atomic.write_json(target, report.as_dict())
     console.show(report.renderable(console.is_terminal()))
     console.out(f"wrote {target}")

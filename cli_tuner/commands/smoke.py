@@ -18,7 +18,8 @@ from ..training import measurements
 from . import training_mode
 
 NAME = "smoke"
-HELP = "10-step smoke run derived from the full config (overlay configs/axolotl_smoke_test.yaml)"
+HELP = ("10-step smoke run derived from the full config (overlay configs/axolotl_smoke_test.yaml); writes "
+        "a run folder under --output-root")
 add_arguments = training_mode.add_gpu_arguments
 # The first cli_tuner.train_examples / val_examples on this machine's GPU; nothing published or gated.
 SPEC = RunSpec(NAME, slices_from_settings=True)

@@ -51,6 +51,8 @@ def train(spec: RunSpec, args: argparse.Namespace, loaded: LoadedConfig,
     """`before(plan)` runs after preflight and before any model loads; `after(plan, run_dir)` after training."""
     if not args.verbose:
         console.hold_library_logs()  # libraries' warnings go to train.log, not between the bars
+    if not args.skip_checks:
+        preflight.require_device(spec, machine_facts.detect())  # the device first, under its own name
     with console.phase("data check") as check:
         plan = preflight.prepare(spec, loaded, output_root=args.output_root, check_environment=not args.skip_checks,
                                  topology=topology_for(spec, args))

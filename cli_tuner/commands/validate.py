@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import console, tokenizer
-from ..checks import data_report, distributed, preflight
+from ..checks import config_rules, data_report, distributed, preflight
 from ..estimates import calibration, memory
 from ..config import read_yaml
 from ..run_spec import RunSpec
@@ -13,7 +13,7 @@ from ..training import slices, tracking
 from . import options
 
 NAME = "validate"
-HELP = "check config, data, token budget and memory; no training"
+HELP = "check config, data, token budget and memory; no training, writes nothing"
 SPEC = RunSpec(NAME, detects_machine=False, on_gpu=False)  # this machine is not the pod: its checks are doctor's
 
 
@@ -60,12 +60,17 @@ def show_projection(plan, report: data_report.DataReport | None) -> None:
     lengths = report.train_lengths if report is not None else []
     mean = sum(lengths) / len(lengths) if lengths else None
     _, price = calibration.settings(plan.loaded)
-    projection = calibration.project(plan.loaded.axolotl, plan.facts, plan.target, plan.train_examples(), price, mean)
+    projection = calibration.project(plan.loaded.axolotl, plan.facts, plan.target, plan.train_examples(), price, mean,
+                                     plan.topology.world_size)
     if projection is None:
         console.out(f"projected training time: unknown on {plan.target.name} (no peak TFLOP/s known, or packing "
                     f"without max_steps and no data report to count packed rows); `smoke` measures it")
     else:
         console.out(projection.line())
+        if plan.loaded.axolotl.get("sample_packing") and not (plan.loaded.axolotl.get("max_steps") or 0) > 0:
+            # the config checks could not count packed steps; the same count as the projection can
+            for problem in config_rules.step_problems(plan.loaded.axolotl, projection.steps):
+                console.problem(f"  warning: {problem.line()}")
 
 
 def show_batch(loaded, topology) -> None:

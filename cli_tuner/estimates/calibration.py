@@ -39,9 +39,6 @@ from . import memory, throughput
 # The headroom's default (5% of the board: an eval batch or allocator growth after step 10 must still fit)
 # and the price's environment stand-in live with the other settings, in cli_tuner/settings.py.
 PRICE_ENV = field_extra("price_per_hour")["env"]
-# Packed rows are ~99% real tokens on this project's data (bench/bench_tokens.py: 0.993 on
-# NL2Bash with the packing overlay), so a packed step carries about this share of its slots.
-PACKED_FILL = 0.99
 
 
 # ----------------------------------------------------------------------------- identity
@@ -220,10 +217,10 @@ class Projection:
 
 
 def project(cfg: dict, facts, gpu: GpuSpec, train_examples: int | None, price_per_hour: float | None,
-            mean_example_tokens: float | None = None) -> Projection | None:
+            mean_example_tokens: float | None = None, processes: int = 1) -> Projection | None:
     """The throughput model's time for the full run, as a range; None when the GPU's peak or the
     number of steps is unknown (packing without max_steps needs the data's mean example length)."""
-    steps = full_steps(cfg, train_examples, {"measured": {"mean_example_tokens": mean_example_tokens}})
+    steps = total_steps(cfg, train_examples, mean_example_tokens, processes)
     if not steps or gpu.peak_bf16_tflops <= 0:
         return None
     speed = throughput.estimate_tokens_per_second(facts, gpu, cfg)
@@ -290,21 +287,15 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def full_steps(cfg: dict, train_examples: int | None, entry: dict) -> int | None:
-    """Optimizer steps of the full run: max_steps, else epochs of examples; packed rows hold many."""
-    shape = TrainingShape.of(cfg)
-    if shape.sample_packing and shape.max_steps is None:
-        mean = entry["measured"].get("mean_example_tokens")
-        if not train_examples or not mean:
-            return None
-        slots = shape.micro_batch_tokens * shape.gradient_accumulation_steps
-        epochs = int(shape.num_epochs)
-        return max(1, math.ceil(train_examples * mean / (slots * PACKED_FILL)) * epochs)
-    return total_steps(cfg, train_examples)
+def full_steps(cfg: dict, train_examples: int | None, entry: dict, processes: int = 1) -> int | None:
+    """Optimizer steps of the full run (batching.steps.total_steps), packed rows counted from smoke's
+    measured tokens per example."""
+    mean = entry["measured"].get("mean_example_tokens")
+    return total_steps(cfg, train_examples, mean, processes)
 
 
 def decide(entry: dict, full: LoadedConfig, facts, gpu: GpuSpec, train_examples: int | None,
-           headroom: float, price_per_hour: float | None) -> Decision:
+           headroom: float, price_per_hour: float | None, processes: int = 1) -> Decision:
     cfg = full.axolotl
     measured = entry["measured"]
     smoke_tokens = int(measured.get("tokens_per_micro_batch") or longest_micro_batch(cfg))
@@ -315,7 +306,7 @@ def decide(entry: dict, full: LoadedConfig, facts, gpu: GpuSpec, train_examples:
     # Loading (the 4-bit quantization's fp32 upcast) can be the peak; a longer batch moves only training's.
     training = measured.get("train_peak_device_gib")
     projected = max(peak, (training if training is not None else peak) + growth)
-    steps = full_steps(cfg, train_examples, entry)
+    steps = full_steps(cfg, train_examples, entry, processes)
     seconds = None
     if steps is not None and measured.get("step_seconds"):
         seconds = steps * float(measured["step_seconds"]) + float(measured.get("overhead_seconds") or 0)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..data import sha256_file
 from ..errors import DataError, UsageError
-from ..paths import PROVENANCE_FILE, REPO_ROOT
+from ..paths import EVAL_FILE, FINAL_DIR, PROVENANCE_FILE, REPO_ROOT
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -55,6 +55,26 @@ def _check_safetensors(path: Path) -> None:
                         "the file is truncated or damaged, use another checkpoint") from exc
     if not keys:
         raise DataError(f"{path}: adapter weights hold no tensors; the adapter was not saved, use another checkpoint")
+
+
+def adapter_folder(path: Path) -> Path:
+    """A run folder stands for its final adapter: RUN means RUN/phase2-final, the adapter the run
+    checked and published (its root holds the trainer's copy, which is not the run's record)."""
+    path = Path(path)
+    return path / FINAL_DIR if path.name != FINAL_DIR and (path / FINAL_DIR).is_dir() else path
+
+
+def new_record_path(folder: Path) -> Path:
+    """Where a later check of this adapter writes: eval.json where there is none, else the first free
+    eval-N.json beside it, so the run's own record (and every earlier check) is never overwritten."""
+    first = Path(folder) / EVAL_FILE
+    if not first.exists():
+        return first
+    stem, suffix = first.stem, first.suffix
+    index = 2
+    while (first.parent / f"{stem}-{index}{suffix}").exists():
+        index += 1
+    return first.parent / f"{stem}-{index}{suffix}"
 
 
 def find_provenance(checkpoint_dir: Path) -> Path | None:

@@ -50,8 +50,9 @@ def _scored(replies: list[str], conversations: list[dict]) -> tuple[dict, list[d
 def evaluate(checkpoint_dir: Path, test_file: Path | None = None, sample_size: int | None = None,
              max_new_tokens: int = MAX_NEW_TOKENS, base_model: str | None = None, baseline: bool = False,
              device: str = "cpu", on_progress=None, execution: bool = True,
-             sandbox_limits: Limits | None = None) -> EvalReport:
-    """Generate on the test split with the adapter (and, with baseline, without it), score, write eval.json.
+             sandbox_limits: Limits | None = None, record: Path | None = None) -> EvalReport:
+    """Generate on the test split with the adapter (and, with baseline, without it), score, and write
+    the report to `record` (default: eval.json in the checkpoint folder).
 
     With `execution`, the answers also run in the sandbox where it starts (`context["sandbox"]` says
     how, or why not, in one line); `score-execution` can add that later to the written eval.json.
@@ -115,5 +116,5 @@ def evaluate(checkpoint_dir: Path, test_file: Path | None = None, sample_size: i
         add_execution(report, sandbox_limits)
     else:
         report.context["sandbox"] = "execution not scored (turned off); score it later with score-execution"
-    atomic.write_json(checkpoint_dir / EVAL_FILE, report.as_dict())
+    atomic.write_json(record or checkpoint_dir / EVAL_FILE, report.as_dict())
     return report

@@ -15,9 +15,12 @@ Both run in the sandbox, each on its own fresh copy of the fixture tree. They ag
 A reference that cannot tell right from wrong is "not executable on the fixture" and counts
 neither way: it prints nothing and changes nothing, whether it fails (`ifconfig` is not there) or
 succeeds (`find . -name aaa` finds nothing: any command that does nothing, `true` included, would
-match it on exit status alone); or it times out (ignoring SIGTERM too: `timeout -k`'s 137), overflows its output, is dangerous (never run),
-or the sandbox failed on it. Predictions the risk rules call dangerous
-are not run and count as wrong; so do empty ones.
+match it on exit status alone); or it times out (ignoring SIGTERM too: `timeout -k`'s 137), overflows its output,
+is dangerous (never run), or the sandbox failed on it, or it starts a background job (`cmd &`): what a
+background job has printed and written when the run ends is a race, so such a reference would judge the
+same answer differently from one scoring to the next; it is never run. Predictions the risk rules call
+dangerous are not run and count as wrong; so do empty ones, and for the same race, ones that start a
+background job.
 
 References run once per distinct text; predictions once per distinct text across models (the
 same answer from two models gets the same verdict). Each usable reference runs twice: one
@@ -42,6 +45,8 @@ ORDER_MATTERS = frozenset("sort head tail tac nl uniq sed awk gawk paste comm jo
 TRAVERSALS = frozenset("find du locate mlocate plocate ls tree rgrep".split())
 GREPS = frozenset("grep egrep fgrep zgrep".split())
 LS_SORTING = re.compile(r"^-[a-zA-Z]*[tSrcuUvXf]|^--(sort|reverse|time)\b")
+BACKGROUND_REFERENCE = "reference starts a background job: what it leaves races the end of the run; not run"
+BACKGROUND_ANSWER = "starts a background job: what it leaves races the end of the run; not run"
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,18 @@ def order_matters(reference: str) -> bool:
                 return True
         traversal = traversal or _traverses(words)
     return not traversal
+
+
+def starts_background_job(command: str) -> bool:
+    """Whether any part of the command line runs asynchronously (the `&` control operator, not `&&`,
+    `&>` or `2>&1`): its effects are unsettled when the sandbox takes the result."""
+    stack = [parse.tree(command)]
+    while stack:
+        node = stack.pop()
+        if node.type == "&" and not node.is_named:
+            return True
+        stack.extend(node.children)
+    return False
 
 
 def _lines(data: bytes) -> list[str]:
@@ -184,8 +201,9 @@ def judge(reference: Outcome, prediction: Outcome, master: dict, ordered: bool, 
 
 
 def run_all(sandbox: Sandbox, commands: list[str], workers: int | None = None) -> dict[str, Outcome]:
-    """Each distinct command's outcome; dangerous and empty ones are never run and are left out."""
-    runnable = list(dict.fromkeys(c for c in commands if c.strip() and not risk.is_dangerous(c)))
+    """Each distinct command's outcome; dangerous, empty and background ones are never run and are left out."""
+    runnable = list(dict.fromkeys(c for c in commands if c.strip() and not risk.is_dangerous(c)
+                                  and not starts_background_job(c)))
     workers = workers or min(16, 4 * (os.cpu_count() or 1))  # most of a run is waiting on a child
     with ThreadPoolExecutor(workers) as pool:
         return dict(zip(runnable, pool.map(sandbox.run, runnable)))
@@ -223,6 +241,8 @@ def _verdict(reference: str, answer: str, reference_runs: dict, prediction_runs:
              seconds: float) -> Verdict:
     if not reference.strip():
         return Verdict(NOT_EXECUTABLE, "empty reference")
+    if starts_background_job(reference):
+        return Verdict(NOT_EXECUTABLE, BACKGROUND_REFERENCE)
     if reference not in reference_runs:
         return Verdict(NOT_EXECUTABLE, "reference is dangerous: not run")
     unusable = _unusable(reference_runs[reference], master)
@@ -230,6 +250,8 @@ def _verdict(reference: str, answer: str, reference_runs: dict, prediction_runs:
         return Verdict(NOT_EXECUTABLE, unusable)
     if not answer.strip():
         return Verdict(WRONG, "empty answer")
+    if starts_background_job(answer):
+        return Verdict(WRONG, BACKGROUND_ANSWER)
     if answer not in prediction_runs:
         return Verdict(WRONG, "dangerous: not run")
     return judge(reference_runs[reference], prediction_runs[answer], master, order_matters(reference), seconds)

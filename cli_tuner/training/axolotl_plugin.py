@@ -35,7 +35,7 @@ class CliTunerPlugin(BasePlugin):
         # Every rank handles signals and timed checkpoints, and they agree (last) on the step to act.
         callbacks = [stopper, timed]
         if trainer.is_world_process_zero():  # one writer: progress.json and measurements.json are rank 0's
-            callbacks += [ProgressCallback(cfg.output_dir), MeasurementsCallback(cfg.output_dir, trainer)]
+            callbacks += [ProgressCallback(cfg.output_dir, stopper), MeasurementsCallback(cfg.output_dir, trainer)]
         if trainer.args.world_size > 1:
             callbacks.append(RankAgreementCallback())
         return callbacks

@@ -50,6 +50,7 @@ class ExportOptions:
     push_to: str | None = None        # a Hub repo id
     push: str = MERGED_DIR            # which folder to push: adapter or merged
     private: bool = True
+    force: bool = False               # replace an existing export folder
     token: str | None = field(default=None, repr=False)  # HF_TOKEN; never written anywhere
 
 
@@ -243,6 +244,8 @@ def export(run: Path, options: ExportOptions, say=lambda _message: None, secrets
     check_push(options)
     run_dir = final.parent
     folder = Path(options.output) if options.output else run_dir / EXPORT_DIR
+    if folder.exists() and not options.force:
+        raise UsageError(f"{folder} already exists; pass --force to replace it, or choose another --output")
     base = options.base_model or provenance.get("base_model")
     if not base:
         raise ConfigError(f"{final / PROVENANCE_FILE}: no base_model recorded; pass --base-model")

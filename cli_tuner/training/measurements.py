@@ -14,6 +14,7 @@ from .. import atomic
 from ..estimates import throughput
 from ..facts import machine as machine_facts
 from ..paths import MEASUREMENT_INPUTS_FILE, MEASUREMENTS_FILE
+from ..plan import Plan
 
 SUMMARY_KEYS = ("device", "gpu_name", "steps_measured", "real_tokens_per_second", "processed_tokens_per_second",
                 "mfu", "mfu_real_tokens", "longest_row_tokens", "gpu_memory_note")

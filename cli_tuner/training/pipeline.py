@@ -25,7 +25,7 @@ from ..evaluation import evaluate as evaluation
 from ..evaluation import sandbox
 from ..evaluation.report import GateSettings
 from ..facts import gpus
-from ..paths import (DEFAULT_OUTPUT_ROOT, FINAL_DIR, PREPARED_DIR, PROGRESS_FILE, PROVENANCE_FILE, REHEARSAL_MODEL_DIR,
+from ..paths import (DEFAULT_OUTPUT_ROOT, EVAL_FILE, FINAL_DIR, PREPARED_DIR, PROGRESS_FILE, PROVENANCE_FILE, REHEARSAL_MODEL_DIR,
                      REPO_ROOT, RESOLVED_CONFIG, TRAIN_LOG)
 from ..plan import Plan
 from ..redact import redact, redact_data, secret_values
@@ -77,8 +77,14 @@ def prepared_dataset_path(cfg: dict, output_root: Path, data_sha256: str) -> str
 
 
 def identity_of(spec: RunSpec, loaded: LoadedConfig, verified: data.VerifiedData,
-                rehearsal_options: RehearsalOptions | None = None) -> run_folder.Identity:
+                rehearsal_options: RehearsalOptions | None = None, processes: int = 1) -> run_folder.Identity:
+    """(mode, config hash, data hash). A rehearsal's options are part of its config, and so is its
+    process count: `rehearse --processes 2` after a one-process rehearsal is another run, not a
+    finished one. (On a pod the processes are the GPUs; a restart with another count keeps the run
+    and is refused by its checkpoints' layout, so their work is not silently started over.)"""
     options = rehearsal_options.as_record() if spec.cpu_rehearsal and rehearsal_options else {}
+    if spec.cpu_rehearsal and processes > 1:  # one process keeps the identity it always had
+        options = {**options, "processes": processes}
     config_hash = canonical_hash({"axolotl": loaded.axolotl, TUNER_KEY: loaded.settings.identity(),
                                   "options": options})
     return run_folder.Identity(spec.name, config_hash, verified.data_sha256)
@@ -322,6 +328,32 @@ def progress_of(run_dir: Path) -> dict:
         return {}
 
 
+def adopt_finished_checkpoint(checkpoint: Path, run_dir: Path, steps: int) -> None:
+    """The run's training ended in `checkpoint` (an interrupt or preemption in its last step): its
+    adapter and tokenizer become the run's final files, and progress.json says training ended there,
+    as the trainer's own end would have written it."""
+    for name in FINAL_FILES:
+        if (checkpoint / name).is_file():
+            shutil.copy2(checkpoint / name, run_dir / name)
+    progress = progress_of(run_dir)
+    progress.update(step=steps, max_steps=progress.get("max_steps") or steps, last_checkpoint=checkpoint.name,
+                    train_end=True, stopped_by_signal=None)
+    atomic.write_json(run_dir / PROGRESS_FILE, progress)
+
+
+def record_run_status(eval_path: Path, status: str) -> None:
+    """The check ran while the run was still running; its eval.json carries the status the run ended
+    with, the one provenance records."""
+    import json
+
+    try:
+        report = json.loads(eval_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(report, dict) and report.get("run_status") != status:
+        atomic.write_json(eval_path, {**report, "run_status": status})
+
+
 def publish_final(run_dir: Path) -> Path:
     """Copy the final adapter to phase2-final/, whole or not at all."""
     final = run_dir / FINAL_DIR
@@ -361,7 +393,7 @@ def check_final(plan: Plan, final: Path, provenance: Provenance) -> list[str]:
 
 def run(plan: Plan, options: RunOptions, rehearsal_options: RehearsalOptions | None = None) -> Path:
     """Train the plan's config in its run folder; returns the run folder. Raises the job's errors."""
-    identity = identity_of(plan.spec, plan.loaded, plan.verified, rehearsal_options)
+    identity = identity_of(plan.spec, plan.loaded, plan.verified, rehearsal_options, plan.topology.world_size)
     # The spec decides whether the tiny model replaces the configured one; the options only shape it.
     rehearsal_options = (rehearsal_options or RehearsalOptions()) if plan.spec.cpu_rehearsal else None
     folder = run_folder.open_run(Path(options.output_root), identity, options.run_id, options.new_run,
@@ -404,7 +436,9 @@ def resolve_config(plan: Plan, options: RunOptions, rehearsal_options: Rehearsal
     cfg["dataset_prepared_path"] = prepared_dataset_path(cfg, Path(options.output_root).resolve(),
                                                          plan.verified.data_sha256)
     cfg["plugins"] = sorted(set(cfg.get("plugins") or []) | {PLUGIN})
-    if folder.resume_from is not None:
+    # A checkpoint that holds every step is adopted, not resumed: the trainer checks max_steps only
+    # after a step, so resuming it would train one step past the limit.
+    if folder.resume_from is not None and run_folder.finished_steps(folder.resume_from) is None:
         cfg["resume_from_checkpoint"] = str(folder.resume_from)
     return cfg, extra
 
@@ -442,7 +476,13 @@ def start_provenance(plan: Plan, cfg: dict, run_dir: Path, identity: run_folder.
 
 def train(plan: Plan, options: RunOptions, folder: run_folder.RunFolder, run_dir: Path, resolved_path: Path,
           env: dict, cfg: dict) -> None:
-    """`axolotl train` on the resolved config; Interrupted on a signal, TrainingFailed on a non-zero exit."""
+    """`axolotl train` on the resolved config; Interrupted on a signal, TrainingFailed on a non-zero exit.
+    A checkpoint that already holds every step is the run's result: training is not started again."""
+    finished = run_folder.finished_steps(folder.resume_from) if folder.resume_from is not None else None
+    if finished is not None:
+        say(f"{folder.resume_from.name} holds all {finished} steps: training is done, not run again")
+        adopt_finished_checkpoint(folder.resume_from, run_dir, finished)
+        return
     returncode, received = run_training(resolved_path, run_dir, env, verbose=options.verbose,
                                         pass_fds=(folder.lock.fileno(),), topology=plan.topology,
                                         strategy=distributed.strategy_of(cfg))
@@ -530,4 +570,5 @@ def _run_locked(plan: Plan, options: RunOptions, rehearsal_options: RehearsalOpt
                 last_checkpoint=progress.get("last_checkpoint"), measurements=measurements.summary(run_dir))
             if final is not None and final.is_dir():
                 atomic.write_json(final / PROVENANCE_FILE, redact_data(provenance.record))  # with the check and the status
+                record_run_status(final / EVAL_FILE, status)
         attempt.end(status, error)

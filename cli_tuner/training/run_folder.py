@@ -91,6 +91,18 @@ def checkpoint_problem(path: Path, strategy: str = "ddp", ranks: range = range(1
     return rank_shards_problem(path, strategy, ranks)
 
 
+def finished_steps(path: Path) -> int | None:
+    """The step count of a checkpoint whose trainer had reached its limit (global_step >= max_steps in
+    its trainer_state.json), else None. Resuming such a checkpoint trains one step past the limit:
+    transformers' loop checks the limit only after a step, so the run is finished from it instead."""
+    try:
+        state = json.loads((path / "trainer_state.json").read_text())
+        step, limit = int(state["global_step"]), int(state.get("max_steps") or 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return step if limit > 0 and step >= limit else None
+
+
 def checkpoints(run_dir: Path) -> list[Path]:
     found = [p for p in run_dir.glob("checkpoint-*") if p.is_dir() and CHECKPOINT_PATTERN.match(p.name)]
     return sorted(found, key=lambda p: int(CHECKPOINT_PATTERN.match(p.name).group(1)))

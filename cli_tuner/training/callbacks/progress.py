@@ -23,8 +23,12 @@ TRAINABLE_TOKENS_PER_SECOND_KEY = "tokens/train_per_sec_per_gpu"
 
 
 class ProgressCallback(TrainerCallback):
-    def __init__(self, output_dir: str):
+    """`stopper`: the run's GracefulStopCallback; training that a signal ended did not reach its end, so
+    progress.json then says `"train_end": false` with the signal, as provenance says interrupted."""
+
+    def __init__(self, output_dir: str, stopper=None):
         self.path = Path(output_dir) / PROGRESS_FILE
+        self.stopper = stopper
         self._written = 0.0
         self.progress: dict = {"step": 0, "max_steps": None, "train_loss": None, "eval_loss": None,
                                "last_checkpoint": None, "stopped_by_signal": None}
@@ -65,5 +69,7 @@ class ProgressCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.progress["step"] = state.global_step
-        self.progress["train_end"] = True
+        signum = getattr(self.stopper, "signal_received", None)
+        self.progress["train_end"] = signum is None
+        self.progress["stopped_by_signal"] = signum
         self._save()
