@@ -18,6 +18,7 @@ import yaml
 
 from cli_tuner import config
 from cli_tuner.checks import preflight
+from cli_tuner.commands import full
 from cli_tuner.errors import Interrupted
 from cli_tuner.training import pipeline, run_folder
 from conftest import REPO, data_sets, make_locked_data
@@ -84,7 +85,7 @@ def full_plan(tmp_path, qwen_tokenizer_dir, monkeypatch):
                                         "warmup_steps=1", f"eval_steps={STEPS}", f"save_steps={STEPS}"])
     monkeypatch.setattr(pipeline, "check_final", check_without_a_model)
     monkeypatch.setattr(pipeline.tracking, "training_environment", lambda cfg, run_dir, say, identity_key: ({}, {}))
-    return preflight.prepare("full", loaded, check_environment=False)
+    return preflight.prepare(full.SPEC, loaded, check_environment=False)
 
 
 def test_a_checkpoint_at_its_limit_is_recognised(tmp_path):

@@ -13,7 +13,8 @@ from ..serving import ask
 from . import options as shared
 
 NAME = "ask"
-HELP = "ask the trained model for one command (transformers, a GGUF file, or an endpoint); shows its verdict, never runs it"
+HELP = ("ask the trained model for one command (transformers, a GGUF file, or an endpoint); shows its verdict, "
+        "never runs it; writes nothing (--json: one object on stdout)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ Three backends, whichever the user names:
   streaming /v1/chat/completions.
 Each is greedy. The reply's command (`evaluation.answers.extract_command`) is judged by the same
 rules as evaluation: the risk verdict (`shell.risk`), ShellCheck (`shell.syntax`), whether it
-parses (`shell.parse` and `bash -n`). A dangerous command is refused: shown with the reason, never
+parses (`bash -n`). A dangerous command is refused: shown with the reason, never
 offered to run.
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from ..errors import ConfigError, EnvironmentProblem
 from ..evaluation.answers import extract_command
 from ..evaluation.generation import generate, load_checkpoint_tokenizer, load_model
-from ..shell import parse, risk, syntax
+from ..shell import risk, syntax
 from ..training.export import find_final
 
 MAX_NEW_TOKENS = 128
@@ -64,12 +64,10 @@ def judge(request: str, reply: Reply, backend: str) -> Answer:
     findings = risk.assess(command) if command else []
     dangerous = [f for f in findings if f.severity == risk.DANGEROUS]
     verdict = risk.DANGEROUS if dangerous else (risk.CAUTION if findings else "safe")
-    problems = []
+    # Whether it parses is bash's own word (`bash -n`), as everywhere the job judges Bash.
     if command:
-        problems = parse.syntax_problems(command)
         bash_error = syntax.syntax_errors([command])[0]
-        if bash_error:
-            problems.append(f"bash -n: {bash_error}")
+        problems = [f"bash -n: {bash_error}"] if bash_error else []
     else:
         problems = ["the reply holds no command"]
     checked = syntax.shellcheck([command])[0] if command else []
