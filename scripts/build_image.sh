@@ -222,6 +222,11 @@ run_checks() {
   failures=()
   check doctor run_image "$TAG" doctor
   doctor_says
+  if [ "$VARIANT" = cuda ]; then
+    # The job's own reading of the image's flash-attention source, offline: the hub kernel found where
+    # LOCAL_KERNELS points, or the recorded FLASH_ATTENTION=none; exit 1 when neither.
+    check flash-attention-source run_image --entrypoint python "$TAG" -m cli_tuner.facts.attention
+  fi
   for config in "${SHIPPED_CONFIGS[@]}"; do
     check "validate-$(basename "$config" .yaml)" run_image "$TAG" validate --config "$config" "${tokenizer_args[@]}"
   done

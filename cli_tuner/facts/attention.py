@@ -12,6 +12,7 @@ cache (KERNELS_CACHE, else HF_HUB_CACHE), where `refs/v2` names the commit of th
 and `snapshots/<commit>/build/<variant>/` holds one build per torch, CUDA and platform.
 
     python -m cli_tuner.facts.attention     # prints the source as JSON; exit 0 unless it is none
+                                            # (an image built with FLASH_ATTENTION=none: exit 0)
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ def detect(environ: dict | None = None) -> AttentionSource:
 def main() -> int:
     source = detect()
     console.out(json.dumps(source.as_record(), sort_keys=True))
-    return 0 if source.available else 1
+    return 0 if source.available or built_without_kernel() else 1
 
 
 if __name__ == "__main__":
