@@ -29,8 +29,10 @@
 #                    cannot be reached (default /opt/wheels)
 #   HOST_CA          CA bundle the build's pip trusts, for TLS-intercepting proxies
 #                    (default /etc/ssl/certs/ca-certificates.crt when present)
-#   TOKENIZER_DIR    base model tokenizer folder, mounted read-only for validate and rehearse
-#                    (default ../shared/data/tokenizers/qwen2.5-coder-7b-instruct when present)
+#   TOKENIZERS       folder of the shipped configs' base model tokenizers, one folder each named like
+#                    the model in lower case (qwen2.5-coder-7b-instruct, mistral-7b-instruct-v0.2);
+#                    the checks put them in the container's Hugging Face cache, as a pod's warm cache
+#                    would hold them (default ../shared/data/tokenizers)
 #   CTR_ROOT         podman/buildah storage and config when CONTAINERS_STORAGE_CONF is unset (/tmp/ctr)
 #   SIZES            "no" to skip the compressed size (it writes the gzip layers to a scratch folder)
 #   CONTAINER_ENGINE podman (default) or docker: what runs the checks; with --check-only, docker runs
@@ -206,18 +208,36 @@ start_sh_stays_up() {
   [ -n "$up" ] && [ -n "$listening" ] && [ -n "$key" ] && [ "$rc" -eq 143 ]
 }
 
+hf_cache_with_tokenizers() {
+  # A Hugging Face cache (hub layout: refs/main -> snapshots/<commit>/) holding each shipped config's
+  # base model tokenizer, so validate reads it offline exactly as on a pod; prints the models missing.
+  local config repo source dest commit=0000000000000000000000000000000000000000
+  for config in "${SHIPPED_CONFIGS[@]}"; do
+    repo=$(sed -n 's/^base_model: *\([^ #]*\).*/\1/p' "$config")
+    source=$TOKENIZERS/$(basename "$repo" | tr '[:upper:]' '[:lower:]')
+    dest=$outputs/hf/hub/models--${repo//\//--}
+    if [ ! -d "$source" ]; then echo "$repo"; continue; fi
+    mkdir -p "$dest/snapshots/$commit" "$dest/refs"
+    cp -r "$source"/. "$dest/snapshots/$commit/"
+    printf '%s' "$commit" > "$dest/refs/main"
+  done
+}
+
 run_checks() {
   outputs=$(mktemp -d "${TMPDIR:-/tmp}/cli-tuner-$VARIANT-checks.XXXXXX")
+  mkdir -p "$outputs/runs" "$outputs/hf"
+  local missing config default_tokenizer
+  missing=$(hf_cache_with_tokenizers)
   # The job runs with no network: validate and rehearse must work offline. Run folders go to a
-  # scratch folder on the host, as /workspace/outputs would on a pod.
-  run_opts=(--rm --network none -v "$outputs/runs:/workspace/outputs" -e HF_HUB_OFFLINE=1)
-  mkdir -p "$outputs/runs"
-  local tokenizer_args=(--no-data-report) config
-  if [ -d "$TOKENIZER_DIR" ]; then
-    run_opts+=(-v "$(realpath "$TOKENIZER_DIR"):/tokenizer:ro" -e REHEARSAL_TOKENIZER=/tokenizer)
-    tokenizer_args=(--tokenizer /tokenizer)
-  else
-    say "no tokenizer at $TOKENIZER_DIR: validate skips the token report, rehearse builds a local one"
+  # scratch folder on the host, as /workspace/outputs would on a pod; the HF cache is the pod's.
+  run_opts=(--rm --network none -v "$outputs/runs:/workspace/outputs" -v "$outputs/hf:/workspace/.cache/huggingface"
+            -e HF_HUB_OFFLINE=1)
+  default_tokenizer=$TOKENIZERS/$(basename "$(sed -n 's/^base_model: *\([^ #]*\).*/\1/p' "$DEFAULT_CONFIG")" | tr '[:upper:]' '[:lower:]')
+  if [ -d "$default_tokenizer" ]; then
+    run_opts+=(-v "$(realpath "$default_tokenizer"):/tokenizer:ro" -e REHEARSAL_TOKENIZER=/tokenizer)
+  fi
+  if [ -n "$missing" ]; then
+    say "no tokenizer under $TOKENIZERS for: $(echo "$missing" | tr '\n' ' ')(validate of those configs skips the token report; TRAIN_MODE=validate needs the default config's)"
   fi
   failures=()
   check doctor run_image "$TAG" doctor
@@ -228,7 +248,11 @@ run_checks() {
     check flash-attention-source run_image --entrypoint python "$TAG" -m cli_tuner.facts.attention
   fi
   for config in "${SHIPPED_CONFIGS[@]}"; do
-    check "validate-$(basename "$config" .yaml)" run_image "$TAG" validate --config "$config" "${tokenizer_args[@]}"
+    if grep -qxF -- "$(sed -n 's/^base_model: *\([^ #]*\).*/\1/p' "$config")" <<<"$missing"; then
+      check "validate-$(basename "$config" .yaml)" run_image "$TAG" validate --config "$config" --no-data-report
+    else
+      check "validate-$(basename "$config" .yaml)" run_image "$TAG" validate --config "$config"
+    fi
   done
   check rehearse run_image "$TAG" rehearse --config "$DEFAULT_CONFIG"
   # The CPU image's entrypoint reads TRAIN_MODE too; the CUDA image's goes through start.sh.
@@ -285,7 +309,7 @@ main() {
   cd "$(dirname "$0")/.."
   TORCH_VERSION=$(sed -n 's/^torch==//p' requirements.txt)
   HOST_CA=${HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
-  TOKENIZER_DIR=${TOKENIZER_DIR:-../shared/data/tokenizers/qwen2.5-coder-7b-instruct}
+  TOKENIZERS=${TOKENIZERS:-../shared/data/tokenizers}
   CTR_ROOT=${CTR_ROOT:-/tmp/ctr}
   ENGINE=${CONTAINER_ENGINE:-podman}
   [ "$ENGINE" != podman ] || setup_storage

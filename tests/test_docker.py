@@ -730,7 +730,7 @@ def test_workflow_runs_the_build_scripts_checks_on_what_it_built():
     check = next(i for i, s in enumerate(steps) if "scripts/build_image.sh" in str(s.get("run", "")))
     assert check > build
     run_line = steps[check]["run"]
-    assert "CONTAINER_ENGINE=docker" in run_line and '"$VARIANT" --check-only' in run_line
+    assert "CONTAINER_ENGINE=docker" in run_line and '"$VARIANT" --check-only' in run_line and "TOKENIZERS=" in run_line
     assert steps[check]["env"]["VARIANT"] == "${{ matrix.variant }}"
     # It builds the same Dockerfiles with their defaults: no stand-in arguments.
     args = str(steps[build]["with"].get("build-args", ""))
