@@ -7,9 +7,10 @@
 #   bash scripts/build_image.sh cpu       # Dockerfile.cpu-validate, target cpu
 #   bash scripts/build_image.sh cuda --check-only   # the checks below on an image already built
 #
-# Then, inside the image, with no network: doctor, validate of the three shipped configs, rehearse
-# of the default config, and (CUDA image) docker/start.sh with TRAIN_MODE=validate and with TRAIN_MODE
-# empty (stays up, installs PUBLIC_KEY, sshd listens; stopped with SIGTERM). Each check prints its exit
+# Then, inside the image, with no network: doctor, validate of the three shipped configs and rehearse
+# of the default config, run in one container (for the CUDA image, docker/start.sh with TRAIN_MODE
+# empty, which must stay up, install PUBLIC_KEY and start sshd, and stop on SIGTERM with 143), then the
+# image's entrypoint with TRAIN_MODE=validate (exits with validate's code). Each check prints its exit
 # code and last lines; the script exits 1 if any fails. Then the image's uncompressed size, its
 # compressed size (the gzip layers a registry push sends and a pod pulls) and its 15 largest packages.
 #
@@ -135,7 +136,10 @@ build() {
   say "building $TAG from $DOCKERFILE (target $TARGET) on $BASE_IMAGE"
   start=$(date +%s)
   # --format docker: the OCI format drops SHELL (bash -o pipefail), which Docker honours.
-  buildah bud --isolation chroot --layers --format docker "${mounts[@]}" "${build_args[@]}" \
+  # No --layers: with vfs storage every instruction, ARG and LABEL included, would store a full copy
+  # of the file system (the CUDA image's ~7.8 GB, a dozen times); without it the instructions run in
+  # one container and commit one layer above the base. Docker and buildx keep the Dockerfile's layers.
+  buildah bud --isolation chroot --format docker "${mounts[@]}" "${build_args[@]}" \
     -f "$DOCKERFILE" --target "$TARGET" -t "$TAG" .
   say "build time: $(( $(date +%s) - start )) s ($TAG, commit $revision)"
 }
@@ -170,7 +174,10 @@ expect_in_log() {
 }
 
 # shellcheck disable=SC2329  # called through check
-run_image() { "$ENGINE" run "${run_opts[@]}" "$@"; }
+run_image() { "$ENGINE" run --rm "${run_opts[@]}" "$@"; }
+
+# shellcheck disable=SC2329  # called through check
+in_box() { "$ENGINE" exec "$box" python /app/entrypoint.py "$@"; }
 
 doctor_says() {
   expect_in_log doctor 'no GPU|no CUDA device|cpu' "that there is no GPU"
@@ -184,28 +191,39 @@ doctor_says() {
 }
 
 # shellcheck disable=SC2329  # called through check
-start_sh_stays_up() {
-  # TRAIN_MODE empty: start.sh stays up, installs PUBLIC_KEY and starts sshd; SIGTERM stops it.
-  local name=cli-tuner-start-check-$$ up="" listening="" key="" rc
-  "$ENGINE" rm -f "$name" >/dev/null 2>&1 || true
-  # run_opts without its leading --rm: the exit code is read after the stop.
-  "$ENGINE" run -d --name "$name" "${run_opts[@]:1}" -e PUBLIC_KEY="$TEST_PUBLIC_KEY" "$TAG" >/dev/null || return 1
-  for _ in $(seq 60); do
-    "$ENGINE" logs "$name" 2>&1 | grep -q 'stays up' && { up=yes; break; }
+start_box() {
+  # One container the in-image commands run in (podman exec), as on a pod's web terminal: every run of
+  # a multi-GB image copies it once with vfs storage. The CUDA image's is start.sh with TRAIN_MODE
+  # empty, which must stay up, install PUBLIC_KEY and start sshd.
+  local up=""
+  "$ENGINE" rm -f "$box" >/dev/null 2>&1 || true
+  if [ "$VARIANT" = cuda ]; then
+    "$ENGINE" run -d --name "$box" "${run_opts[@]}" -e PUBLIC_KEY="$TEST_PUBLIC_KEY" "$TAG" >/dev/null || return 1
+  else
+    "$ENGINE" run -d --name "$box" "${run_opts[@]}" --entrypoint sleep "$TAG" infinity >/dev/null || return 1
+  fi
+  for _ in $(seq 120); do
+    if [ "$VARIANT" != cuda ] || "$ENGINE" logs "$box" 2>&1 | grep -q 'stays up'; then up=yes; break; fi
     sleep 1
   done
+  "$ENGINE" logs "$box" 2>&1
+  [ -n "$up" ]
+}
+
+# shellcheck disable=SC2329  # called through check
+start_sh_stays_up() {
+  # TRAIN_MODE empty: start.sh stayed up (start_box), installed PUBLIC_KEY and started sshd; SIGTERM stops it.
+  local listening="" key="" rc
   # Port 22 in state LISTEN (0A) in the container's own network namespace.
   # shellcheck disable=SC2016  # expanded by the container's shell
-  "$ENGINE" exec "$name" bash -c 'cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk "\$2 ~ /:0016\$/ && \$4 == \"0A\"" | grep -q .' && listening=yes
-  "$ENGINE" exec "$name" grep -qxF -- "$TEST_PUBLIC_KEY" /root/.ssh/authorized_keys && key=yes
-  "$ENGINE" logs "$name" 2>&1
-  echo "stayed up: ${up:-no}; PUBLIC_KEY installed: ${key:-no}; sshd listening on 22: ${listening:-no}"
-  "$ENGINE" stop -t 30 "$name" >/dev/null   # SIGTERM, then SIGKILL after 30 s
-  rc=$("$ENGINE" inspect --format '{{.State.ExitCode}}' "$name")
-  "$ENGINE" logs "$name" 2>&1 | tail -n 1
-  "$ENGINE" rm -f "$name" >/dev/null
+  "$ENGINE" exec "$box" bash -c 'cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk "\$2 ~ /:0016\$/ && \$4 == \"0A\"" | grep -q .' && listening=yes
+  "$ENGINE" exec "$box" grep -qxF -- "$TEST_PUBLIC_KEY" /root/.ssh/authorized_keys && key=yes
+  echo "stayed up through the checks above; PUBLIC_KEY installed: ${key:-no}; sshd listening on 22: ${listening:-no}"
+  "$ENGINE" stop -t 30 "$box" >/dev/null   # SIGTERM, then SIGKILL after 30 s
+  rc=$("$ENGINE" inspect --format '{{.State.ExitCode}}' "$box")
+  "$ENGINE" logs "$box" 2>&1 | tail -n 2
   echo "after SIGTERM: exit $rc (143: stopped by the signal, not killed)"
-  [ -n "$up" ] && [ -n "$listening" ] && [ -n "$key" ] && [ "$rc" -eq 143 ]
+  [ -n "$listening" ] && [ -n "$key" ] && [ "$rc" -eq 143 ]
 }
 
 hf_cache_with_tokenizers() {
@@ -230,7 +248,7 @@ run_checks() {
   missing=$(hf_cache_with_tokenizers)
   # The job runs with no network: validate and rehearse must work offline. Run folders go to a
   # scratch folder on the host, as /workspace/outputs would on a pod; the HF cache is the pod's.
-  run_opts=(--rm --network none -v "$outputs/runs:/workspace/outputs" -v "$outputs/hf:/workspace/.cache/huggingface"
+  run_opts=(--network none -v "$outputs/runs:/workspace/outputs" -v "$outputs/hf:/workspace/.cache/huggingface"
             -e HF_HUB_OFFLINE=1)
   default_tokenizer=$TOKENIZERS/$(basename "$(sed -n 's/^base_model: *\([^ #]*\).*/\1/p' "$DEFAULT_CONFIG")" | tr '[:upper:]' '[:lower:]')
   if [ -d "$default_tokenizer" ]; then
@@ -240,26 +258,31 @@ run_checks() {
     say "no tokenizer under $TOKENIZERS for: $(echo "$missing" | tr '\n' ' ')(validate of those configs skips the token report; TRAIN_MODE=validate needs the default config's)"
   fi
   failures=()
-  check doctor run_image "$TAG" doctor
+  box=cli-tuner-check-$VARIANT-$$
+  check start-container start_box
+  check doctor in_box doctor
   doctor_says
   if [ "$VARIANT" = cuda ]; then
     # The job's own reading of the image's flash-attention source, offline: the hub kernel found where
     # LOCAL_KERNELS points, or the recorded FLASH_ATTENTION=none; exit 1 when neither.
-    check flash-attention-source run_image --entrypoint python "$TAG" -m cli_tuner.facts.attention
+    check flash-attention-source "$ENGINE" exec "$box" python -m cli_tuner.facts.attention
   fi
   for config in "${SHIPPED_CONFIGS[@]}"; do
     if grep -qxF -- "$(sed -n 's/^base_model: *\([^ #]*\).*/\1/p' "$config")" <<<"$missing"; then
-      check "validate-$(basename "$config" .yaml)" run_image "$TAG" validate --config "$config" --no-data-report
+      check "validate-$(basename "$config" .yaml)" in_box validate --config "$config" --no-data-report
     else
-      check "validate-$(basename "$config" .yaml)" run_image "$TAG" validate --config "$config"
+      check "validate-$(basename "$config" .yaml)" in_box validate --config "$config"
     fi
   done
-  check rehearse run_image "$TAG" rehearse --config "$DEFAULT_CONFIG"
-  # The CPU image's entrypoint reads TRAIN_MODE too; the CUDA image's goes through start.sh.
+  check rehearse in_box rehearse --config "$DEFAULT_CONFIG"
+  if [ "$VARIANT" = cuda ]; then
+    check start-sh-stays-up start_sh_stays_up
+  fi
+  "$ENGINE" rm -f "$box" >/dev/null 2>&1 || true
+  # The image's own entrypoint with TRAIN_MODE (the CPU image's reads it too; the CUDA image's is start.sh).
   check train-mode-validate run_image -e TRAIN_MODE=validate "$TAG"
   if [ "$VARIANT" = cuda ]; then
     expect_in_log train-mode-validate '^\[start\] running' "that start.sh ran it"
-    check start-sh-stays-up start_sh_stays_up
   fi
   say "logs and run folders: $outputs"
 }
