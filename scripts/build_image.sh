@@ -90,8 +90,8 @@ cuda_args() {
   local flavour=${TORCH_CUDA:-cu126} index driver
   index=${TORCH_INDEX_URL:-https://download.pytorch.org/whl/$flavour}
   if [ -z "${TORCH_INDEX_URL:-}" ] && [ -z "${TORCH_CUDA:-}" ] && ! reachable "$index/torch/"; then
-    flavour=cu130 index=https://pypi.org/simple
     say "torch stand-in: $index unreachable, so torch $TORCH_VERSION comes from PyPI, whose build is CUDA 13.0 (cu130, driver >= 580)"
+    flavour=cu130 index=https://pypi.org/simple
   fi
   driver=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["flavours"][sys.argv[2]]["min_driver"])' \
              docker/torch_flavours.json "$flavour") || die "docker/torch_flavours.json has no flavour $flavour"
