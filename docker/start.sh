@@ -16,8 +16,8 @@ APP_DIR=$(dirname "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")")
 
 log() { printf '[start] %s\n' "$*"; }
 
-# The image sets NVIDIA_DISABLE_REQUIRE=1, so the NVIDIA container toolkit starts it on any driver;
-# this is where a too-old one is caught, in one line that names the driver needed. Without the check
+# The image sets no NVIDIA_REQUIRE_CUDA (its base is not nvidia/cuda), so the NVIDIA container toolkit
+# starts it on any driver; this is where a too-old one is caught, in one line that names the driver needed. Without the check
 # it would fail at the first CUDA call with a message that does not say which driver is needed.
 # CLI_TUNER_MIN_DRIVER and CLI_TUNER_TORCH_CUDA come from the image (Dockerfile.cuda's TORCH_CUDA,
 # docker/torch_flavours.json). nvidia-smi is there when the NVIDIA runtime mounted the GPU; without

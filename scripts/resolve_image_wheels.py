@@ -231,9 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     requirement, index, flavour, problems = torch_build(dockerfile, flavours, overrides)
     requirement, index = args.torch_requirement or requirement, args.torch_index or index
     lock = pins(REPO / "requirements-lock.txt")
-    for name, version in pins(REPO / "requirements.txt").items():
-        if name != "torch" and lock.get(name) != version:
-            problems.append(f"requirements.txt pins {name}=={version}, requirements-lock.txt {lock.get(name)}")
+    for pin_file in ("requirements.txt", "requirements-runpod.txt"):   # the runpod extra: the CUDA image's
+        for name, version in pins(REPO / pin_file).items():
+            if name != "torch" and lock.get(name) != version:
+                problems.append(f"{pin_file} pins {name}=={version}, requirements-lock.txt {lock.get(name)}")
     problem = kernel_loader_pinned(dockerfile_args(dockerfile, overrides), lock)
     if problem:
         problems.append(problem)

@@ -30,7 +30,7 @@ CPU = REPO / "Dockerfile.cpu-validate"
 COMPOSE = REPO / "compose.yaml"
 WORKFLOW = REPO / ".github" / "workflows" / "images.yml"
 START = REPO / "docker" / "start.sh"
-BUILD_SCRIPT = REPO / "scripts" / "build_cpu_image.sh"
+BUILD_SCRIPT = REPO / "scripts" / "build_image.sh"
 RESOLVE_SCRIPT = REPO / "scripts" / "resolve_image_wheels.py"
 FLAVOURS = REPO / "docker" / "torch_flavours.json"
 CPU_EXCLUDES = REPO / "docker" / "cpu-image-excludes.txt"
@@ -79,8 +79,11 @@ def arg_defaults(path: Path) -> dict[str, set[str]]:
     for keyword, arguments in instructions(path):
         if keyword == "ARG":
             for word in shlex.split(arguments):  # one ARG may declare several: A=1 B="" C
-                name, _, value = word.partition("=")
-                defaults.setdefault(name, set()).add(value)
+                name, has_default, value = word.partition("=")
+                if has_default:  # a bare `ARG NAME` re-declares it in a stage and keeps the default
+                    defaults.setdefault(name, set()).add(value)
+                else:
+                    defaults.setdefault(name, set())
     return defaults
 
 
@@ -241,8 +244,8 @@ def test_torch_and_axolotl_pins_match_the_lock_files():
         # Everything else comes from the two lock files, never from a list in the Dockerfile.
         assert "-r /opt/cli-tuner-requirements/requirements.txt" in text
         assert "-c /opt/cli-tuner-requirements/requirements-lock.txt" in text
-        assert re.search(r"^COPY requirements\.txt requirements-lock\.txt (\S+ )*/opt/cli-tuner-requirements/$",
-                         text, re.M), dockerfile.name
+        copies = [a.split() for k, a in instructions(dockerfile) if k == "COPY" and "requirements-lock.txt" in a.split()]
+        assert any(c[-1] == "/opt/cli-tuner-requirements/" and "requirements.txt" in c for c in copies), dockerfile.name
     assert requirement_pins(REPO / "requirements-lock.txt")["axolotl"] == pins["axolotl"]
     assert "+cpu" in CPU.read_text() and "download.pytorch.org/whl/cpu" in one_default(CPU, "TORCH_INDEX_URL")
 
@@ -301,7 +304,13 @@ def test_flavour_table_lists_what_pytorch_publishes_for_the_pinned_torch_with_it
 def test_images_install_a_torch_flavour_pytorch_publishes(dockerfile):
     version, flavour, index = image_torch(dockerfile)
     assert flavour_problems(version, flavour, index) == []
-    assert f"torch==${{TORCH_VERSION}}+{'${TORCH_CUDA}' if dockerfile == CUDA else 'cpu'}" in dockerfile.read_text()
+    if dockerfile == CPU:
+        assert "torch==${TORCH_VERSION}+cpu" in dockerfile.read_text()
+    else:
+        # A plain version, so PyPI's torch (the cu130 build) can stand in through the index; the build then
+        # fails unless torch.version.cuda is TORCH_CUDA's.
+        torch_run = next(a for k, a in instructions(CUDA) if k == "RUN" and '"torch==${TORCH_VERSION}"' in a)
+        assert "torch.version.cuda" in torch_run and 'cuda="${TORCH_CUDA#cu}"' in torch_run
     assert flavour == ("cpu" if dockerfile == CPU else one_default(CUDA, "TORCH_CUDA"))
 
 
@@ -341,8 +350,8 @@ def test_workflow_and_compose_build_only_published_flavours():
 def test_cuda_base_images_and_minimum_driver_match_the_flavour():
     flavour = one_default(CUDA, "TORCH_CUDA")
     entry = flavour_table()["flavours"][flavour]
-    base = one_default(CUDA, "BASE_IMAGE")
-    assert re.fullmatch(rf"nvidia/cuda:{re.escape(entry['cuda'])}\.\d+-runtime-ubuntu22\.04", base), base
+    # The same Debian and Python as the CPU image: torch's nvidia-* wheels bring CUDA's libraries.
+    assert one_default(CUDA, "BASE_IMAGE") == one_default(CPU, "BASE_IMAGE") == "python:3.11-slim-bookworm"
     # The image, its labels and the start script name the same minimum driver and flavour.
     assert one_default(CUDA, "CLI_TUNER_MIN_DRIVER") == str(entry["min_driver"])
     env = " ".join(arguments for keyword, arguments in instructions(CUDA) if keyword == "ENV")
@@ -352,13 +361,20 @@ def test_cuda_base_images_and_minimum_driver_match_the_flavour():
     assert f"${{CLI_TUNER_TORCH_CUDA:-{flavour}}}" in start_text
 
 
-def test_cuda_image_lets_start_sh_judge_the_driver():
-    # NVIDIA_REQUIRE_CUDA from the base image would make the container toolkit refuse an older driver
-    # before start.sh runs; the forward-compat libraries would replace the host's driver.
+def test_cuda_image_gives_the_toolkit_compute_and_lets_start_sh_judge_the_driver():
+    # Without NVIDIA_DRIVER_CAPABILITIES the container toolkit mounts "utility" alone: NVML, no CUDA.
     env = " ".join(arguments for keyword, arguments in instructions(CUDA) if keyword == "ENV")
-    assert "NVIDIA_DISABLE_REQUIRE=1" in env
+    assert "NVIDIA_VISIBLE_DEVICES=all" in env and "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in env
+    # No NVIDIA_REQUIRE_CUDA (nor CUDA_VERSION, which the toolkit turns into one): any driver starts the
+    # container and start.sh names the one needed; nothing to disable.
+    text = CUDA.read_text()
+    for name in ("NVIDIA_REQUIRE_CUDA", "CUDA_VERSION=", "NVIDIA_DISABLE_REQUIRE", "LD_LIBRARY_PATH", "/usr/local/cuda"):
+        assert name not in env, name
+    assert "NVIDIA_DISABLE_REQUIRE" not in START.read_text()
+    # Triton's launcher: gcc and the Python headers (python3-dev where the base lacks Python.h).
     runtime_runs = [a for k, a in instructions(CUDA) if k == "RUN" and "apt-get install" in a and "openssh-server" in a]
-    assert runtime_runs and "/usr/local/cuda*/compat" in runtime_runs[0]
+    assert runtime_runs and " gcc " in runtime_runs[0] and "Python.h" in runtime_runs[0] and "python3-dev" in runtime_runs[0]
+    assert "nvidia/cuda" not in one_default(CUDA, "BASE_IMAGE") and "deadsnakes" not in text.split("ARG BASE_IMAGE")[1]
 
 
 KERNEL_DEST = "/opt/cli-tuner/kernels/flash-attn2"
@@ -379,19 +395,37 @@ def test_flash_attention_is_axolotls_hub_kernel_fetched_at_build_time_and_never_
     runs = [(i, arguments) for i, (keyword, arguments) in enumerate(done) if keyword == "RUN"]
     fetch = [i for i, a in runs if "fetch_attention_kernel.py" in a]
     lock = [i for i, a in runs if "requirements-lock.txt" in a]
-    assert len(fetch) == 1 and lock and lock[0] < fetch[0]   # kernels and torch are installed first
+    assert len(fetch) == 1 and lock and lock[0] <= fetch[0]
     fetch_run = dict(runs)[fetch[0]]
+    if lock[0] == fetch[0]:   # kernels and torch are installed first
+        assert fetch_run.index("requirements-lock.txt") < fetch_run.index("fetch_attention_kernel.py")
     assert f"--dest {KERNEL_DEST}" in fetch_run and '--version "${FA2_KERNEL_VERSION}"' in fetch_run
     assert '--revision "${FA2_KERNEL_REVISION}"' in fetch_run and '--repo "${FA2_KERNEL_REPO}"' in fetch_run
     copies = [i for i, (keyword, arguments) in enumerate(done)
-              if keyword == "COPY" and arguments.startswith("scripts/fetch_attention_kernel.py ")]
+              if keyword == "COPY" and "scripts/fetch_attention_kernel.py" in arguments]
     assert copies and copies[0] < fetch[0]
-    # After the app is in, the job's own fact module must find the kernel offline, or the build fails.
-    app = next(i for i, (keyword, arguments) in enumerate(done) if keyword == "COPY" and arguments == ". /app")
-    assert any(i > app and "HF_HUB_OFFLINE=1 python -m cli_tuner.facts.attention" in a for i, a in runs)
     text = CUDA.read_text()
     assert "flash_attn-" not in text and "pip wheel" not in text and "FLASH_ATTN_" not in text
-    assert set(stages(CUDA)) == {"python-apt", "runtime"} and "-devel-" not in text
+    assert set(stages(CUDA)) == {"runtime"} and "-devel-" not in text
+
+
+def test_flash_attention_opt_out_is_explicit_and_recorded_in_the_image():
+    from cli_tuner.facts import attention
+
+    # The default fetches the kernel (a failed fetch fails the build); "none" is the one other value.
+    assert one_default(CUDA, "FLASH_ATTENTION") == attention.HUB_KERNEL
+    fetch_run = next(a for k, a in instructions(CUDA) if k == "RUN" and "fetch_attention_kernel.py" in a)
+    assert re.search(r'case "\$\{FLASH_ATTENTION\}" in +hub-kernel\) python /opt/\S+/fetch_attention_kernel\.py', fetch_run)
+    assert "none) echo" in fetch_run and "*) echo \"error: FLASH_ATTENTION=" in fetch_run and "exit 1" in fetch_run
+    # Kept in the image, where the job reads it, and in a label.
+    env = " ".join(arguments for keyword, arguments in instructions(CUDA) if keyword == "ENV")
+    assert f"{attention.IMAGE_CHOICE_ENV}=${{FLASH_ATTENTION}}" in env
+    labels = " ".join(arguments for keyword, arguments in instructions(CUDA) if keyword == "LABEL")
+    assert 'cli-tuner.flash-attention="${FLASH_ATTENTION}"' in labels
+    none = attention.detect({attention.IMAGE_CHOICE_ENV: "none", "LOCAL_KERNELS": f"{attention.KERNEL_REPO}=/nowhere"})
+    assert (none.kind, none.detail) == (attention.NONE, "no flash-attention source in this image (built without the hub kernel)")
+    assert attention.detect({attention.IMAGE_CHOICE_ENV: "hub-kernel", "LOCAL_KERNELS": f"{attention.KERNEL_REPO}=/nowhere"}).detail \
+        != none.detail   # with the kernel chosen, a missing one is reported as missing
 
 
 def test_base_images_are_args_with_real_defaults():
@@ -557,7 +591,10 @@ def test_cpu_image_drops_only_locked_indirect_packages_after_pip_check():
     warm_up = next(c for c in re.findall(r"python -c '(import [^']+)'", run_text) if "axolotl" in c)
     for module in ("torch", "triton", "bitsandbytes", "axolotl.train", "axolotl.kernels.lora"):
         assert re.search(rf"[ ,]{re.escape(module)}(,|$)", warm_up), module
-    assert "--no-compile" in run_text and "strip --strip-debug" in run_text
+    assert "--no-compile" in run_text and "strip --strip-unneeded" in run_text
+    stripped = re.search(r"strip --strip-unneeded ([^&]+)&&", run_text).group(1)
+    assert ".libs" not in stripped and "find" not in run_text.split("strip --strip-unneeded")[0][-40:]  # not auditwheel's
+    assert run_text.index("strip --strip-unneeded") < run_text.index("python -c 'import torch")  # loads what was stripped
     assert "apt-get purge -y --auto-remove binutils" in run_text and "rm -rf /var/lib/apt/lists/*" in run_text
     # The test stage puts the whole lock back before pytest runs.
     test_stage = CPU.read_text().split("FROM deps AS test", 1)[1].split("FROM deps AS cpu", 1)[0]
@@ -645,3 +682,68 @@ def test_start_without_train_mode_stays_up_for_the_terminal(start_env):
         stdout, stderr = process.communicate(timeout=10)
     assert "TRAIN_MODE is empty: the container stays up" in stdout
     assert "older than 525" in stderr
+
+
+# --- scripts/build_image.sh and the Dockerfiles it builds, read as text ---------------------------
+
+def script_build_args() -> dict[str, set[str]]:
+    """Build argument names the script passes, per variant ("all" for the ones both get)."""
+    text = BUILD_SCRIPT.read_text()
+
+    def names(body: str) -> set[str]:
+        return set(re.findall(r'--build-arg "?([A-Z_]+)=', body))
+
+    def function(name: str) -> str:
+        return text.split(f"{name}() {{", 1)[1].split("\n}\n", 1)[0]
+
+    return {"cuda": names(function("cuda_args")), "cpu": names(function("cpu_args")), "all": names(function("build"))}
+
+
+def test_build_script_passes_only_arguments_the_dockerfiles_declare():
+    passed = script_build_args()
+    for variant, dockerfile in (("cuda", CUDA), ("cpu", CPU)):
+        declared = set(arg_defaults(dockerfile))
+        assert passed["all"] | passed[variant] <= declared, (variant, (passed["all"] | passed[variant]) - declared)
+    # The CUDA image's three substitutions, and nothing else of its own: base, torch build, flash attention.
+    assert passed["cuda"] == {"TORCH_CUDA", "TORCH_INDEX_URL", "CLI_TUNER_MIN_DRIVER", "FLASH_ATTENTION"}
+    assert {"BASE_IMAGE", "TORCH_VERSION", "IMAGE_TAG", "GIT_REVISION"} <= passed["all"]
+
+
+def test_build_script_reads_the_labels_the_cuda_image_sets_and_checks_what_doctor_says():
+    from cli_tuner.facts import attention
+
+    text = BUILD_SCRIPT.read_text()
+    labels = " ".join(arguments for keyword, arguments in instructions(CUDA) if keyword == "LABEL")
+    read = set(re.findall(r'index \.Labels "([^"]+)"', text))
+    assert read == {"cli-tuner.min-driver", "cli-tuner.flash-attention"}
+    for label in read | {"cli-tuner.torch", "cli-tuner.torch-index"}:
+        assert f"{label}=" in labels, label
+    # The opt-out line doctor must print, as the job words it.
+    assert "built without the hub kernel" in attention.BUILT_WITHOUT and "built without the hub kernel" in text
+    # The stand-ins are named in its output, never silent.
+    assert "torch stand-in:" in text and "FLASH_ATTENTION=none" in text and "stands in for python:3.11-slim-bookworm" in text
+
+
+def test_build_script_checks_every_shipped_config_and_both_start_modes():
+    text = BUILD_SCRIPT.read_text()
+    shipped = re.search(r"^SHIPPED_CONFIGS=\(([^)]*)\)", text, re.M).group(1).split()
+    assert len(shipped) == 3 and all((REPO / path).is_file() for path in shipped)
+    assert re.search(r"^DEFAULT_CONFIG=configs/axolotl_config\.yaml$", text, re.M)
+    for needed in ("check doctor ", "validate --config", "rehearse --config", "-e TRAIN_MODE=validate",
+                   "PUBLIC_KEY=", "stop -t", "/proc/net/tcp", "exit 1", "--compress", "[:15]"):
+        assert needed in text, needed
+
+
+def test_workflow_runs_the_build_scripts_checks_on_what_it_built():
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    steps = workflow["jobs"]["build"]["steps"]
+    build = next(i for i, s in enumerate(steps) if str(s.get("uses", "")).startswith("docker/build-push-action"))
+    assert steps[build]["with"]["load"] is True
+    check = next(i for i, s in enumerate(steps) if "scripts/build_image.sh" in str(s.get("run", "")))
+    assert check > build
+    run_line = steps[check]["run"]
+    assert "CONTAINER_ENGINE=docker" in run_line and '"$VARIANT" --check-only' in run_line and "TOKENIZERS=" in run_line
+    assert steps[check]["env"]["VARIANT"] == "${{ matrix.variant }}"
+    # It builds the same Dockerfiles with their defaults: no stand-in arguments.
+    args = str(steps[build]["with"].get("build-args", ""))
+    assert not any(name in args for name in ("BASE_IMAGE", "TORCH_INDEX_URL", "TORCH_CUDA", "FLASH_ATTENTION"))

@@ -112,6 +112,20 @@ def test_a_refused_stop_is_reported_and_the_job_exits(runpod_api):
     assert not any(FAKE_RUNPOD_KEY in line for line in said)
 
 
+def test_stop_without_the_runpod_extra_says_so_in_one_line_and_the_job_exits(runpod_api, monkeypatch):
+    # The CPU image leaves the SDK out (requirements-runpod.txt): None in sys.modules makes `import runpod` fail.
+    api = runpod_api()
+    monkeypatch.setitem(sys.modules, "runpod", None)
+    said = Said()
+    code = lifecycle.carry_out(lifecycle.Finish("stop", "auto"), 3, "exit 3", say=said,
+                               env={"RUNPOD_POD_ID": "pod123", "RUNPOD_API_KEY": FAKE_RUNPOD_KEY})
+    assert code == 3 and api.requests == []
+    assert said[-1] == ("on finish: cannot stop pod pod123: the RunPod SDK is not installed (the CUDA image has it): "
+                        "pip install -r requirements-runpod.txt -c requirements-lock.txt; exiting 3, "
+                        "stop the pod in the RunPod console")
+    assert "\n" not in said[-1] and not any(FAKE_RUNPOD_KEY in line for line in said)
+
+
 def test_stop_without_an_api_key_exits_and_says_the_pod_keeps_billing(runpod_api):
     api = runpod_api()
     said = Said()

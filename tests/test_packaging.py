@@ -48,7 +48,9 @@ def test_pyproject_declares_the_package_its_command_and_python():
     assert set(project["dynamic"]) == {"dependencies", "optional-dependencies"} and "dependencies" not in project
     dynamic = PYPROJECT["tool"]["setuptools"]["dynamic"]
     assert dynamic["dependencies"] == {"file": ["requirements.txt"]}
-    assert dynamic["optional-dependencies"] == {"dev": {"file": ["requirements-dev.txt"]},
+    # The RunPod SDK is an extra: only the CUDA image (and the dev venv, for its tests) installs it.
+    assert dynamic["optional-dependencies"] == {"runpod": {"file": ["requirements-runpod.txt"]},
+                                                "dev": {"file": ["requirements-dev.txt", "requirements-runpod.txt"]},
                                                 "gguf": {"file": ["requirements-gguf.txt"]}}
     assert PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"] == ["cli_tuner", "cli_tuner.*"]
     assert PYPROJECT["build-system"]["build-backend"] == "setuptools.build_meta"
@@ -63,6 +65,8 @@ def test_requirements_are_pinned_and_agree_with_the_lock():
     disagree = {name: (version, lock.get(name)) for name, version in direct.items()
                 if name != "torch" and lock.get(name) != version}
     assert disagree == {}, f"requirements.txt vs requirements-lock.txt: {disagree}"
+    extra = pins(REPO / "requirements-runpod.txt")
+    assert set(extra) == {"runpod"} and "runpod" not in direct and extra["runpod"] == lock["runpod"]
     setup = (REPO / "scripts" / "setup.sh").read_text()
     assert f"TORCH_VERSION={direct['torch']} " in setup
 

@@ -115,13 +115,18 @@ def check_torch_build(found: Machine) -> Check:
 
 
 def check_driver(found: Machine) -> Check | None:
-    if not found.torch_cuda or not (found.nvidia_gpus or found.kind == "cuda"):
+    if not found.torch_cuda:
         return None
+    runtime = ".".join(found.torch_cuda.split(".")[:2])
+    needed = DRIVER_FOR_CUDA.get(runtime)
+    if not (found.nvidia_gpus or found.kind == "cuda"):
+        # A CUDA build of torch with no GPU: the CUDA image on a CPU machine. Say what the GPU host needs.
+        return Check("driver", True, "info", f"no NVIDIA driver here; torch's CUDA {runtime} build needs driver "
+                     + (f">= {needed.split('.')[0]} ({needed})" if needed else f"supporting CUDA {runtime}")
+                     + " on the GPU host")
     if not found.driver_version:
         return Check("driver", False, "warning", "could not read the NVIDIA driver version (no NVML)",
                      "run `nvidia-smi` and compare with the CUDA version torch was built with")
-    runtime = ".".join(found.torch_cuda.split(".")[:2])
-    needed = DRIVER_FOR_CUDA.get(runtime)
     too_old = needed is not None and version_tuple(found.driver_version) < version_tuple(needed)
     if found.driver_cuda and version_tuple(found.driver_cuda) < version_tuple(runtime):
         too_old = True
@@ -161,6 +166,9 @@ def check_flash_attn(found: Machine, deep: bool = False, source: AttentionSource
     or none); with `deep` on CUDA, that source loaded as training loads it and one attention call run,
     in a child process."""
     if found.kind != "cuda":
+        if attention_facts.built_without_kernel():
+            return Check("flash-attn", True, "info", f"{attention_facts.BUILT_WITHOUT}; configs use sdpa here, "
+                         "and on a GPU too")
         return Check("flash-attn", True, "info", f"not applicable on {found.kind.upper()} (CUDA only); configs use sdpa here")
     capable = version_tuple(found.compute_capability or "0") >= (8,)
     if not capable:

@@ -12,6 +12,7 @@ cache (KERNELS_CACHE, else HF_HUB_CACHE), where `refs/v2` names the commit of th
 and `snapshots/<commit>/build/<variant>/` holds one build per torch, CUDA and platform.
 
     python -m cli_tuner.facts.attention     # prints the source as JSON; exit 0 unless it is none
+                                            # (an image built with FLASH_ATTENTION=none: exit 0)
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ PACKAGE, HUB_KERNEL, NONE = "package", "hub-kernel", "none"
 KERNEL_REPO = "kernels-community/flash-attn2"
 KERNEL_VERSION = 2   # axolotl 0.19.0's FA2_HUB_KERNEL_VERSION (tests/test_attention.py holds them equal)
 LOCAL_KERNELS_ENV = "LOCAL_KERNELS"
+# Dockerfile.cuda's FLASH_ATTENTION build argument, kept in the image: "none" where it was built without
+# the hub kernel (no Hub access at build time), so the image says so instead of looking for one.
+IMAGE_CHOICE_ENV = "CLI_TUNER_FLASH_ATTENTION"
+BUILT_WITHOUT = "no flash-attention source in this image (built without the hub kernel)"
 FIX = ("rebuild the image (Dockerfile.cuda fetches the flash-attn2 hub kernel), or run "
        "`python scripts/fetch_attention_kernel.py` once with network, or pip install flash-attn==2.8.3 "
        "--no-build-isolation; until then the job trains with attn_implementation: sdpa")
@@ -146,12 +151,20 @@ def _commit_of(path: Path) -> str | None:
         return None
 
 
+def built_without_kernel(environ: dict | None = None) -> bool:
+    """Whether this is an image built with FLASH_ATTENTION=none."""
+    environ = os.environ if environ is None else environ
+    return (environ.get(IMAGE_CHOICE_ENV) or "").strip().lower() == NONE
+
+
 def detect(environ: dict | None = None) -> AttentionSource:
     """The source transformers would use for flash_attention_2 here, in its own order of preference."""
     environ = dict(os.environ if environ is None else environ)
     package_version = installed_version("flash-attn") or installed_version("flash_attn")
     if package_version is not None and _importable("flash_attn"):
         return AttentionSource(PACKAGE, f"flash-attn {package_version} (the package)", package_version)
+    if built_without_kernel(environ):
+        return AttentionSource(NONE, BUILT_WITHOUT)
     found, why_not = hub_kernel(environ)
     if found is not None:
         return found
@@ -161,7 +174,7 @@ def detect(environ: dict | None = None) -> AttentionSource:
 def main() -> int:
     source = detect()
     console.out(json.dumps(source.as_record(), sort_keys=True))
-    return 0 if source.available else 1
+    return 0 if source.available or built_without_kernel() else 1
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import atomic, console
-from ..errors import CheckpointGateFailed, CliTunerError, Interrupted, RunFolderBusy, TrainingFailed
+from ..errors import CheckpointGateFailed, CliTunerError, EnvironmentProblem, Interrupted, RunFolderBusy, TrainingFailed
 from ..paths import CHECKPOINT_MINUTES_ENV, job_pid_file as pid_file_path
 from ..settings import Settings
 # After the stop request, wait this long for RunPod's SIGTERM: exiting at once could let the
@@ -82,8 +82,13 @@ def applies(error: BaseException | None, unattended: bool) -> bool:
 
 
 def stop_pod(pod_id: str, api_key: str) -> dict:
-    """RunPod's podStop through its SDK (RUNPOD_API_BASE_URL, read by the SDK, points it elsewhere)."""
-    import runpod
+    """RunPod's podStop through its SDK (RUNPOD_API_BASE_URL, read by the SDK, points it elsewhere).
+    The SDK is the `runpod` extra (requirements-runpod.txt): the CUDA image has it, the CPU image not."""
+    try:
+        import runpod
+    except ImportError as exc:
+        raise EnvironmentProblem("the RunPod SDK is not installed (the CUDA image has it): "
+                                 "pip install -r requirements-runpod.txt -c requirements-lock.txt") from exc
 
     runpod.api_key = api_key
     return runpod.stop_pod(pod_id)
@@ -119,6 +124,9 @@ def carry_out(finish: Finish, exit_code: int, what: str, say=console.say, env=os
             f"the volume is kept")
         try:
             stop_pod(pod_id, api_key)
+        except EnvironmentProblem as exc:
+            say(f"on finish: cannot stop pod {pod_id}: {exc}; exiting {exit_code}, stop the pod in the RunPod console")
+            return exit_code
         except Exception as exc:  # noqa: BLE001 - any SDK or network failure: say it, then exit
             say(f"on finish: RunPod did not stop pod {pod_id} ({type(exc).__name__}: {exc}); exiting {exit_code}, "
                 f"stop the pod in the RunPod console")
