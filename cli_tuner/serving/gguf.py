@@ -18,7 +18,6 @@ one too, with its last line (the full output goes to the staging folder's export
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import atomic
+from ..data import sha256_file
 from ..checks.environment import check_disk
 from ..errors import ConfigError, EnvironmentProblem
 from ..paths import PROVENANCE_FILE
@@ -56,16 +56,8 @@ class GgufOptions:
     quant: str = llama_cpp.DEFAULT_QUANT
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_entry(path: Path) -> dict:
-    return {"bytes": path.stat().st_size, "sha256": sha256(path)}
+    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def base_weight_bytes(base: str) -> int | None:

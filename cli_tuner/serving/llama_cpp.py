@@ -14,7 +14,6 @@ process with the Hub turned off, so a missing file fails instead of being downlo
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from ..data import sha256_file
 from ..errors import EnvironmentProblem
 
 VERSION = "0.3.36"
@@ -47,21 +47,13 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cli-tuner" / f"llama.cpp-{VERSION}"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _sdist(folder: Path) -> Path:
     """The pinned sdist: CLI_TUNER_LLAMA_CPP_SDIST, a copy already in the cache, else `pip download`."""
     given = os.environ.get(SDIST_ENV)
     candidates = [Path(given)] if given else [folder / SDIST]
     for path in candidates:
         if path.is_file():
-            if _sha256(path) != SDIST_SHA256:
+            if sha256_file(path) != SDIST_SHA256:
                 raise EnvironmentProblem(f"{path}: sha256 is not llama-cpp-python {VERSION}'s ({SDIST_SHA256[:12]}...); "
                                          f"download {SDIST} again from PyPI")
             return path
@@ -75,7 +67,7 @@ def _sdist(folder: Path) -> Path:
         detail = (done.stderr.strip().splitlines() or ["no message"])[-1]
         raise EnvironmentProblem(f"cannot download llama-cpp-python {VERSION}'s sdist for llama.cpp's converters ({detail}); "
                                  f"download {SDIST} from PyPI and set {SDIST_ENV}=PATH")
-    if _sha256(path) != SDIST_SHA256:
+    if sha256_file(path) != SDIST_SHA256:
         path.unlink()
         raise EnvironmentProblem(f"the downloaded {SDIST} does not match the pinned sha256; check pip's index settings")
     return path
