@@ -118,6 +118,11 @@ NOT_ATOMIC_ON_PURPOSE = {
     ("shell/syntax.py", "path.write_text(commands[index]"): "scratch scripts in a TemporaryDirectory",
     ("evaluation/fixture.py", "tarfile.open(fileobj=buffer"): "an in-memory archive (BytesIO), not a file",
     ("evaluation/fixture.py", "path.write_bytes(entry.content)"): "the sandbox's scratch fixture tree, rebuilt from its seed",
+    ("evaluation/sandbox.py", "made[name].write_text("): "the sandbox's passwd and group, scratch files of one run",
+    **{("evaluation/run_bounds.py", f"{control}\").write_text("): "a cgroup control file: the kernel's interface, "
+       "written in place (it cannot be renamed over)"
+       for control in ("cgroup.subtree_control", "pids.max", "memory.max", "memory.swap.max", "memory.limit_in_bytes",
+                       "memory.memsw.limit_in_bytes")},
 }
 WRITE_CALL = re.compile(r"(?<!atomic)\.write_(text|bytes|json)\(|json\.dump\(|yaml\.(safe_)?dump\(\w+,\s*\w+\s*[,)]|"
                         r"open\([^)]*[\"'][wax]b?\+?[\"']")
