@@ -109,9 +109,10 @@ def test_cli_tuner_help_is_the_entrypoints_help(tmp_path):
     result = run_script("--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     ours = run_entrypoint("--help").stdout
-    # each names itself as typed; below the usage lines the help is the same
+    # each names itself as typed, in the usage and the examples; otherwise the help is the same
     assert result.stdout.startswith("usage: cli-tuner ") and ours.startswith("usage: entrypoint.py ")
-    assert result.stdout.split("\n\n", 1)[1] == ours.split("\n\n", 1)[1]
+    assert "python entrypoint.py rehearse" in ours and "python entrypoint.py" not in result.stdout
+    assert result.stdout.split("\n\n", 1)[1] == ours.split("\n\n", 1)[1].replace("python entrypoint.py ", "cli-tuner ")
     assert "lock-data" in result.stdout and "rehearse" in result.stdout
 
 
