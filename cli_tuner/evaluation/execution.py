@@ -250,10 +250,9 @@ def _verdict(reference: str, answer: str, reference_runs: dict, prediction_runs:
         return Verdict(NOT_EXECUTABLE, unusable)
     if not answer.strip():
         return Verdict(WRONG, "empty answer")
-    if starts_background_job(answer):
-        return Verdict(WRONG, BACKGROUND_ANSWER)
-    if answer not in prediction_runs:
-        return Verdict(WRONG, "dangerous: not run")
+    if answer not in prediction_runs:  # never run: dangerous (the stronger reason, a fork bomb is both) or a background job
+        return Verdict(WRONG, BACKGROUND_ANSWER if starts_background_job(answer) and not risk.is_dangerous(answer)
+                       else "dangerous: not run")
     return judge(reference_runs[reference], prediction_runs[answer], master, order_matters(reference), seconds)
 
 
