@@ -86,6 +86,7 @@ sys.exit(1)
 @pytest.fixture
 def failing_trainer(monkeypatch):
     monkeypatch.setattr(launcher, "command", lambda *args, **kwargs: [sys.executable, "-c", FAILING_TRAINER])
+    console.held_library_logs()  # what an earlier command in this test process held would land in this train.log
 
 
 def test_a_failed_trainer_leaves_its_last_lines_and_the_log_path_on_stderr(tmp_path, capsys, failing_trainer):
