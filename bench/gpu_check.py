@@ -157,7 +157,7 @@ def choose_tokenizer(base_model: str, tokenizer_dirs: dict[str, str], cache: dic
     if base_model in cache:
         return cache[base_model]
     from cli_tuner import data, tokenizer as tokenizer_loader
-    from cli_tuner.errors import ConfigError
+    from cli_tuner.errors import ConfigError, TokenizerNotFound
     from cli_tuner.training import rehearsal
 
     chosen = None
@@ -167,7 +167,7 @@ def choose_tokenizer(base_model: str, tokenizer_dirs: dict[str, str], cache: dic
         try:
             chosen = tokenizer_loader.load(source), f"real tokenizer from {source}"
             break
-        except ConfigError:
+        except (ConfigError, TokenizerNotFound):
             continue
     if chosen is None:
         texts = [" ".join(m["content"] for m in r.data.get("messages", []))

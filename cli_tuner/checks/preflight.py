@@ -130,10 +130,12 @@ def require_device(spec: RunSpec, found: machine_facts.Machine) -> None:
 
 
 def prepare(spec: RunSpec, loaded: LoadedConfig, *, output_root: Path | str | None = None,
-            check_environment: bool = True, topology: Topology = SINGLE) -> Plan:
+            check_environment: bool = True, topology: Topology = SINGLE,
+            verified: data.VerifiedData | None = None) -> Plan:
     """Data, config, machine, model: verified in that order, so nothing costly runs on a bad input.
-    The machine is detected before the config is checked, so the checks see its fallback (checks/attention.py)."""
-    verified = verify_data(loaded)  # first: no model, no GPU on bad data
+    The machine is detected before the config is checked, so the checks see its fallback (checks/attention.py).
+    `verified`: the data, when the caller verified it first (validate, before it looks for the tokenizer)."""
+    verified = verified or verify_data(loaded)  # first: no model, no GPU on bad data
     facts = resolve_facts(loaded)
     target = resolve_target(loaded) if spec.checks_target else None
     found = machine_facts.detect() if spec.detects_machine else None

@@ -28,9 +28,10 @@ def run(args: argparse.Namespace) -> int:
     tracking.load_env_file()  # as the training modes do: the environment stand-ins of the settings are checked too
     loaded = options.load_config(args)
     topology = options.topology(args)
+    verified = preflight.verify_data(loaded)  # the data first, as in every verb
     if not args.no_data_report:
         tokenizer.locate(args.tokenizer or loaded.tokenizer_source)  # found or refused in ms, before the slow imports
-    plan = preflight.prepare(SPEC, loaded, topology=topology)
+    plan = preflight.prepare(SPEC, loaded, topology=topology, verified=verified)
     verified = plan.verified
     console.out(f"data: {len(verified.files)} files match their manifest (data sha256 {verified.data_sha256[:16]}...)")
     options.show_findings(plan)
