@@ -6,9 +6,9 @@
 For each config it shows the config as shipped and its counterparts: padded to sequence_len
 without packing (the spec's setup) and with sample packing (for configs/axolotl_config.yaml the
 overlay configs/overlays/packing.yaml). Tokens come from Axolotl's chat_template strategy with
-the config's real tokenizer; batches from Axolotl's multipack sampler (see bench/token_budget.py);
-time from the throughput model in cli_tuner/estimates/throughput.py, charged for every processed token
-(padding included: the GPU computes on it).
+the config's real tokenizer; batches from Axolotl's multipack sampler (cli_tuner/batching/epoch.py);
+time from cli_tuner/estimates/throughput.py's project_time, the function validate prints, charged for
+every processed token (padding included: the GPU computes on it).
 """
 
 from __future__ import annotations
@@ -22,13 +22,14 @@ if __package__ in (None, ""):  # `python bench/bench_tokens.py`: make the repo i
 
 import argparse
 import json
-import math
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import chat_lengths, token_budget
+from cli_tuner.batching import epoch as token_budget
+
+from . import chat_lengths
 
 REPO = chat_lengths.REPO
 SHIPPED_CONFIGS = ("configs/axolotl_config.yaml", "configs/training_config_h100.yaml", "configs/training_config_m4.yaml")
@@ -70,22 +71,12 @@ def variants_of(config: str, loaded_cfg: dict) -> list[Variant]:
     return found
 
 
-def epoch_seconds(count: token_budget.EpochCount, plan: token_budget.BatchingPlan, cfg: dict,
-                  facts, gpu, mfu: float | None) -> float:
-    """Sum over micro-batch shapes of tokens / the memory model's tokens per second for that shape.
-
-    A varlen packed row (flash attention) of k x sequence_len tokens is charged as a micro batch of
-    k rows of sequence_len: attention never spans more than one example, so this is an upper bound.
-    """
+def epoch_seconds(count: token_budget.EpochCount, cfg: dict, facts, gpu, mfu: float | None) -> float | None:
+    """One epoch's time: throughput.project_time, the projection validate prints."""
     from cli_tuner.estimates import throughput
 
-    seconds = 0.0
-    for (rows, length), batches in count.shapes.items():
-        if plan.sample_packing and not plan.real_batches:
-            rows, length = math.ceil(length / plan.sequence_len), plan.sequence_len
-        shape_cfg = {**cfg, "sequence_len": length, "micro_batch_size": rows}
-        seconds += batches * rows * length / throughput.estimate_tokens_per_second(facts, gpu, shape_cfg, mfu=mfu)
-    return seconds
+    projection = throughput.project_time(cfg, facts, gpu, count, mfu=mfu)
+    return projection.epoch_seconds if projection is not None else None
 
 
 def parse_pairs(items: list[str], option: str) -> dict[str, str]:
@@ -150,7 +141,8 @@ def measure(args) -> tuple[list[dict], list[str]]:
                     if facts is None:
                         raise ValueError(f"no architecture facts for {loaded.base_model}")
                     row["gpu"] = gpu.name
-                    row["est_seconds_per_epoch"] = round(epoch_seconds(count, plan, cfg, facts, gpu, args.mfu), 1)
+                    seconds = epoch_seconds(count, cfg, facts, gpu, args.mfu)
+                    row["est_seconds_per_epoch"] = round(seconds, 1) if seconds is not None else None
                 except Exception as exc:  # noqa: BLE001 - the table still shows tokens; say why time is missing
                     row["time_note"] = f"{type(exc).__name__}: {exc}"
                 results.append(row)

@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from bench import bench_tokens, chat_lengths, token_budget
-from bench.token_budget import BatchingPlan, count_epoch
+from bench import bench_tokens, chat_lengths
+from cli_tuner.batching import epoch as token_budget
+from cli_tuner.batching.epoch import BatchingPlan, count_epoch
 from conftest import REPO
 
 # Short, uneven lengths like NL2Bash's (40-400 tokens), plus one too long for 512.

@@ -75,15 +75,18 @@ PACKED_FILL = 0.99
 
 
 def total_steps(cfg: dict, train_examples: int | None, mean_example_tokens: float | None = None,
-                processes: int = 1) -> int | None:
+                processes: int = 1, epoch_steps: int | None = None) -> int | None:
     """Optimizer steps the run will take, the one count every message and projection prints:
-    max_steps, else epochs x (examples / effective batch). The effective batch spans `processes`
-    (each takes its own micro-batches). Packed, a micro-batch holds sequence_len x micro_batch_size
-    tokens of many examples, so the count needs the data's mean example length; None without it
-    (and without the example count)."""
+    max_steps, else epochs x the steps of one epoch. `epoch_steps`: one epoch's steps counted from
+    the data's own lengths (batching.epoch, Axolotl's sampler); without them, examples / effective
+    batch. The effective batch spans `processes` (each takes its own micro-batches). Packed, a
+    micro-batch holds sequence_len x micro_batch_size tokens of many examples, so the estimate needs
+    the data's mean example length; None without it (and without the example count)."""
     shape = TrainingShape.of(cfg)
     if shape.max_steps:
         return shape.max_steps
+    if epoch_steps:
+        return max(1, epoch_steps * int(shape.num_epochs))
     if not train_examples:
         return None
     if not cfg.get("test_datasets") and isinstance(cfg.get("val_set_size"), (int, float)) and cfg["val_set_size"]:

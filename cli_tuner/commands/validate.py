@@ -59,10 +59,9 @@ def run(args: argparse.Namespace) -> int:
 def show_projection(plan, report: data_report.DataReport | None) -> None:
     """The full run's training time (and cost, given a price) as a range, with what it rests on."""
     lengths = report.train_lengths if report is not None else []
-    mean = sum(lengths) / len(lengths) if lengths else None
     _, price = calibration.settings(plan.loaded)
-    projection = calibration.project(plan.loaded.axolotl, plan.facts, plan.target, plan.train_examples(), price, mean,
-                                     plan.topology.world_size)
+    projection = calibration.project(plan.loaded.axolotl, plan.facts, plan.target, plan.train_examples(), price,
+                                     lengths, plan.topology.world_size)
     if projection is None:
         console.out(f"projected training time: unknown on {plan.target.name} (no peak TFLOP/s known, or packing "
                     f"without max_steps and no data report to count packed rows); `smoke` measures it")
@@ -70,7 +69,7 @@ def show_projection(plan, report: data_report.DataReport | None) -> None:
         console.out(projection.line())
         if plan.loaded.axolotl.get("sample_packing") and not (plan.loaded.axolotl.get("max_steps") or 0) > 0:
             # the config checks could not count packed steps; the same count as the projection can
-            for problem in config_rules.step_problems(plan.loaded.axolotl, projection.steps):
+            for problem in config_rules.step_problems(plan.loaded.axolotl, projection.time.steps):
                 console.problem(f"  warning: {problem.line()}")
 
 

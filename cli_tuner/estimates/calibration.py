@@ -35,6 +35,7 @@ from ..settings import field_extra
 from ..training_shape import TrainingShape
 from ..batching.steps import total_steps
 from . import memory, throughput
+from .throughput import format_duration
 
 # The headroom's default (5% of the board: an eval batch or allocator growth after step 10 must still fit)
 # and the price's environment stand-in live with the other settings, in cli_tuner/settings.py.
@@ -191,43 +192,31 @@ def comparison(entry: dict):
 
 @dataclass
 class Projection:
-    """validate's time and cost of the full run's training steps, from the throughput model."""
+    """validate's time and cost of the full run's training steps: throughput.project_time, and a price."""
 
-    gpu: str
-    steps: int
-    tokens_per_second: float
-    seconds: float
-    band: tuple[float, float]          # measured/predicted factors the model's fit points span
-    rests_on: str
+    time: throughput.TimeProjection
     price_per_hour: float | None
 
-    @property
-    def range_seconds(self) -> tuple[float, float]:
-        return self.seconds * self.band[0], self.seconds * self.band[1]
-
     def line(self) -> str:
-        low, high = self.range_seconds
-        text = (f"projected training time on {self.gpu}: {format_duration(low)} to {format_duration(high)} "
-                f"(model: {format_duration(self.seconds)}, {self.tokens_per_second:,.0f} processed tokens/s) "
-                f"for {self.steps} steps, the steps alone")
+        time = self.time
+        low, high = time.range_seconds
+        text = (f"projected training time on {time.gpu}: {format_duration(low)} to {format_duration(high)} "
+                f"(model: {format_duration(time.seconds)}, {time.tokens_per_second:,.0f} processed tokens/s) "
+                f"for {time.steps} steps, the steps alone")
         if self.price_per_hour is not None:
             text += (f"; cost {low / 3600 * self.price_per_hour:.2f} to {high / 3600 * self.price_per_hour:.2f} "
                      f"at {self.price_per_hour:g}/h")
-        return f"{text}; rests on {self.rests_on}; `smoke` measures it on the pod"
+        return f"{text}; rests on {time.rests_on}; `smoke` measures it on the pod"
 
 
 def project(cfg: dict, facts, gpu: GpuSpec, train_examples: int | None, price_per_hour: float | None,
-            mean_example_tokens: float | None = None, processes: int = 1) -> Projection | None:
-    """The throughput model's time for the full run, as a range; None when the GPU's peak or the
-    number of steps is unknown (packing without max_steps needs the data's mean example length)."""
-    steps = total_steps(cfg, train_examples, mean_example_tokens, processes)
-    if not steps or gpu.peak_bf16_tflops <= 0:
-        return None
-    speed = throughput.estimate_tokens_per_second(facts, gpu, cfg)
-    step_tokens = longest_micro_batch(cfg) * TrainingShape.of(cfg).gradient_accumulation_steps
-    band, rests_on = throughput.time_band(gpu)
-    return Projection(gpu=gpu.name, steps=steps, tokens_per_second=speed, seconds=steps * step_tokens / speed,
-                      band=band, rests_on=rests_on, price_per_hour=price_per_hour)
+            train_lengths: list[int] | None = None, processes: int = 1) -> Projection | None:
+    """The throughput model's time for the full run, as a range (throughput.project_time over one epoch
+    of the data as Axolotl batches it); None when the GPU's peak is unknown, or packing without the
+    data's lengths."""
+    epoch = throughput.epoch_of(cfg, train_lengths, train_examples)
+    time = throughput.project_time(cfg, facts, gpu, epoch, processes) if epoch is not None else None
+    return Projection(time, price_per_hour) if time is not None else None
 
 
 # ----------------------------------------------------------------------------- before full
@@ -277,14 +266,6 @@ class Decision:
     def error_message(self) -> str:
         return (f"{self.source}: will not fit: {self.memory_line()}; lower micro_batch_size or sequence_len, "
                 f"or set cli_tuner.memory_headroom lower, or use a larger GPU")
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def full_steps(cfg: dict, train_examples: int | None, entry: dict, processes: int = 1) -> int | None:

@@ -1,8 +1,14 @@
 """Throughput of a config on a GPU before renting it: model FLOPs per token, the step time by part,
-processed tokens per second, and the range the projection rests on."""
+processed tokens per second, the range the projection rests on, and `project_time`: the one time
+per step, per epoch and per run that validate prints and docs/performance.md's table shows."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
+from ..batching import epoch as epoch_batching
+from ..batching.steps import total_steps
 from ..facts.gpus import GpuSpec
 from ..training_shape import TrainingShape
 from .memory import parameter_counts
@@ -81,3 +87,91 @@ def time_band(gpu: GpuSpec) -> tuple[tuple[float, float], str]:
     chip = f" (sm_{gpu.sm})" if gpu.sm else ""
     return TIME_BAND_UNMEASURED, (f"no step time measured on {gpu.name}{chip}: the model fitted on {fitted}, "
                                   "range widened")
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as every projection prints it (validate's line and docs/performance.md's table)."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@dataclass(frozen=True)
+class TimeProjection:
+    """The model's training time of a config on a GPU, from one epoch of its data as Axolotl batches it."""
+
+    gpu: str
+    steps: int                     # the run's optimizer steps (batching.steps.total_steps)
+    steps_per_epoch: int
+    epoch_seconds: float           # the model's time for one epoch's micro batches, on each process at once
+    processed_tokens_per_epoch: int
+    band: tuple[float, float]      # measured/predicted factors the model's fit points span
+    rests_on: str
+
+    @property
+    def step_seconds(self) -> float:
+        return self.epoch_seconds / self.steps_per_epoch
+
+    @property
+    def seconds(self) -> float:
+        """The run's training steps (no loading, evaluation or saving)."""
+        return self.steps * self.step_seconds
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Processed tokens (padding included) per second, over the epoch."""
+        return self.processed_tokens_per_epoch / self.epoch_seconds
+
+    @property
+    def range_seconds(self) -> tuple[float, float]:
+        return self.seconds * self.band[0], self.seconds * self.band[1]
+
+
+def micro_batch_seconds(facts, gpu: GpuSpec, cfg: dict, rows: int, length: int, varlen_row: int | None = None,
+                        mfu: float | None = None) -> float:
+    """The model's time for one micro batch of `rows` rows padded to `length` tokens. A varlen packed
+    row (flash attention; `varlen_row` = sequence_len) is charged as ceil(length / sequence_len) rows
+    of sequence_len: its attention never spans two examples, so this is an upper bound."""
+    if varlen_row:
+        rows, length = rows * math.ceil(length / varlen_row), varlen_row
+    shaped = {**cfg, "sequence_len": length, "micro_batch_size": rows}
+    return rows * length / estimate_tokens_per_second(facts, gpu, shaped, mfu)
+
+
+def project_time(cfg: dict, facts, gpu: GpuSpec, epoch: epoch_batching.EpochCount,
+                 processes: int = 1, mfu: float | None = None) -> TimeProjection | None:
+    """The run's time from one epoch of its training data (`epoch`: batching.epoch.count_epoch): each
+    micro batch charged at its own rows and padded length, the processes working at once (each takes
+    its own micro batches); the run's steps are batching.steps.total_steps. None when the GPU's peak
+    is unknown or the epoch trains nothing. `mfu`: a utilization other than the model's (COMPUTE_MFU)."""
+    if gpu.peak_bf16_tflops <= 0 or not epoch.micro_batches:
+        return None
+    plan = epoch_batching.BatchingPlan.from_axolotl(cfg)
+    varlen_row = plan.sequence_len if plan.sample_packing and not plan.real_batches else None
+    processes = max(1, int(processes))
+    seconds = sum(count * micro_batch_seconds(facts, gpu, cfg, rows, length, varlen_row, mfu)
+                  for (rows, length), count in epoch.shapes.items()) / processes
+    per_epoch = max(1, math.ceil(epoch.micro_batches / (plan.gradient_accumulation_steps * processes)))
+    band, rests_on = time_band(gpu)
+    return TimeProjection(gpu=gpu.name, steps=total_steps(cfg, None, epoch_steps=per_epoch),
+                          steps_per_epoch=per_epoch, epoch_seconds=seconds,
+                          processed_tokens_per_epoch=epoch.processed_tokens, band=band, rests_on=rests_on)
+
+
+def epoch_of(cfg: dict, train_lengths: list[int] | None, train_examples: int | None) -> epoch_batching.EpochCount | None:
+    """One epoch of the run's training data: from the examples' token lengths (the data report's), or,
+    without them, an upper bound for unpacked rows: every example counted at sequence_len. None
+    when neither is known, or packing needs the lengths."""
+    shape = TrainingShape.of(cfg)
+    if not train_lengths:
+        if not train_examples or shape.sample_packing:
+            return None
+        train_lengths = [shape.sequence_len] * int(train_examples)
+    lengths = list(train_lengths)
+    held_out = cfg.get("val_set_size") if not cfg.get("test_datasets") else None
+    if isinstance(held_out, (int, float)) and not isinstance(held_out, bool) and 0 < held_out < 1:
+        lengths = lengths[:int(len(lengths) * (1 - held_out))]  # Axolotl holds this share of train out
+    plan = epoch_batching.BatchingPlan.from_axolotl(cfg)
+    return epoch_batching.count_epoch(lengths, plan, seed=int(cfg.get("seed") or 42))

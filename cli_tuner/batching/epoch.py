@@ -1,4 +1,5 @@
-"""How a config spends GPU tokens on one epoch: real tokens, processed tokens (with padding), steps.
+"""One epoch of a config's training data as Axolotl 0.19 batches it: micro batches, the rows and
+padded length of each, real and processed tokens (padding included), optimizer steps.
 
 Batches are formed the way Axolotl 0.19 forms them, with Axolotl's own code where it has some:
 - sample packing: `MultipackBatchSampler` (axolotl.utils.samplers.multipack) over a seeded
@@ -18,7 +19,7 @@ import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
+from ..training_shape import TrainingShape
 
 # Axolotl 0.19 schema defaults (utils/schemas/config.py).
 DEFAULT_BIN_SIZE = 200            # sample_packing_bin_size: most examples one packed row may hold
@@ -50,11 +51,14 @@ class BatchingPlan:
     @classmethod
     def from_axolotl(cls, cfg: dict) -> "BatchingPlan":
         attn = cfg.get("attn_implementation") or ("flash_attention_2" if cfg.get("flash_attention") else None)
+        shape = TrainingShape.of(cfg)
         return cls(
-            sequence_len=int(cfg.get("sequence_len") or 2048),
-            micro_batch_size=int(cfg.get("micro_batch_size") or 1),
-            gradient_accumulation_steps=int(cfg.get("gradient_accumulation_steps") or 1),
-            sample_packing=bool(cfg.get("sample_packing")),
+            sequence_len=shape.sequence_len,
+            micro_batch_size=shape.micro_batch_size,
+            gradient_accumulation_steps=shape.gradient_accumulation_steps,
+            sample_packing=shape.sample_packing,
+            # three ways, as Axolotl's collator reads it: True pads to sequence_len, None (unset) to a
+            # multiple of 64, False to the batch's longest row only
             pad_to_sequence_len=cfg.get("pad_to_sequence_len"),
             attn_implementation=attn,
             multipack_real_batches=cfg.get("multipack_real_batches"),
@@ -119,8 +123,10 @@ class EpochCount:
         return {**data, "token_efficiency": round(self.efficiency, 4)}
 
 
-def apply_length_policy(lengths, plan: BatchingPlan) -> np.ndarray:
+def apply_length_policy(lengths, plan: BatchingPlan):
     """What Axolotl keeps of each example: truncate or drop past sequence_len, drop the tiny ones."""
+    import numpy as np
+
     lengths = np.asarray(lengths, dtype=np.int64)
     if plan.excess_length_strategy == "truncate":
         lengths = np.minimum(lengths, plan.sequence_len)
@@ -132,7 +138,7 @@ def apply_length_policy(lengths, plan: BatchingPlan) -> np.ndarray:
     return lengths[lengths >= plan.min_sample_len]
 
 
-def packed_batches(lengths: np.ndarray, plan: BatchingPlan, seed: int = 42) -> list[list[list[int]]]:
+def packed_batches(lengths, plan: BatchingPlan, seed: int = 42) -> list[list[list[int]]]:
     """Axolotl's multipack batches: a list of micro batches, each a list of bins of example indices."""
     import torch
     from axolotl.utils.samplers.multipack import MultipackBatchSampler
@@ -154,14 +160,16 @@ def packed_batches(lengths: np.ndarray, plan: BatchingPlan, seed: int = 42) -> l
     return sampler.generate_batches(set_stats=False)
 
 
-def unpacked_batches(lengths: np.ndarray, plan: BatchingPlan, seed: int = 42) -> list[list[list[int]]]:
+def unpacked_batches(lengths, plan: BatchingPlan, seed: int = 42) -> list[list[list[int]]]:
     """The HF Trainer's shuffled micro batches; every example is its own row (a bin of one)."""
+    import numpy as np
+
     order = np.random.default_rng(seed).permutation(len(lengths))
     return [[[int(i)] for i in order[start:start + plan.micro_batch_size]]
             for start in range(0, len(order), plan.micro_batch_size)]
 
 
-def count_batches(batches: list[list[list[int]]], lengths: np.ndarray, plan: BatchingPlan,
+def count_batches(batches: list[list[list[int]]], lengths, plan: BatchingPlan,
                   total_examples: int) -> EpochCount:
     multiple = plan.pad_multiple
     real = processed = rows = examples = longest_row = 0
