@@ -187,6 +187,29 @@ def test_changed_test_split_is_refused(tmp_path, qwen_tokenizer_dir, locked_data
     assert f"error: {locked_data['test']}: SHA256" in result.stderr and "restore the locked test split" in result.stderr
 
 
+def test_a_data_dir_is_where_the_test_split_is_read_and_verified(tmp_path, qwen_tokenizer_dir, locked_data, entrypoint):
+    """check-checkpoint --data-dir (or TRAIN_DATA_DIR), as every verb that reads data: the run's test file
+    by name in that folder, checked against the folder's manifest (exit 3, one line, before any model)."""
+    from cli_tuner.evaluation import adapter_files
+
+    folder = fake_checkpoint(tmp_path, qwen_tokenizer_dir, locked_data["test"])
+    mine = make_locked_data(tmp_path / "mine")
+    files = adapter_files.verify_checkpoint(folder)
+    assert adapter_files.resolve_test_file(files, None, tmp_path / "mine") == mine["test"]  # by name, in the folder
+    assert adapter_files.resolve_test_file(files, None) == locked_data["test"]  # without: the run's recorded file
+    with mine["test"].open("a") as handle:
+        handle.write(json.dumps({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "ls"}]}) + "\n")
+    result = entrypoint("check-checkpoint", "--checkpoint", str(folder), env={"TRAIN_DATA_DIR": str(tmp_path / "mine")})
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith(f"error: {mine['test']}: SHA256 mismatch") and len(result.stderr.strip().splitlines()) == 1
+    unlocked = tmp_path / "unlocked"
+    unlocked.mkdir()
+    shutil.copy(locked_data["test"], unlocked / "test.jsonl")
+    result = entrypoint("check-checkpoint", "--checkpoint", str(folder), "--data-dir", str(unlocked))
+    assert result.returncode == 3 and str(unlocked) in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (folder / "eval.json").exists()
+
+
 def test_no_recorded_test_file_asks_for_one(tmp_path, qwen_tokenizer_dir, locked_data, entrypoint):
     folder = fake_checkpoint(tmp_path, qwen_tokenizer_dir, locked_data["test"])
     record = json.loads((folder.parent / "provenance.json").read_text())

@@ -56,7 +56,7 @@ def test_a_train_file_of_your_own_brings_its_own_val_and_test_splits(tmp_path):
     assert f"(data sha256 {manifest_hash(mine['train'].parent)[:16]}...)" in result.stdout
 
 
-@pytest.mark.parametrize("verb", ["validate", "data-report", "smoke", "full", "rehearse"])
+@pytest.mark.parametrize("verb", ["validate", "data-report", "smoke", "full", "rehearse", "check-checkpoint"])
 def test_every_verb_that_reads_data_takes_a_data_dir(verb):
     result = run_entrypoint(verb, "--help")
     assert result.returncode == 0 and "--data-dir" in result.stdout and "TRAIN_DATA_DIR" in result.stdout

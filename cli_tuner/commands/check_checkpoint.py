@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from .. import console, settings as job_settings
+from ..config import DATA_DIR_ENV
 from ..errors import UsageError
 from ..evaluation.adapter_files import adapter_folder, new_record_path
 from ..evaluation.evaluate import evaluate
@@ -23,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True,
                         help="adapter folder (a checkpoint-N or phase2-final), or a run folder (its phase2-final)")
     parser.add_argument("--test-file", default=None, help="chat JSONL to score on (default: the run's test split)")
+    parser.add_argument("--data-dir", default=os.environ.get(DATA_DIR_ENV) or None, metavar="DIR",
+                        help="the locked folder the test split is read from: the run's test file (or --test-file) "
+                             "by name in it, verified against its manifest (env TRAIN_DATA_DIR; default: the "
+                             "run's recorded, hashed test file)")
     parser.add_argument("--sample-size", type=int, default=None, help="score only the first N examples")
     parser.add_argument("--max-new-tokens", type=int, default=job_settings.MAX_NEW_TOKENS,
                         help="tokens generated per answer at most")
@@ -78,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
                       sample_size=args.sample_size, max_new_tokens=args.max_new_tokens,
                       base_model=args.base_model, baseline=args.baseline, device=device,
                       execution=not args.no_execution, sandbox_limits=Limits(seconds=settings.sandbox_seconds),
-                      record=record)
+                      record=record, data_dir=Path(args.data_dir) if args.data_dir else None)
     console.show(report.renderable(console.is_terminal()))
     console.out(f"wrote {record}")
     enforce_gate(report, settings)

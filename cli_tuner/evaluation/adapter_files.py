@@ -14,7 +14,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data import sha256_file
+from ..config import DATA_DIR_ENV, in_data_folder
+from ..data import sha256_file, verify
 from ..errors import DataError, UsageError
 from ..paths import EVAL_FILE, FINAL_DIR, PROVENANCE_FILE, REPO_ROOT
 
@@ -22,6 +23,7 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 TOKENIZER_CONFIG = "tokenizer_config.json"
 TOKENIZER_VOCABS = ("tokenizer.json", "vocab.json", "tokenizer.model", "vocab.txt")
+DEFAULT_TEST_FILE = "test.jsonl"  # the test split's name in a folder lock-data locked (config.LoadedConfig.split_files)
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,12 @@ def _existing(path_text: str) -> Path:
     return REPO_ROOT / path if (REPO_ROOT / path).exists() else path
 
 
-def resolve_test_file(files: CheckpointFiles, explicit: Path | str | None) -> Path:
+def resolve_test_file(files: CheckpointFiles, explicit: Path | str | None, data_dir: Path | str | None = None) -> Path:
+    """The test split to score on: `explicit` (--test-file), else the run's recorded file. With a data
+    folder (--data-dir), that file's name is read from the folder and verified against its manifest,
+    as every verb that reads data reads its splits (DataError, exit 3, on any mismatch)."""
+    if data_dir is not None:
+        return test_file_in_folder(files, explicit, Path(data_dir))
     if explicit:
         path = Path(explicit)
     else:
@@ -147,6 +154,22 @@ def resolve_test_file(files: CheckpointFiles, explicit: Path | str | None) -> Pa
         path = _existing(recorded)
     if not path.is_file():
         raise DataError(f"{path}: test file not found; pass --test-file with the held-out chat JSONL")
+    return path
+
+
+def test_file_in_folder(files: CheckpointFiles, explicit: Path | str | None, folder: Path) -> Path:
+    """The test split inside the data folder: --test-file's name, else the name of the file the run
+    recorded, else test.jsonl; verified against the folder's manifest."""
+    recorded = (files.provenance.get("data") or {}).get("test_file")
+    name = str(explicit) if explicit else Path(recorded).name if recorded else DEFAULT_TEST_FILE
+    path = in_data_folder(name, folder)
+    if not folder.is_dir():
+        raise DataError(f"data folder {folder} (--data-dir or {DATA_DIR_ENV}) does not exist (resolved against "
+                        f"{Path.cwd()}); pass the locked folder that holds the test split")
+    if path.parent.resolve() != folder.resolve():
+        raise DataError(f"--test-file {path} is outside the data folder {folder}; name a file in it, or leave "
+                        "--data-dir out to score on that file")
+    verify([path])
     return path
 
 

@@ -50,9 +50,11 @@ def _scored(replies: list[str], conversations: list[dict]) -> tuple[dict, list[d
 def evaluate(checkpoint_dir: Path, test_file: Path | None = None, sample_size: int | None = None,
              max_new_tokens: int = MAX_NEW_TOKENS, base_model: str | None = None, baseline: bool = False,
              device: str = "cpu", on_progress=None, execution: bool = True,
-             sandbox_limits: Limits | None = None, record: Path | None = None) -> EvalReport:
+             sandbox_limits: Limits | None = None, record: Path | None = None,
+             data_dir: Path | None = None) -> EvalReport:
     """Generate on the test split with the adapter (and, with baseline, without it), score, and write
-    the report to `record` (default: eval.json in the checkpoint folder).
+    the report to `record` (default: eval.json in the checkpoint folder). `data_dir`: the locked folder
+    the test split is read from and verified in (default: the run's recorded, hashed test file).
 
     With `execution`, the answers also run in the sandbox where it starts (`context["sandbox"]` says
     how, or why not, in one line); `score-execution` can add that later to the written eval.json.
@@ -66,7 +68,7 @@ def evaluate(checkpoint_dir: Path, test_file: Path | None = None, sample_size: i
         raise UsageError(f"--max-new-tokens {max_new_tokens}: generate at least one token")
     files = verify_checkpoint(checkpoint_dir)
     base, base_source = resolve_base_model(files, base_model)
-    test_path = resolve_test_file(files, test_file)
+    test_path = resolve_test_file(files, test_file, data_dir)
     test_sha = check_test_file_hash(files, test_path)
     conversations = load_conversations(test_path, sample_size)
     tokenizer = load_checkpoint_tokenizer(checkpoint_dir)
