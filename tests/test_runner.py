@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +122,43 @@ def test_a_rehearsals_process_count_is_part_of_its_identity(locked_data, tmp_pat
     assert second.path != finished.path and second.resume_from is None
     # on a pod the GPUs are not the identity: a restart on another count meets its checkpoints' layout rule
     assert runner.identity_of(full.SPEC, load(A5000), verified, processes=2) == runner.identity_of(full.SPEC, load(A5000), verified)
+
+
+def test_every_file_the_trainer_reads_is_in_provenance_with_its_hash(tmp_path, qwen_tokenizer_dir, monkeypatch):
+    """smoke cuts slices of the verified files into RUN/data/; the trainer reads those, so provenance lists
+    each with its own sha256 and the verified file it was cut from. The trainer here is a stand-in that
+    reads the resolved config and the provenance written before it starts (no model loads)."""
+    import yaml
+
+    from cli_tuner.checks import preflight
+    from cli_tuner.commands import smoke
+    from cli_tuner.errors import TrainingFailed
+    from cli_tuner.training import pipeline
+    from conftest import data_sets, make_locked_data
+
+    monkeypatch.chdir(tmp_path)
+    files = make_locked_data(tmp_path / "data", train=40, val=8, test=4)
+    sets = [s for s in data_sets(files) if s != "--set"]
+    loaded = load(A5000, overlays=[SMOKE], sets=[*sets, f"tokenizer_config={qwen_tokenizer_dir}"])
+    plan = preflight.prepare(smoke.SPEC, loaded, check_environment=False)
+    seen = {}
+
+    def trainer(resolved_path, run_dir, env, **_):
+        seen["config"] = yaml.safe_load(Path(resolved_path).read_text())
+        seen["provenance"] = json.loads((Path(run_dir) / "provenance.json").read_text())
+        return 1, None
+
+    monkeypatch.setattr(pipeline, "run_training", trainer)
+    monkeypatch.setattr(pipeline.tracking, "training_environment", lambda cfg, run_dir, say, identity_key: ({}, {}))
+    with pytest.raises(TrainingFailed):
+        pipeline.run(plan, pipeline.RunOptions(output_root=tmp_path / "outputs"))
+    recorded = seen["provenance"]["data"]
+    hashes = {**{p: e["sha256"] for p, e in recorded["files"].items()},
+              **{p: e["sha256"] for p, e in recorded["slices"].items()}}
+    read = [entry["path"] for key in ("datasets", "test_datasets") for entry in seen["config"][key]]
+    assert read and all(Path(p).parent.name == "data" and Path(p).parent.parent.name.startswith("smoke-") for p in read)
+    for path in read:  # each file the trainer reads, with the hash of its bytes
+        assert hashes.get(path) == data.sha256_file(Path(path)), path
+    train_slice = recorded["slices"][read[0]]
+    assert train_slice["cut_from"] == str(files["train"]) and train_slice["lines"] == 10
+    assert train_slice["cut_from_sha256"] == recorded["files"][str(files["train"])]["sha256"]

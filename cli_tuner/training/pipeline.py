@@ -458,7 +458,9 @@ def start_provenance(plan: Plan, cfg: dict, run_dir: Path, identity: run_folder.
                 "resolved_sha256": canonical_hash(cfg)},
         resolved_config=cfg,
         data={"data_sha256": verified.data_sha256, "files": verified.files,
-              "test_file": str(test_files[0]) if test_files else None},
+              "test_file": str(test_files[0]) if test_files else None,
+              # the files in RUN/data/ that training and evaluation read instead, each with its own hash
+              "slices": slices.records(loaded.axolotl, cfg, verified.files)},
         resumed_from=folder.resume_from.name if folder.resume_from else None,
         previous_attempt=(folder.previous or {}).get("status"),
         attempt=len(attempt.history),

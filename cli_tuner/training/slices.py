@@ -11,11 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import atomic, console
+from ..data import sha256_file
 from ..batching import eval_batches, steps
 from ..checks import data_report
 from ..config import LoadedConfig
 from ..errors import DataError
 from ..training_shape import TrainingShape
+
+
+SLICED_KEYS = ("datasets", "test_datasets")  # the config keys whose files a run may cut
 
 
 def write(loaded: LoadedConfig, run_dir: Path, limits: dict | None = None) -> dict:
@@ -35,6 +39,27 @@ def write(loaded: LoadedConfig, run_dir: Path, limits: dict | None = None) -> di
             entries.append({**entry, "path": str(target)})
         cfg[key] = entries
     return cfg
+
+
+def records(full_cfg: dict, sliced_cfg: dict, verified_files: dict[str, dict]) -> dict[str, dict]:
+    """Each slice file `write` put in the run folder (path -> its sha256, examples, the config key it
+    stands in for, and the verified file it was cut from with that file's manifest sha256): training
+    and evaluation read these, so provenance lists them with their own hashes."""
+    found = {}
+    for key in SLICED_KEYS:
+        for index, (full, sliced) in enumerate(zip(full_cfg.get(key) or [], sliced_cfg.get(key) or [])):
+            source, target = Path(full["path"]), Path(sliced["path"])
+            if target == source:
+                continue
+            origin = verified_files.get(str(source)) or {}
+            found[str(target)] = {"sha256": sha256_file(target), "lines": count_lines(target),
+                                  "key": f"{key}[{index}].path", "cut_from": str(source),
+                                  "cut_from_sha256": origin.get("sha256") or sha256_file(source)}
+    return found
+
+
+def count_lines(path: Path) -> int:
+    return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
 
 
 def across(cfg: dict, processes: int) -> dict:
