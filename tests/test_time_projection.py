@@ -89,3 +89,16 @@ def test_validate_projects_the_time_the_docs_table_shows(capsys, config, tokeniz
     low_high, model, steps = found.groups()
     row = table_rows()[config.split("/")[-1]]
     assert row[-1] == f"{low_high} (model: {model}) for {steps} steps"
+
+
+def test_without_the_lengths_validate_says_its_projection_is_an_upper_bound():
+    from cli_tuner.estimates import calibration
+
+    to_longest = {**PADDED, "sequence_len": 2048, "pad_to_sequence_len": False}
+    measured = calibration.project(to_longest, MISTRAL, H100, 64, None, train_lengths=[50] * 64)
+    assumed = calibration.project(to_longest, MISTRAL, H100, 64, None, train_lengths=None)
+    assert assumed.time.steps == measured.time.steps and assumed.time.seconds > measured.time.seconds
+    assert "upper bound" in assumed.line() and "upper bound" not in measured.line()
+    padded = calibration.project(PADDED, MISTRAL, H100, 64, None, train_lengths=None)  # padded anyway: exact
+    assert "upper bound" not in padded.line()
+    assert calibration.project({**PADDED, "sample_packing": True}, MISTRAL, H100, 64, None) is None  # packing needs them

@@ -196,6 +196,7 @@ class Projection:
 
     time: throughput.TimeProjection
     price_per_hour: float | None
+    upper_bound: bool = False          # no lengths known: every example counted at sequence_len
 
     def line(self) -> str:
         time = self.time
@@ -203,6 +204,8 @@ class Projection:
         text = (f"projected training time on {time.gpu}: {format_duration(low)} to {format_duration(high)} "
                 f"(model: {format_duration(time.seconds)}, {time.tokens_per_second:,.0f} processed tokens/s) "
                 f"for {time.steps} steps, the steps alone")
+        if self.upper_bound:
+            text += " (an upper bound: without the data report every example counts as sequence_len tokens)"
         if self.price_per_hour is not None:
             text += (f"; cost {low / 3600 * self.price_per_hour:.2f} to {high / 3600 * self.price_per_hour:.2f} "
                      f"at {self.price_per_hour:g}/h")
@@ -216,7 +219,10 @@ def project(cfg: dict, facts, gpu: GpuSpec, train_examples: int | None, price_pe
     data's lengths."""
     epoch = throughput.epoch_of(cfg, train_lengths, train_examples)
     time = throughput.project_time(cfg, facts, gpu, epoch, processes) if epoch is not None else None
-    return Projection(time, price_per_hour) if time is not None else None
+    if time is None:
+        return None
+    padded_anyway = bool(cfg.get("pad_to_sequence_len")) and not cfg.get("sample_packing")
+    return Projection(time, price_per_hour, upper_bound=not train_lengths and not padded_anyway)
 
 
 # ----------------------------------------------------------------------------- before full
