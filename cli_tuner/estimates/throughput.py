@@ -151,8 +151,10 @@ def project_time(cfg: dict, facts, gpu: GpuSpec, epoch: epoch_batching.EpochCoun
     plan = epoch_batching.BatchingPlan.from_axolotl(cfg)
     varlen_row = plan.sequence_len if plan.sample_packing and not plan.real_batches else None
     processes = max(1, int(processes))
-    seconds = sum(count * micro_batch_seconds(facts, gpu, cfg, rows, length, varlen_row, mfu)
-                  for (rows, length), count in epoch.shapes.items()) / processes
+    # the ranks run at once, each on its share of the micro batches (the largest share decides)
+    share = math.ceil(epoch.micro_batches / processes) / epoch.micro_batches
+    seconds = share * sum(count * micro_batch_seconds(facts, gpu, cfg, rows, length, varlen_row, mfu)
+                          for (rows, length), count in epoch.shapes.items())
     per_epoch = max(1, math.ceil(epoch.micro_batches / (plan.gradient_accumulation_steps * processes)))
     band, rests_on = time_band(gpu)
     return TimeProjection(gpu=gpu.name, steps=total_steps(cfg, None, epoch_steps=per_epoch),
