@@ -230,16 +230,16 @@ def test_time_and_memory_figures_in_the_comments_are_the_estimators(config_path)
     tokens_per_s = throughput.estimate_tokens_per_second(facts, gpu, loaded.axolotl)
     assert figures["tokens"][0] == f"{tokens_per_s:,.0f}"
     cfg = loaded.axolotl
-    step_tokens = int(cfg["sequence_len"]) * int(cfg["micro_batch_size"]) * int(cfg["gradient_accumulation_steps"])
-    if "minutes" in figures:
+    if "minutes" in figures:  # validate's projection (throughput.project_time) of full-length rows
         minutes, steps_said, low, high = figures["minutes"]
-        assert int(steps_said) == cfg["max_steps"]
-        model_minutes = cfg["max_steps"] * step_tokens / tokens_per_s / 60
-        assert minutes == f"{model_minutes:.0f}"
-        band, _ = throughput.time_band(gpu)
-        assert (low, high) == (f"{model_minutes * band[0]:.0f}", f"{model_minutes * band[1]:.0f}")
-    if "step" in figures:
-        assert figures["step"][0] == f"{step_tokens / tokens_per_s:.1f}"
+        full_rows = [int(cfg["sequence_len"])] * 2000
+        time = throughput.project_time(cfg, facts, gpu, throughput.epoch_of(cfg, full_rows, None))
+        assert int(steps_said) == time.steps == cfg["max_steps"]
+        assert (minutes, low, high) == tuple(f"{t / 60:.0f}" for t in (time.seconds, *time.range_seconds))
+    if "step" in figures:  # a step of full rows: the accumulation's micro batches, as project_time charges them
+        rows, sequence = int(cfg["micro_batch_size"]), int(cfg["sequence_len"])
+        step = int(cfg["gradient_accumulation_steps"]) * throughput.micro_batch_seconds(facts, gpu, cfg, rows, sequence)
+        assert figures["step"][0] == f"{step:.1f}"
     # A figure that is not the estimator's must say it is a budget.
     for line in config_path.read_text(encoding="utf-8").splitlines():
         if re.search(r"\d+-\d+ (h|GB|min)", line):
