@@ -11,7 +11,8 @@
 # bootstrapped), TORCH_INDEX_URL (the PyTorch CPU wheel index).
 # Prerequisites: Python 3.11; bubblewrap (`apt-get install bubblewrap`), the sandbox check-checkpoint runs
 # the model's commands in for execution accuracy (without it the static metrics alone decide).
-# --dev also installs the gguf extra (llama-cpp-python: compiles llama.cpp once; uv caches the wheel).
+# --dev also installs the gguf extra (llama-cpp-python: compiles llama.cpp once; its wheel is kept in
+# ~/.cache/cli-tuner/wheels, or CLI_TUNER_WHEEL_DIR).
 # Exit codes: 2 bad option, 5 wrong Python or an install that failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,6 +75,26 @@ find_uv() {
   UV=$home/bin/uv
 }
 
+# llama-cpp-python (the gguf extra) has no wheel on PyPI and compiles on install. uv checks a registry
+# sdist against the index on every install and builds it again whenever the index's answer changes, so
+# the wheel is built once, by pip, into a folder of the job's own (one wheel per pinned version) and
+# installed from there.
+GGUF_WHEELS=${CLI_TUNER_WHEEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cli-tuner/wheels}
+gguf_wheel() {
+  local pin version scratch
+  pin=$(grep -m1 '^llama-cpp-python==' requirements-gguf.txt)
+  version=${pin#*==}
+  compgen -G "$GGUF_WHEELS/llama_cpp_python-$version-*.whl" >/dev/null && return 0
+  .venv/bin/python -m pip --version >/dev/null 2>&1 || .venv/bin/python -m ensurepip -q || return 1
+  scratch=$(mktemp -d)
+  .venv/bin/python -m pip wheel -q --disable-pip-version-check --no-deps -w "$scratch" "$pin" \
+    && mkdir -p "$GGUF_WHEELS" && mv "$scratch"/llama_cpp_python-"$version"-*.whl "$GGUF_WHEELS"/
+  local code=$?
+  rm -rf "$scratch"
+  [ "$code" = 0 ] && say "llama-cpp-python $version compiled once, kept in $GGUF_WHEELS"
+  return "$code"
+}
+
 UV_PIP_ARGS=()
 uv_install() { "$UV" pip install -q --python .venv/bin/python "${UV_PIP_ARGS[@]}" "$@"; }
 install_with_uv() {
@@ -87,7 +108,9 @@ install_with_uv() {
     say "torch $(torch_version) installed with uv"
   fi
   echo "torch==$(torch_version)" >"$TORCH_PIN"  # the torch in place stays; nothing may swap it for another build
-  uv_install -e "$TARGET" -c "$LOCK" -c "$TORCH_PIN" || return 1
+  local wheels=()
+  if [ "$DEV" = 1 ]; then gguf_wheel || return 1; wheels=(--find-links "$GGUF_WHEELS"); fi
+  uv_install -e "$TARGET" -c "$LOCK" -c "$TORCH_PIN" "${wheels[@]}" || return 1
   say "cli-tuner and the pinned packages$([ "$DEV" = 1 ] && echo ", dev tools") installed with uv"
 }
 

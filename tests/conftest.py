@@ -203,6 +203,12 @@ def data_sets(files: dict[str, Path]) -> list[str]:
             "--set", f"cli_tuner.test_file={files['test']}"]
 
 
+# For tests whose subject is signals, resumes, ranks or the pod's lifecycle, not the config's shape:
+# the default config pads every row to its sequence_len (512), the test rows are under 64 tokens, and a
+# CPU step costs in proportion to the padded rows (the tiny model's 151k-word output layer dominates).
+SHORT_ROWS = ["--set", "sequence_len=128"]
+
+
 @pytest.fixture
 def locked_data(tmp_path) -> dict[str, Path]:
     return make_locked_data(tmp_path / "data")

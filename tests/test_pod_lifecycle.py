@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, data_sets, make_locked_data
+from conftest import REPO, SHORT_ROWS, data_sets, make_locked_data
 from test_lifecycle import FAKE_RUNPOD_KEY, FakeRunPod
 from test_reliability import complete_checkpoint_steps, errors_of, progress, the_run, wait_for
 
@@ -35,7 +35,7 @@ def test_a_pod_stop_reaches_a_job_started_from_the_terminal_which_checkpoints_on
                                  cwd="/", start_new_session=True)
     # The docs' interactive flow, as typed in the web terminal (not a child of start.sh).
     job_log = tmp_path / "rehearse.log"
-    command = (f"cd {REPO} && nohup python entrypoint.py rehearse {' '.join(data_sets(files))} --steps 400 "
+    command = (f"cd {REPO} && nohup python entrypoint.py rehearse {' '.join(data_sets(files) + SHORT_ROWS)} --steps 400 "
                f"--save-steps 1000 --set cli_tuner.checkpoint_every_minutes=0.05 > {job_log} 2> {errors_of(job_log)} &")
     subprocess.run(["bash", "-c", command], env=env, check=True, start_new_session=True)
     job_pid = None
@@ -95,7 +95,7 @@ def test_identical_crashes_are_retried_then_refused_and_the_pod_is_stopped(tmp_p
     api = FakeRunPod()
     env = dict(os.environ, PYTHONPATH=str(inject), RUNPOD_POD_ID="pod123", RUNPOD_API_KEY=FAKE_RUNPOD_KEY,
                RUNPOD_API_BASE_URL=api.url, WANDB_MODE="offline")
-    command = [sys.executable, str(REPO / "entrypoint.py"), "rehearse", *data_sets(files), "--unattended",
+    command = [sys.executable, str(REPO / "entrypoint.py"), "rehearse", *data_sets(files), *SHORT_ROWS, "--unattended",
                "--output-root", str(tmp_path / "outputs"), "--set", "cli_tuner.max_identical_failures=2"]
     try:
         for attempt in (1, 2):  # what RunPod's restarts would do

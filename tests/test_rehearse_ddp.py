@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import REPO, data_sets, make_locked_data, run_folders
+from conftest import REPO, SHORT_ROWS, data_sets, make_locked_data, run_folders
 
 pytestmark = pytest.mark.slow
 ENV = {"WANDB_API_KEY": "", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
@@ -25,7 +25,7 @@ def two_ranks(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("ddp")
     files = make_locked_data(root / "data")
-    result = run_entrypoint("rehearse", "--processes", "2", *data_sets(files), "--output-root", str(root / "outputs"),
+    result = run_entrypoint("rehearse", "--processes", "2", *data_sets(files), *SHORT_ROWS, "--output-root", str(root / "outputs"),
                             env=ENV)
     return result, run_folders(root / "outputs")
 
@@ -69,10 +69,14 @@ def _rank_pids(job: subprocess.Popen) -> dict[str, int]:
     return pids
 
 
+# Enough steps after checkpoint-2 that the kill lands while training, however quick a step is.
+KILL_STEPS = 30
+
+
 def test_kill_9_of_one_rank_ends_the_run_and_the_same_command_resumes(tmp_path):
     files = make_locked_data(tmp_path / "data")
-    command = [sys.executable, str(REPO / "entrypoint.py"), "rehearse", "--processes", "2", "--steps", "12",
-               "--save-steps", "2", *data_sets(files), "--output-root", str(tmp_path / "outputs")]
+    command = [sys.executable, str(REPO / "entrypoint.py"), "rehearse", "--processes", "2", "--steps", str(KILL_STEPS),
+               "--save-steps", "2", *data_sets(files), *SHORT_ROWS, "--output-root", str(tmp_path / "outputs")]
     env = {**os.environ, **ENV}
     job = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     killed, deadline = None, time.time() + 900
@@ -96,13 +100,13 @@ def test_kill_9_of_one_rank_ends_the_run_and_the_same_command_resumes(tmp_path):
     record = json.loads((run / "provenance.json").read_text())
     assert record["status"] == "succeeded" and record["world_size"] == 2
     assert record["resumed_from"] and record["resumed_from"].startswith("checkpoint-")
-    assert record["steps"]["completed"] == 12
+    assert record["steps"]["completed"] == KILL_STEPS
 
 
 def test_sigterm_reaches_every_rank_and_they_checkpoint_the_same_step(tmp_path):
     files = make_locked_data(tmp_path / "data")
     command = [sys.executable, str(REPO / "entrypoint.py"), "rehearse", "--processes", "2", "--steps", "30",
-               "--save-steps", "100", *data_sets(files), "--output-root", str(tmp_path / "outputs")]
+               "--save-steps", "100", *data_sets(files), *SHORT_ROWS, "--output-root", str(tmp_path / "outputs")]
     job = subprocess.Popen(command, cwd=REPO, env={**os.environ, **ENV}, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 900

@@ -27,7 +27,7 @@ import yaml
 
 from cli_tuner import data
 from cli_tuner.config import canonical_hash
-from conftest import REPO, data_sets, make_locked_data
+from conftest import REPO, SHORT_ROWS, data_sets, make_locked_data
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ SECRET_ENV = {"WANDB_API_KEY": FAKE_WANDB_KEY, "HF_TOKEN": FAKE_HF_TOKEN, "RUNPO
 
 
 def rehearse_command(files, root: Path, *options: str) -> list[str]:
-    return [sys.executable, str(REPO / "entrypoint.py"), "rehearse", *data_sets(files),
+    return [sys.executable, str(REPO / "entrypoint.py"), "rehearse", *data_sets(files), *SHORT_ROWS,
             "--output-root", str(root / "outputs"), "--set", f"dataset_prepared_path={root / 'prepared'}",
             *options]
 
