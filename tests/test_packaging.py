@@ -250,4 +250,4 @@ def test_ci_requires_the_reference_data_and_runs_both_readme_test_commands():
     assert ".venv/bin/python -m pytest \"$@\"" in ci
     for selection in ('-q -m "not slow"', "-q -m slow"):  # the quick suite, then the tests that train
         assert f".venv/bin/python -m pytest {selection}" in readme
-        assert f"\nrun_tests {selection}\n" in ci
+        assert f"\nrun_tests {selection} --durations=15\n" in ci  # each test's cost, in CI's own output
