@@ -317,8 +317,9 @@ sizes() {
   if [ "${SIZES:-yes}" != no ] && [ "$ENGINE" = podman ]; then
     scratch=$(mktemp -d "${TMPDIR:-/tmp}/cli-tuner-push.XXXXXX")
     # What `podman push` / `docker push` send: each layer as a gzip blob (plus config and manifest).
-    podman save --format oci-dir --compress -o "$scratch/oci" "$TAG" >/dev/null
-    bytes=$(find "$scratch/oci/blobs" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
+    # (podman 4.3 compresses only the docker-dir format: "--compress can only be set when --format is 'docker-dir'".)
+    podman save --format docker-dir --compress -o "$scratch/image" "$TAG" >/dev/null
+    bytes=$(find "$scratch/image" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
     rm -rf "$scratch"
     say "image size: $(( bytes / 1000000 )) MB compressed (gzip layers, what a registry push sends and a pod pulls)"
   elif [ "${SIZES:-yes}" != no ]; then
