@@ -462,6 +462,31 @@ def test_cuda_image_installs_the_gguf_extra_built_from_the_pinned_sdist_without_
     assert "import torch, " in install and ", llama_cpp, " in install   # the import check loads it
 
 
+def test_converters_unpack_offline_from_the_sdist_the_image_points_at_into_an_empty_cache(tmp_path, monkeypatch):
+    """The CUDA image's case: CLI_TUNER_LLAMA_CPP_SDIST set, no cache folder yet (a fresh container)."""
+    import io
+    import tarfile
+
+    from cli_tuner.data import sha256_file
+    from cli_tuner.serving import llama_cpp
+
+    sdist = tmp_path / llama_cpp.SDIST
+    prefix = f"llama_cpp_python-{llama_cpp.VERSION}/vendor/llama.cpp/"
+    with tarfile.open(sdist, "w:gz") as archive:
+        for name in ("convert_lora_to_gguf.py", "convert_hf_to_gguf.py", "gguf-py/gguf/__init__.py", "README.md"):
+            data = f"# {name}\n".encode()
+            member = tarfile.TarInfo(prefix + name)
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+    monkeypatch.setattr(llama_cpp, "SDIST_SHA256", sha256_file(sdist))
+    monkeypatch.setenv(llama_cpp.SDIST_ENV, str(sdist))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))   # does not exist yet
+    folder = llama_cpp.converters()
+    assert folder == tmp_path / "cache" / "cli-tuner" / f"llama.cpp-{llama_cpp.VERSION}" / "llama.cpp"
+    assert (folder / "convert_lora_to_gguf.py").is_file() and (folder / "gguf-py" / "gguf" / "__init__.py").is_file()
+    assert not (folder / "README.md").exists()   # only the converter files
+
+
 def test_build_script_checks_the_gguf_extra_inside_the_cuda_image():
     text = BUILD_SCRIPT.read_text()
     body = text.split("gguf_works() {", 1)[1].split("\n}\n", 1)[0]

@@ -80,6 +80,7 @@ def converters() -> Path:
     if (target / "convert_lora_to_gguf.py").is_file():
         return target
     sdist = _sdist(root)
+    root.mkdir(parents=True, exist_ok=True)   # an sdist given by CLI_TUNER_LLAMA_CPP_SDIST leaves it unmade
     prefix = f"llama_cpp_python-{VERSION}/vendor/llama.cpp/"
     staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=root))
     try:
