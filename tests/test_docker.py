@@ -462,10 +462,18 @@ def test_cuda_image_installs_the_gguf_extra_built_from_the_pinned_sdist_without_
     assert "import torch, " in install and ", llama_cpp, " in install   # the import check loads it
 
 
-def test_converters_unpack_offline_from_the_sdist_the_image_points_at_into_an_empty_cache(tmp_path, monkeypatch):
-    """The CUDA image's case: CLI_TUNER_LLAMA_CPP_SDIST set, no cache folder yet (a fresh container)."""
+@pytest.mark.parametrize("filters", [True, False], ids=["extraction-filters", "python-3.11.2-no-filters"])
+def test_converters_unpack_offline_from_the_sdist_the_image_points_at_into_an_empty_cache(tmp_path, monkeypatch, filters):
+    """The CUDA image's case: CLI_TUNER_LLAMA_CPP_SDIST set, no cache folder yet (a fresh container),
+    with or without tarfile's extraction filters (Debian 12's python3 3.11.2 has none)."""
     import io
     import tarfile
+
+    if not filters:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+        plain = tarfile.TarFile.extractall
+        monkeypatch.setattr(tarfile.TarFile, "extractall", lambda self, path=".", members=None, *, numeric_owner=False:
+                            plain(self, path, members, numeric_owner=numeric_owner))
 
     from cli_tuner.data import sha256_file
     from cli_tuner.serving import llama_cpp

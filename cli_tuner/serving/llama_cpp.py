@@ -87,7 +87,10 @@ def converters() -> Path:
         with tarfile.open(sdist) as archive:
             members = [m for m in archive.getmembers() if m.name.startswith(prefix)
                        and any(m.name[len(prefix):].startswith(name) for name in CONVERTER_FILES)]
-            archive.extractall(staging, members=members, filter="data")
+            # Extraction filters came with Python 3.11.4; Debian 12's python3 (3.11.2) has none. The
+            # members are the converter files of an archive whose sha256 is pinned.
+            safety = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            archive.extractall(staging, members=members, **safety)
         shutil.rmtree(target, ignore_errors=True)
         (staging / prefix).rename(target)
     finally:
