@@ -319,7 +319,7 @@ sizes() {
     # What `podman push` / `docker push` send: each layer as a gzip blob (plus config and manifest).
     # (podman 4.3 compresses only the docker-dir format: "--compress can only be set when --format is 'docker-dir'".)
     podman save --format docker-dir --compress -o "$scratch/image" "$TAG" >/dev/null
-    bytes=$(find "$scratch/image" -type f -printf '%s\n' | awk '{s += $1} END {printf "%d\n", s}')   # mawk prints large sums as 3.6e+09
+    bytes=$(find "$scratch/image" -type f -printf '%s\n' | awk '{s += $1} END {printf "%.0f\n", s}')   # mawk: print gives 3.6e+09, %d stops at 2^31-1
     rm -rf "$scratch"
     say "image size: $(( bytes / 1000000 )) MB compressed (gzip layers, what a registry push sends and a pod pulls)"
   elif [ "${SIZES:-yes}" != no ]; then
