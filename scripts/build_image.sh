@@ -10,7 +10,8 @@
 # Then, inside the image, with no network: doctor, validate of the three shipped configs and rehearse
 # of the default config, run in one container (for the CUDA image, docker/start.sh with TRAIN_MODE
 # empty, which must stay up, install PUBLIC_KEY and start sshd, and stop on SIGTERM with 143), then the
-# image's entrypoint with TRAIN_MODE=validate (exits with validate's code). Each check prints its exit
+# image's entrypoint with TRAIN_MODE=validate (exits with validate's code); in the CUDA image also the
+# gguf extra (llama-cpp-python's quantizer, llama.cpp's converters unpacked offline). Each check prints its exit
 # code and last lines; the script exits 1 if any fails. Then the image's uncompressed size, its
 # compressed size (the gzip layers a registry push sends and a pod pulls) and its 15 largest packages.
 #
@@ -103,6 +104,8 @@ cuda_args() {
       say "flash attention: huggingface.co unreachable, so the image is built with FLASH_ATTENTION=none and says so (doctor, provenance, labels)"
     fi
   fi
+  # The gguf-wheel stage (compiling llama.cpp) runs beside the runtime stage's installs.
+  jobs=(--jobs 2)
   build_args+=(--build-arg "TORCH_CUDA=$flavour" --build-arg "TORCH_INDEX_URL=$index"
                --build-arg "CLI_TUNER_MIN_DRIVER=$driver" --build-arg "FLASH_ATTENTION=$FLASH_ATTENTION")
   say "torch $TORCH_VERSION ($flavour from $index, NVIDIA driver >= $driver); flash attention: $FLASH_ATTENTION"
@@ -123,7 +126,7 @@ cpu_args() {
 
 build() {
   build_args=(--build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "TORCH_VERSION=$TORCH_VERSION" --build-arg "IMAGE_TAG=$TAG")
-  mounts=()
+  mounts=() jobs=()
   local revision start
   revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
   [ -z "$(git status --porcelain 2>/dev/null)" ] || revision="$revision-dirty"
@@ -139,7 +142,7 @@ build() {
   # No --layers: with vfs storage every instruction, ARG and LABEL included, would store a full copy
   # of the file system (the CUDA image's ~7.8 GB, a dozen times); without it the instructions run in
   # one container and commit one layer above the base. Docker and buildx keep the Dockerfile's layers.
-  buildah bud --isolation chroot --format docker "${mounts[@]}" "${build_args[@]}" \
+  buildah bud --isolation chroot --format docker "${jobs[@]}" "${mounts[@]}" "${build_args[@]}" \
     -f "$DOCKERFILE" --target "$TARGET" -t "$TAG" .
   say "build time: $(( $(date +%s) - start )) s ($TAG, commit $revision)"
 }
@@ -226,6 +229,23 @@ start_sh_stays_up() {
   [ -n "$listening" ] && [ -n "$key" ] && [ "$rc" -eq 143 ]
 }
 
+# shellcheck disable=SC2329  # called through check
+gguf_works() {
+  # The gguf extra in the CUDA image, offline: llama-cpp-python's compiled library and its quantizer,
+  # and llama.cpp's converters, which cli_tuner/serving/llama_cpp.py unpacks from the image's pinned
+  # sdist (CLI_TUNER_LLAMA_CPP_SDIST) and which then start (their imports: gguf-py, torch, transformers).
+  # shellcheck disable=SC2016  # expanded by the container's shell
+  "$ENGINE" exec "$box" bash -c '
+    set -e
+    python -c "import llama_cpp; llama_cpp.llama_model_quantize; print(\"llama-cpp-python\", llama_cpp.__version__, \"binds llama_model_quantize\")"
+    folder=$(python -c "from cli_tuner.serving import llama_cpp; print(llama_cpp.converters())")
+    echo "converters unpacked offline from $CLI_TUNER_LLAMA_CPP_SDIST into $folder"
+    for script in convert_hf_to_gguf.py convert_lora_to_gguf.py; do
+      python "$folder/$script" --help >/dev/null
+      echo "$script --help: exit 0"
+    done'
+}
+
 hf_cache_with_tokenizers() {
   # A Hugging Face cache (hub layout: refs/main -> snapshots/<commit>/) holding each shipped config's
   # base model tokenizer, so validate reads it offline exactly as on a pod; prints the models missing.
@@ -276,6 +296,7 @@ run_checks() {
   done
   check rehearse in_box rehearse --config "$DEFAULT_CONFIG"
   if [ "$VARIANT" = cuda ]; then
+    check gguf gguf_works
     check start-sh-stays-up start_sh_stays_up
   fi
   "$ENGINE" rm -f "$box" >/dev/null 2>&1 || true
@@ -296,8 +317,9 @@ sizes() {
   if [ "${SIZES:-yes}" != no ] && [ "$ENGINE" = podman ]; then
     scratch=$(mktemp -d "${TMPDIR:-/tmp}/cli-tuner-push.XXXXXX")
     # What `podman push` / `docker push` send: each layer as a gzip blob (plus config and manifest).
-    podman save --format oci-dir --compress -o "$scratch/oci" "$TAG" >/dev/null
-    bytes=$(find "$scratch/oci/blobs" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
+    # (podman 4.3 compresses only the docker-dir format: "--compress can only be set when --format is 'docker-dir'".)
+    podman save --format docker-dir --compress -o "$scratch/image" "$TAG" >/dev/null
+    bytes=$(find "$scratch/image" -type f -printf '%s\n' | awk '{s += $1} END {printf "%.0f\n", s}')   # mawk: print gives 3.6e+09, %d stops at 2^31-1
     rm -rf "$scratch"
     say "image size: $(( bytes / 1000000 )) MB compressed (gzip layers, what a registry push sends and a pod pulls)"
   elif [ "${SIZES:-yes}" != no ]; then

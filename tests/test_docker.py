@@ -405,8 +405,11 @@ def test_flash_attention_is_axolotls_hub_kernel_fetched_at_build_time_and_never_
               if keyword == "COPY" and "scripts/fetch_attention_kernel.py" in arguments]
     assert copies and copies[0] < fetch[0]
     text = CUDA.read_text()
-    assert "flash_attn-" not in text and "pip wheel" not in text and "FLASH_ATTN_" not in text
-    assert set(stages(CUDA)) == {"runtime"} and "-devel-" not in text
+    assert "flash_attn-" not in text and "flash-attn==" not in text and "FLASH_ATTN_" not in text
+    # The one compiling stage builds llama-cpp-python, never flash attention; no CUDA devel base.
+    assert set(stages(CUDA)) == {"gguf-wheel", "runtime"} and "-devel-" not in text
+    wheel_runs = [a for k, a in instructions(CUDA) if k == "RUN" and "pip wheel" in a]
+    assert len(wheel_runs) == 1 and "llama_cpp_python" in wheel_runs[0] and "flash" not in wheel_runs[0]
 
 
 def test_flash_attention_opt_out_is_explicit_and_recorded_in_the_image():
@@ -426,6 +429,80 @@ def test_flash_attention_opt_out_is_explicit_and_recorded_in_the_image():
     assert (none.kind, none.detail) == (attention.NONE, "no flash-attention source in this image (built without the hub kernel)")
     assert attention.detect({attention.IMAGE_CHOICE_ENV: "hub-kernel", "LOCAL_KERNELS": f"{attention.KERNEL_REPO}=/nowhere"}).detail \
         != none.detail   # with the kernel chosen, a missing one is reported as missing
+
+
+def test_cuda_image_installs_the_gguf_extra_built_from_the_pinned_sdist_without_keeping_compilers():
+    from cli_tuner.serving import llama_cpp
+
+    # The version and hash the job pins for its converters (and requirements-gguf.txt for the extra).
+    assert one_default(CUDA, "LLAMA_CPP_PYTHON_VERSION") == llama_cpp.VERSION
+    assert requirement_pins(REPO / "requirements-gguf.txt")["llama-cpp-python"] == llama_cpp.VERSION
+    assert one_default(CUDA, "LLAMA_CPP_PYTHON_SDIST_SHA256") == llama_cpp.SDIST_SHA256
+    text = CUDA.read_text()
+    builder = text.split("AS gguf-wheel", 1)[1].split("AS runtime", 1)[0]
+    runtime = text.split("AS runtime", 1)[1]
+    # Compiled in its own stage from the hash-checked sdist, for any x86-64-v3 CPU, not the builder's.
+    # --no-binary for it alone: ":all:" would compile its build tools from source too.
+    assert "sha256sum -c" in builder and "--no-binary llama-cpp-python " in builder and "pip wheel --no-deps" in builder
+    assert "-DGGML_NATIVE=OFF" in builder and "-DLLAVA_BUILD=OFF" in builder
+    assert builder.index("sha256sum -c") < builder.index("pip wheel --no-deps")
+    # The runtime stage takes the wheel and the sdist from it, installs the wheel with the lock, and
+    # keeps no C++ compiler or cmake (gcc stays: Triton compiles its launcher with it).
+    copies = [a for k, a in instructions(CUDA) if k == "COPY" and a.startswith("--from=")]
+    assert copies == ["--from=gguf-wheel /out/ /opt/cli-tuner/llama.cpp/"]
+    install = next(a for k, a in instructions(CUDA) if k == "RUN" and "llama_cpp_python-*.whl" in a)
+    assert "-c /opt/cli-tuner-requirements/requirements-lock.txt" in install
+    assert install.index("llama_cpp_python-*.whl") < install.index("pip check")
+    assert "rm /opt/cli-tuner/llama.cpp/llama_cpp_python-*.whl" in install
+    for tool in ("g++", "cmake", "ninja-build", "build-essential"):
+        assert tool not in runtime, tool
+    # The converters come from that sdist, offline, where llama_cpp.py looks for it.
+    env = " ".join(a for k, a in instructions(CUDA) if k == "ENV")
+    assert f"{llama_cpp.SDIST_ENV}=/opt/cli-tuner/llama.cpp/{llama_cpp.SDIST}" in env
+    assert "import torch, " in install and ", llama_cpp, " in install   # the import check loads it
+
+
+@pytest.mark.parametrize("filters", [True, False], ids=["extraction-filters", "python-3.11.2-no-filters"])
+def test_converters_unpack_offline_from_the_sdist_the_image_points_at_into_an_empty_cache(tmp_path, monkeypatch, filters):
+    """The CUDA image's case: CLI_TUNER_LLAMA_CPP_SDIST set, no cache folder yet (a fresh container),
+    with or without tarfile's extraction filters (Debian 12's python3 3.11.2 has none)."""
+    import io
+    import tarfile
+
+    if not filters:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+        plain = tarfile.TarFile.extractall
+        monkeypatch.setattr(tarfile.TarFile, "extractall", lambda self, path=".", members=None, *, numeric_owner=False:
+                            plain(self, path, members, numeric_owner=numeric_owner))
+
+    from cli_tuner.data import sha256_file
+    from cli_tuner.serving import llama_cpp
+
+    sdist = tmp_path / llama_cpp.SDIST
+    prefix = f"llama_cpp_python-{llama_cpp.VERSION}/vendor/llama.cpp/"
+    with tarfile.open(sdist, "w:gz") as archive:
+        for name in ("convert_lora_to_gguf.py", "convert_hf_to_gguf.py", "gguf-py/gguf/__init__.py", "README.md"):
+            data = f"# {name}\n".encode()
+            member = tarfile.TarInfo(prefix + name)
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+    monkeypatch.setattr(llama_cpp, "SDIST_SHA256", sha256_file(sdist))
+    monkeypatch.setenv(llama_cpp.SDIST_ENV, str(sdist))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))   # does not exist yet
+    folder = llama_cpp.converters()
+    assert folder == tmp_path / "cache" / "cli-tuner" / f"llama.cpp-{llama_cpp.VERSION}" / "llama.cpp"
+    assert (folder / "convert_lora_to_gguf.py").is_file() and (folder / "gguf-py" / "gguf" / "__init__.py").is_file()
+    assert not (folder / "README.md").exists()   # only the converter files
+
+
+def test_build_script_checks_the_gguf_extra_inside_the_cuda_image():
+    text = BUILD_SCRIPT.read_text()
+    body = text.split("gguf_works() {", 1)[1].split("\n}\n", 1)[0]
+    for needed in ("llama_cpp.llama_model_quantize", "llama_cpp.converters()", "convert_hf_to_gguf.py",
+                   "convert_lora_to_gguf.py", "set -e"):
+        assert needed in body, needed
+    cuda_checks = text.split("check rehearse in_box", 1)[1].split("\n  fi\n", 1)[0]
+    assert "check gguf gguf_works" in cuda_checks and '"$VARIANT" = cuda' in cuda_checks
 
 
 def test_base_images_are_args_with_real_defaults():

@@ -80,13 +80,17 @@ def converters() -> Path:
     if (target / "convert_lora_to_gguf.py").is_file():
         return target
     sdist = _sdist(root)
+    root.mkdir(parents=True, exist_ok=True)   # an sdist given by CLI_TUNER_LLAMA_CPP_SDIST leaves it unmade
     prefix = f"llama_cpp_python-{VERSION}/vendor/llama.cpp/"
     staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=root))
     try:
         with tarfile.open(sdist) as archive:
             members = [m for m in archive.getmembers() if m.name.startswith(prefix)
                        and any(m.name[len(prefix):].startswith(name) for name in CONVERTER_FILES)]
-            archive.extractall(staging, members=members, filter="data")
+            # Extraction filters came with Python 3.11.4; Debian 12's python3 (3.11.2) has none. The
+            # members are the converter files of an archive whose sha256 is pinned.
+            safety = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            archive.extractall(staging, members=members, **safety)
         shutil.rmtree(target, ignore_errors=True)
         (staging / prefix).rename(target)
     finally:
