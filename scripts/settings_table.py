@@ -14,19 +14,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cli_tuner.settings import markdown_table  # noqa: E402
+from scripts.doc_table import replace_table  # noqa: E402
 
 TABLE_DOC = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
 HEADER = "| key | type | default | range | environment | what it does |"
 
 
 def write() -> None:
-    lines = TABLE_DOC.read_text(encoding="utf-8").splitlines()
-    start = lines.index(HEADER)
-    end = start
-    while end < len(lines) and lines[end].startswith("|"):
-        end += 1
-    lines[start:end] = markdown_table().splitlines()
-    TABLE_DOC.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    replace_table(TABLE_DOC, HEADER, markdown_table())
 
 
 if __name__ == "__main__":

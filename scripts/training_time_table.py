@@ -24,6 +24,7 @@ from cli_tuner import config as config_module, data  # noqa: E402
 from cli_tuner.batching.epoch import BatchingPlan  # noqa: E402
 from cli_tuner.estimates import throughput  # noqa: E402
 from cli_tuner.facts import gpus, models  # noqa: E402
+from scripts.doc_table import replace_table  # noqa: E402
 
 CONFIGS = ("configs/axolotl_config.yaml", "configs/training_config_h100.yaml", "configs/training_config_m4.yaml")
 DATA_DIR = REPO / "data" / "processed"
@@ -92,13 +93,7 @@ def markdown_table(record: dict | None = None) -> str:
 
 
 def write() -> None:
-    lines = TABLE_DOC.read_text(encoding="utf-8").splitlines()
-    start = lines.index(HEADER)
-    end = start
-    while end < len(lines) and lines[end].startswith("|"):
-        end += 1
-    lines[start:end] = markdown_table().splitlines()
-    TABLE_DOC.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    replace_table(TABLE_DOC, HEADER, markdown_table())
 
 
 if __name__ == "__main__":
