@@ -10,6 +10,8 @@ schema (axolotl/utils/schemas/config.py and training.py):
   `eval_batch_size: ... default=None` ("defaults to value of micro_batch_size") (training.py)
 - `sample_packing`, `eval_sample_packing`, `pad_to_sequence_len`: `bool | None`, default None (config.py)
 - `num_epochs: float = Field(default=1.0)` (training.py); `max_steps: int | None`, default None (config.py)
+- `val_set_size: float | None = Field(default=0.0)`, "how much of the dataset to set aside as
+  evaluation. 1 = 100%" (config.py); Axolotl refuses it beside `test_datasets` (validation.py)
 
 A value of the wrong type or not positive reads as the default: the config rules
 (checks/config_rules.py) report it, and arithmetic on a shape never raises.
@@ -43,12 +45,14 @@ class TrainingShape:
     pad_to_sequence_len: bool = False
     num_epochs: float = NUM_EPOCHS
     max_steps: int | None = None                   # None: num_epochs decides the length
+    held_out: float = 0.0                          # share of train set aside for evaluation (val_set_size)
 
     @classmethod
     def of(cls, cfg: dict) -> TrainingShape:
         micro = int(_positive(cfg, "micro_batch_size", MICRO_BATCH_SIZE))
         packing = bool(cfg.get("sample_packing"))
         max_steps = _positive(cfg, "max_steps", None)
+        held_out = float(_positive(cfg, "val_set_size", 0.0)) if not cfg.get("test_datasets") else 0.0
         return cls(
             sequence_len=int(_positive(cfg, "sequence_len", SEQUENCE_LEN)),
             micro_batch_size=micro,
@@ -59,7 +63,12 @@ class TrainingShape:
             pad_to_sequence_len=bool(cfg.get("pad_to_sequence_len")),
             num_epochs=float(_positive(cfg, "num_epochs", NUM_EPOCHS)),
             max_steps=int(max_steps) if max_steps is not None else None,
+            held_out=min(held_out, 1.0),
         )
+
+    def trained_examples(self, examples: int) -> int:
+        """Of `examples` train examples, those Axolotl trains on once it has set `held_out` aside."""
+        return int(examples * (1 - self.held_out))
 
     @property
     def micro_batch_tokens(self) -> int:

@@ -52,18 +52,17 @@ def examples_for_one_step(cfg: dict, lengths: list[int], at_least: int = 1) -> i
     when all of `lengths` do not. Packed: first-fit bins number at least ceil(tokens / bin size),
     so more than (bins - 1) x bin size tokens guarantees the bins."""
     need = need_for_one_step(cfg)
-    sequence = TrainingShape.of(cfg).sequence_len
-    held_out = 0.0 if cfg.get("test_datasets") else float(cfg.get("val_set_size") or 0)
-    usable = 1.0 - held_out
+    shape = TrainingShape.of(cfg)
+    sequence, usable = shape.sequence_len, 1.0 - shape.held_out
     total = 0
     for count, length in enumerate(lengths, start=1):
         total += min(int(length), sequence)  # excess_length_strategy truncates (or drops) longer ones
         if count < at_least:
             continue
         if need.packed:
-            enough = int(count * usable) >= need.units and total * usable > (need.units - 1) * need.bin_tokens
+            enough = shape.trained_examples(count) >= need.units and total * usable > (need.units - 1) * need.bin_tokens
         else:
-            enough = int(count * usable) >= need.units
+            enough = shape.trained_examples(count) >= need.units
         if enough:
             return count
     return None
@@ -89,8 +88,7 @@ def total_steps(cfg: dict, train_examples: int | None, mean_example_tokens: floa
         return max(1, epoch_steps * int(shape.num_epochs))
     if not train_examples:
         return None
-    if not cfg.get("test_datasets") and isinstance(cfg.get("val_set_size"), (int, float)) and cfg["val_set_size"]:
-        train_examples = int(train_examples * (1 - cfg["val_set_size"]))
+    train_examples = shape.trained_examples(train_examples)
     processes = max(1, int(processes))
     epochs = int(shape.num_epochs)
     if shape.sample_packing:

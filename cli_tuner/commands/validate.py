@@ -32,7 +32,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_data_report:
         tokenizer.locate(args.tokenizer or loaded.tokenizer_source)  # found or refused in ms, before the slow imports
     plan = preflight.prepare(SPEC, loaded, topology=topology, verified=verified)
-    verified = plan.verified
     console.out(f"data: {len(verified.files)} files match their manifest (data sha256 {verified.data_sha256[:16]}...)")
     options.show_findings(plan)
     console.out(f"config: {loaded.path} passes Axolotl's schema and the stricter checks "

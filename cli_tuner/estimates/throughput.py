@@ -171,9 +171,6 @@ def epoch_of(cfg: dict, train_lengths: list[int] | None, train_examples: int | N
         if not train_examples or shape.sample_packing:
             return None
         train_lengths = [shape.sequence_len] * int(train_examples)
-    lengths = list(train_lengths)
-    held_out = cfg.get("val_set_size") if not cfg.get("test_datasets") else None
-    if isinstance(held_out, (int, float)) and not isinstance(held_out, bool) and 0 < held_out < 1:
-        lengths = lengths[:int(len(lengths) * (1 - held_out))]  # Axolotl holds this share of train out
+    lengths = list(train_lengths)[:shape.trained_examples(len(train_lengths))]  # Axolotl sets val_set_size aside
     plan = epoch_batching.BatchingPlan.from_axolotl(cfg)
     return epoch_batching.count_epoch(lengths, plan, seed=int(cfg.get("seed") or 42))

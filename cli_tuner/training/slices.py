@@ -34,7 +34,7 @@ def write(loaded: LoadedConfig, run_dir: Path, limits: dict | None = None) -> di
         entries = []
         for index, entry in enumerate(cfg.get(key) or []):
             source = Path(entry["path"])
-            lines = [line for line in source.read_text(encoding="utf-8").splitlines() if line.strip()][:int(limit)]
+            lines = example_lines(source)[:int(limit)]
             target = atomic.write_text(run_dir / "data" / f"{key}-{index}-{source.name}", "\n".join(lines) + "\n")
             entries.append({**entry, "path": str(target)})
         cfg[key] = entries
@@ -52,14 +52,15 @@ def records(full_cfg: dict, sliced_cfg: dict, verified_files: dict[str, dict]) -
             if target == source:
                 continue
             origin = verified_files.get(str(source)) or {}
-            found[str(target)] = {"sha256": sha256_file(target), "lines": count_lines(target),
+            found[str(target)] = {"sha256": sha256_file(target), "lines": len(example_lines(target)),
                                   "key": f"{key}[{index}].path", "cut_from": str(source),
                                   "cut_from_sha256": origin.get("sha256") or sha256_file(source)}
     return found
 
 
-def count_lines(path: Path) -> int:
-    return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+def example_lines(path: Path) -> list[str]:
+    """A JSONL split's examples: its non-blank lines."""
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def across(cfg: dict, processes: int) -> dict:
