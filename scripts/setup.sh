@@ -77,9 +77,16 @@ find_uv() {
 
 # llama-cpp-python (the gguf extra) has no wheel on PyPI and compiles on install. uv checks a registry
 # sdist against the index on every install and builds it again whenever the index's answer changes, so
-# the wheel is built once, by pip, into a folder of the job's own (one wheel per pinned version) and
-# installed from there.
-GGUF_WHEELS=${CLI_TUNER_WHEEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cli-tuner/wheels}
+# the wheel is built once, by pip, into a folder of the job's own (one wheel per pinned version and
+# build flags) and installed from there.
+# The build flags are the CUDA image's (Dockerfile.cuda's gguf-wheel stage; tests/test_docker.py holds
+# them equal): portable AVX2 code, not llama.cpp's default -march=native. On a CPU with AMX (Intel
+# Xeon since Sapphire Rapids) a native build runs llama.cpp's AMX kernels, which segfault in the first
+# decode of a Q4_K_M model (ggml-org/llama.cpp#20824; seen here with `ask --gguf`). LLAVA_BUILD=OFF: the
+# multimodal library, which neither export nor ask loads. A CMAKE_ARGS of your own is added after them.
+LLAMA_CPP_CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+GGUF_CMAKE_ARGS="$LLAMA_CPP_CMAKE_ARGS${CMAKE_ARGS:+ $CMAKE_ARGS}"
+GGUF_WHEELS=${CLI_TUNER_WHEEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cli-tuner/wheels}/$(printf %s "$GGUF_CMAKE_ARGS" | sha256sum | cut -c1-12)
 gguf_wheel() {
   local pin version scratch
   pin=$(grep -m1 '^llama-cpp-python==' requirements-gguf.txt)
@@ -87,7 +94,8 @@ gguf_wheel() {
   compgen -G "$GGUF_WHEELS/llama_cpp_python-$version-*.whl" >/dev/null && return 0
   .venv/bin/python -m pip --version >/dev/null 2>&1 || .venv/bin/python -m ensurepip -q || return 1
   scratch=$(mktemp -d)
-  .venv/bin/python -m pip wheel -q --disable-pip-version-check --no-deps -w "$scratch" "$pin" \
+  CMAKE_ARGS="$GGUF_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)} \
+  .venv/bin/python -m pip wheel -q --disable-pip-version-check --no-deps --no-cache-dir -w "$scratch" "$pin" \
     && mkdir -p "$GGUF_WHEELS" && mv "$scratch"/llama_cpp_python-"$version"-*.whl "$GGUF_WHEELS"/
   local code=$?
   rm -rf "$scratch"
@@ -109,7 +117,8 @@ install_with_uv() {
   fi
   echo "torch==$(torch_version)" >"$TORCH_PIN"  # the torch in place stays; nothing may swap it for another build
   local wheels=()
-  if [ "$DEV" = 1 ]; then gguf_wheel || return 1; wheels=(--find-links "$GGUF_WHEELS"); fi
+  # --reinstall-package: a venv holding the same version built with other flags gets this build
+  if [ "$DEV" = 1 ]; then gguf_wheel || return 1; wheels=(--find-links "$GGUF_WHEELS" --reinstall-package llama-cpp-python); fi
   uv_install -e "$TARGET" -c "$LOCK" -c "$TORCH_PIN" "${wheels[@]}" || return 1
   say "cli-tuner and the pinned packages$([ "$DEV" = 1 ] && echo ", dev tools") installed with uv"
 }
@@ -125,7 +134,12 @@ install_with_pip() {
     say "torch $(torch_version) installed with pip"
   fi
   echo "torch==$(torch_version)" >"$TORCH_PIN"
-  "${PIP[@]}" -e "$TARGET" -c "$LOCK" -c "$TORCH_PIN" || return 1
+  local wheels=()
+  if [ "$DEV" = 1 ]; then gguf_wheel || return 1; wheels=(--find-links "$GGUF_WHEELS"); fi
+  "${PIP[@]}" -e "$TARGET" -c "$LOCK" -c "$TORCH_PIN" "${wheels[@]}" || return 1
+  # a venv holding the same version built with other flags gets this build
+  [ "$DEV" = 0 ] || "${PIP[@]}" --force-reinstall --no-deps --no-index --find-links "$GGUF_WHEELS" \
+    "$(grep -m1 '^llama-cpp-python==' requirements-gguf.txt)" || return 1
   say "cli-tuner and the pinned packages$([ "$DEV" = 1 ] && echo ", dev tools") installed with pip"
 }
 
@@ -140,6 +154,15 @@ if find_uv; then
 else
   install_with_pip || fail "installing the pinned packages failed (above); check the network and pip's index settings (pip config list), then run bash scripts/setup.sh again"
 fi
+
+# Bytecode for the installed packages and the job's own modules, written once here: where
+# PYTHONDONTWRITEBYTECODE is set (CI runners and container images often set it) nothing else writes it,
+# and every process that imports torch, transformers and Axolotl (each trainer, each rank, each CLI
+# call) would compile thousands of files again. compileall skips what is already current. A package
+# that ships a file Python cannot compile (a template, another Python's syntax) is no failure here.
+.venv/bin/python -m compileall -q -j 0 "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+  cli_tuner >/dev/null 2>&1 || true
+say "bytecode compiled"
 
 command -v bwrap >/dev/null \
   || echo "note: bubblewrap (bwrap) is not installed: execution accuracy will not be scored (apt-get install bubblewrap)" >&2

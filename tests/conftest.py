@@ -224,25 +224,49 @@ class Rehearsed:
     tokenizer: Path | None  # the real Qwen tokenizer when the reference data is here, else None (the local one)
 
 
+def run_shared_root(tmp_path_factory) -> Path:
+    """A folder every pytest-xdist worker of this run sees (one run's workers share their base temp's
+    parent); without xdist, this run's own base temp."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def rehearsed(tmp_path_factory) -> Rehearsed:
     """One real `axolotl train` shared by every test that reads a finished run (test_rehearse,
-    test_export): tests may read its folder and write beside it, never change what is in it."""
-    root = tmp_path_factory.mktemp("rehearsed")
-    files = make_locked_data(root / "data")
-    # The real Qwen tokenizer when the reference data is here; else the job's own local tokenizer,
-    # what a fresh clone offline gets.
-    tokenizer = optional_reference("qwen")
-    chosen = ["--tokenizer", str(tokenizer)] if tokenizer else []
-    # The user's own locked folder, passed as a user passes it: the config's split paths are read from it.
-    # A generous limit: every test that reads the run fails with it, so a busy machine must not cut it short.
-    result = run_entrypoint("rehearse", "--data-dir", str(files["train"].parent), *chosen,
-                            "--output-root", str(root / "outputs"),
-                            env={"WANDB_API_KEY": "", "HF_HUB_OFFLINE": "1"}, timeout=1800)
+    test_export, test_gguf, test_serving), made once per pytest run however many xdist workers ask
+    for it: tests may read its folder and write beside it, never change what is in it."""
+    import json
+
+    from filelock import FileLock
+
+    root = run_shared_root(tmp_path_factory) / "rehearsed"
+    root.mkdir(exist_ok=True)
+    record = root / "result.json"
+    with FileLock(str(root) + ".lock"):
+        if not record.is_file():
+            files = make_locked_data(root / "data")
+            # The real Qwen tokenizer when the reference data is here; else the job's own local tokenizer,
+            # what a fresh clone offline gets.
+            tokenizer = optional_reference("qwen")
+            chosen = ["--tokenizer", str(tokenizer)] if tokenizer else []
+            # The user's own locked folder, passed as a user passes it: the config's split paths are read
+            # from it. A generous limit: every test that reads the run fails with it, so a busy machine
+            # must not cut it short.
+            result = run_entrypoint("rehearse", "--data-dir", str(files["train"].parent), *chosen,
+                                    "--output-root", str(root / "outputs"),
+                                    env={"WANDB_API_KEY": "", "HF_HUB_OFFLINE": "1"}, timeout=1800)
+            record.write_text(json.dumps({"args": result.args, "returncode": result.returncode,
+                                          "stdout": result.stdout, "stderr": result.stderr,
+                                          "files": {k: str(v) for k, v in files.items()},
+                                          "tokenizer": str(tokenizer) if tokenizer else None}))
+    saved = json.loads(record.read_text())
+    result = subprocess.CompletedProcess(saved["args"], saved["returncode"], saved["stdout"], saved["stderr"])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     runs = run_folders(root / "outputs")
     assert len(runs) == 1, runs
-    return Rehearsed(result, files, runs[0], tokenizer)
+    return Rehearsed(result, {k: Path(v) for k, v in saved["files"].items()}, runs[0],
+                     Path(saved["tokenizer"]) if saved["tokenizer"] else None)
 
 
 @pytest.fixture(scope="session")

@@ -462,6 +462,19 @@ def test_cuda_image_installs_the_gguf_extra_built_from_the_pinned_sdist_without_
     assert "import torch, " in install and ", llama_cpp, " in install   # the import check loads it
 
 
+def test_setup_compiles_llama_cpp_with_the_cuda_images_flags_and_keeps_one_wheel_per_flag_set():
+    """What passes here runs there, and nowhere does the build follow the build machine's CPU: a native
+    build on an AMX CPU runs llama.cpp's AMX kernels, which segfaulted `ask --gguf` on a Q4_K_M file here."""
+    setup = (REPO / "scripts" / "setup.sh").read_text()
+    (flags,) = re.findall(r'^LLAMA_CPP_CMAKE_ARGS="([^"]*)"$', setup, re.M)
+    env = " ".join(a for k, a in instructions(CUDA) if k == "ENV" and "CMAKE_ARGS=" in a)
+    (image_flags,) = re.findall(r'CMAKE_ARGS="([^"]*)"', env)
+    assert flags == image_flags and "-DGGML_NATIVE=OFF" in flags
+    # pip's own wheel cache is keyed by the sdist alone: it would hand back a wheel built with other flags
+    assert "--no-cache-dir" in setup.split("gguf_wheel() {", 1)[1].split("\n}\n", 1)[0]
+    assert re.search(r"^GGUF_WHEELS=.*\$\(printf %s \"\$GGUF_CMAKE_ARGS\" \| sha256sum", setup, re.M)
+
+
 @pytest.mark.parametrize("filters", [True, False], ids=["extraction-filters", "python-3.11.2-no-filters"])
 def test_converters_unpack_offline_from_the_sdist_the_image_points_at_into_an_empty_cache(tmp_path, monkeypatch, filters):
     """The CUDA image's case: CLI_TUNER_LLAMA_CPP_SDIST set, no cache folder yet (a fresh container),

@@ -248,6 +248,6 @@ def test_ci_requires_the_reference_data_and_runs_both_readme_test_commands():
     readme = (REPO / "README.md").read_text()
     assert "CLI_TUNER_REQUIRE_REFERENCE_DATA=1" in ci and "\nbash scripts/setup.sh --dev\n" in ci
     assert ".venv/bin/python -m pytest \"$@\"" in ci
-    for selection in ('-q -m "not slow"', "-q -m slow"):  # the quick suite, then the tests that train
+    for selection in ('-q -n auto -m "not slow"', "-q -n auto -m slow"):  # the quick suite, then the tests that train
         assert f".venv/bin/python -m pytest {selection}" in readme
         assert f"\nrun_tests {selection} --durations=15\n" in ci  # each test's cost, in CI's own output
