@@ -15,7 +15,7 @@ from cli_tuner import cli, config, console
 from cli_tuner.batching import steps as batching_steps
 from cli_tuner.checks import preflight
 from cli_tuner.estimates import calibration, memory
-from cli_tuner.errors import ConfigError, EnvironmentProblem
+from cli_tuner.errors import EnvironmentProblem
 from cli_tuner.facts import gpus, machine as machine_facts, models
 from cli_tuner.paths import CALIBRATION_FILE, MEASUREMENTS_FILE, PROVENANCE_FILE
 from cli_tuner.training import pipeline

@@ -535,8 +535,6 @@ def test_check_raises_environment_problem_with_one_line(qwen):
 
 
 def test_as_dict_and_render_are_plain_without_a_terminal(qwen, a5000):
-    import io
-
     est = memory.estimate(A5000_CONFIG, qwen, a5000)
     data = est.as_dict()
     assert data["verdict"] == "fits" and data["target"] == "RTX A5000"

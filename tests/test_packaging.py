@@ -233,7 +233,7 @@ def test_setup_refuses_a_python_that_is_not_3_11(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 5
     assert result.stderr.strip() == ("error: Python 3.11 is required (axolotl 0.19.0 supports 3.11; found Python "
-                                     f"3.12.4); install it or set PYTHON=/path/to/python3.11")
+                                     "3.12.4); install it or set PYTHON=/path/to/python3.11")
     assert not (tmp_path / ".venv").exists()
 
 

@@ -20,7 +20,6 @@ from cli_tuner.facts.machine import Machine as Platform
 from cli_tuner.config import load
 from conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 ANSI = "\x1b["
 
 

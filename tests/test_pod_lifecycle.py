@@ -16,7 +16,7 @@ import pytest
 
 from conftest import REPO, SHORT_ROWS, data_sets, make_locked_data
 from test_lifecycle import FAKE_RUNPOD_KEY, FakeRunPod
-from test_reliability import complete_checkpoint_steps, errors_of, progress, the_run, wait_for
+from test_reliability import complete_checkpoint_steps, errors_of, the_run, wait_for
 
 pytestmark = pytest.mark.slow
 
