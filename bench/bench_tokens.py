@@ -27,7 +27,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli_tuner.batching import epoch as token_budget
+from cli_tuner.batching import epoch as epoch_batching
 
 from . import chat_lengths
 
@@ -58,7 +58,7 @@ class Variant:
 
 def variants_of(config: str, loaded_cfg: dict) -> list[Variant]:
     """The config as shipped, plus the padded and packed versions it is not already."""
-    shipped = token_budget.BatchingPlan.from_axolotl(loaded_cfg)
+    shipped = epoch_batching.BatchingPlan.from_axolotl(loaded_cfg)
     found = [Variant(config, "shipped")]
     if shipped.sample_packing or not shipped.pad_to_sequence_len:
         found.append(Variant(config, "padded", sets=tuple(PADDED_SETS)))
@@ -71,7 +71,7 @@ def variants_of(config: str, loaded_cfg: dict) -> list[Variant]:
     return found
 
 
-def epoch_seconds(count: token_budget.EpochCount, cfg: dict, facts, gpu, mfu: float | None) -> float | None:
+def epoch_seconds(count: epoch_batching.EpochCount, cfg: dict, facts, gpu, mfu: float | None) -> float | None:
     """One epoch's time: throughput.project_time, the projection validate prints."""
     from cli_tuner.estimates import throughput
 
@@ -120,8 +120,8 @@ def measure(args) -> tuple[list[dict], list[str]]:
                 if key not in lengths_cache:
                     lengths_cache[key] = chat_lengths.tokenized_lengths(rows, tokenizers[tokenizer_dir], cfg)
                 lengths = lengths_cache[key]
-                plan = token_budget.BatchingPlan.from_axolotl(cfg)
-                count = token_budget.count_epoch(lengths.total, plan, seed=int(cfg.get("seed") or 42))
+                plan = epoch_batching.BatchingPlan.from_axolotl(cfg)
+                count = epoch_batching.count_epoch(lengths.total, plan, seed=int(cfg.get("seed") or 42))
                 target = args.target or loaded.target
                 row = {
                     "dataset": dataset_name, "dataset_source": str(source_path), "examples_in_dataset": len(rows),

@@ -134,12 +134,13 @@ install_with_pip() {
     say "torch $(torch_version) installed with pip"
   fi
   echo "torch==$(torch_version)" >"$TORCH_PIN"
-  local wheels=()
-  if [ "$DEV" = 1 ]; then gguf_wheel || return 1; wheels=(--find-links "$GGUF_WHEELS"); fi
-  "${PIP[@]}" -e "$TARGET" -c "$LOCK" -c "$TORCH_PIN" "${wheels[@]}" || return 1
-  # a venv holding the same version built with other flags gets this build
-  [ "$DEV" = 0 ] || "${PIP[@]}" --force-reinstall --no-deps --no-index --find-links "$GGUF_WHEELS" \
-    "$(grep -m1 '^llama-cpp-python==' requirements-gguf.txt)" || return 1
+  if [ "$DEV" = 1 ]; then
+    # forced: a venv holding the same version built with other flags gets this build; the install
+    # below then finds it in place and adds its dependencies
+    gguf_wheel && "${PIP[@]}" --force-reinstall --no-deps --no-index --find-links "$GGUF_WHEELS" \
+      "$(grep -m1 '^llama-cpp-python==' requirements-gguf.txt)" || return 1
+  fi
+  "${PIP[@]}" -e "$TARGET" -c "$LOCK" -c "$TORCH_PIN" || return 1
   say "cli-tuner and the pinned packages$([ "$DEV" = 1 ] && echo ", dev tools") installed with pip"
 }
 

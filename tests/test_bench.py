@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench import bench_tokens, chat_lengths
-from cli_tuner.batching import epoch as token_budget
+from cli_tuner.batching import epoch as epoch_batching
 from cli_tuner.batching.epoch import BatchingPlan, count_epoch
 from conftest import REPO
 
@@ -26,8 +26,8 @@ def packed_plan(**overrides) -> BatchingPlan:
 
 
 def rows_of(plan: BatchingPlan, lengths=LENGTHS) -> list[int]:
-    kept = token_budget.apply_length_policy(lengths, plan)
-    batches = token_budget.packed_batches(kept, plan)
+    kept = epoch_batching.apply_length_policy(lengths, plan)
+    batches = epoch_batching.packed_batches(kept, plan)
     return [int(kept[bin_].sum()) for batch in batches for bin_ in batch]
 
 
@@ -35,7 +35,7 @@ def rows_of(plan: BatchingPlan, lengths=LENGTHS) -> list[int]:
 def test_packed_rows_never_exceed_their_capacity(attention):
     plan = packed_plan(attn_implementation=attention)
     rows = rows_of(plan)
-    capacity = token_budget.row_capacity(plan)
+    capacity = epoch_batching.row_capacity(plan)
     assert capacity == (1024 if attention == "flash_attention_2" else 512)
     assert max(rows) <= capacity
     assert max(rows) > capacity * 0.9  # bins are filled, not one example each
@@ -87,9 +87,9 @@ def test_packing_reaches_high_efficiency_where_padding_wastes_most_tokens():
 def test_bin_size_caps_examples_per_row():
     """Axolotl's sample_packing_bin_size (200) limits a bin however much room is left."""
     tiny = np.full(1000, 10)
-    capped = token_budget.packed_batches(tiny, packed_plan(sequence_len=4096, micro_batch_size=1))
+    capped = epoch_batching.packed_batches(tiny, packed_plan(sequence_len=4096, micro_batch_size=1))
     assert max(len(bin_) for batch in capped for bin_ in batch) == 200
-    wider = token_budget.packed_batches(tiny, packed_plan(sequence_len=4096, micro_batch_size=1, bin_size=500))
+    wider = epoch_batching.packed_batches(tiny, packed_plan(sequence_len=4096, micro_batch_size=1, bin_size=500))
     assert max(len(bin_) for batch in wider for bin_ in batch) == 409  # 4096 // 10
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cli_tuner import config
-from cli_tuner.batching import steps
+from cli_tuner.batching import epoch, steps
 from cli_tuner.checks import config_rules, data_report, distributed, preflight
 from cli_tuner.commands import smoke as smoke_command
 from cli_tuner.training import rehearsal
@@ -123,7 +123,7 @@ def optimizer_steps_axolotl_gives(cfg: dict, lengths: list[int]) -> int:
                                     batch_max_len=sequence if real_batches else micro * sequence,
                                     lengths=np.array([min(x, sequence) for x in lengths]),
                                     bin_size=int(cfg.get("sample_packing_bin_size") or 200), num_processes=1)
-    return len(sampler.generate_batches()) // accumulation
+    return len(epoch.generated_batches(sampler)) // accumulation
 
 
 @pytest.mark.parametrize("config_path,overlay", [(c, o) for c in CONFIGS for o in OVERLAYS

@@ -59,7 +59,7 @@ def test_a_rehearsal_under_real_batches_grows_its_eval_slice_and_evaluates(tmp_p
 # ----------------------------------------------------------------------------- the arithmetic, against Axolotl
 
 from cli_tuner import config  # noqa: E402
-from cli_tuner.batching import eval_batches  # noqa: E402
+from cli_tuner.batching import epoch, eval_batches  # noqa: E402
 from cli_tuner.checks import data_report  # noqa: E402
 from cli_tuner.commands import rehearse as rehearse_command, smoke as smoke_command  # noqa: E402
 from cli_tuner.training import slices  # noqa: E402
@@ -100,7 +100,6 @@ def eval_batches_axolotl_makes(cfg: dict, lengths: list[int]) -> int:
     shuffled by `datasets` with the seed, long examples truncated, then its MultipackBatchSampler
     (packed eval) or a DataLoader of eval_batch_size (unpacked)."""
     import copy
-    import gc
 
     import datasets
     import numpy as np
@@ -126,10 +125,7 @@ def eval_batches_axolotl_makes(cfg: dict, lengths: list[int]) -> int:
                                         group_size=checked.sample_packing_group_size,
                                         sequential=bool(checked.sample_packing_sequentially), drop_last=True,
                                         num_processes=1)
-        # generate_batches() calls gc.collect(); in a test process holding torch, transformers and Axolotl
-        # that walk costs ~0.4 s a call. Frozen, it walks only what was made since.
-        gc.freeze()
-        return len(sampler.generate_batches())
+        return len(epoch.generated_batches(sampler))
     drop_last = checked.dataloader_drop_last if checked.dataloader_drop_last is not None else \
         bool(checked.sample_packing and checked.eval_sample_packing is False)
     loader = DataLoader(torch.zeros(len(ordered)), batch_size=checked.eval_batch_size or micro, drop_last=drop_last)

@@ -157,7 +157,21 @@ def packed_batches(lengths, plan: BatchingPlan, seed: int = 42) -> list[list[lis
         base, batch_size=batch_size, batch_max_len=capacity, lengths=lengths, bin_size=plan.bin_size,
         group_size=plan.group_size, sequential=plan.sequential, drop_last=True, num_processes=1,
     )
-    return sampler.generate_batches(set_stats=False)
+    return generated_batches(sampler)
+
+
+def generated_batches(sampler) -> list[list[list[int]]]:
+    """`sampler.generate_batches()` (a MultipackBatchSampler's) with the heap frozen for the call.
+    Axolotl 0.19 calls gc.collect() inside it; in a process that has imported torch, transformers and
+    Axolotl that collection walks every object they made at import. Frozen, it walks only what was made
+    since; unfrozen after, so the objects are collected as usual."""
+    import gc
+
+    gc.freeze()
+    try:
+        return sampler.generate_batches(set_stats=False)
+    finally:
+        gc.unfreeze()
 
 
 def unpacked_batches(lengths, plan: BatchingPlan, seed: int = 42) -> list[list[list[int]]]:
